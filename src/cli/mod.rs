@@ -1,0 +1,67 @@
+//! The command line: one clap tree, one thin module per subcommand.
+
+mod generate;
+mod test;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "anomaly",
+    version,
+    about = "Train, test and publish network-traffic anomaly detectors from flow CSVs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a detector from the config's data; writes best.mpk and last.mpk.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on its held-out test rows or on another CSV.
+    Test(test::TestArgs),
+    /// Write synthetic embedded-device traffic (the project's sample data).
+    Generate(generate::GenerateArgs),
+}
+
+/// Options every config-driven command shares.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// YAML config; without it, ./config.yaml if present, else the built-in defaults.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Override any config key, e.g. `--set training.epochs=20` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Print nothing but errors (and `--json` output).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<Config> {
+        let default = Path::new("config.yaml");
+        let path = match &self.config {
+            Some(p) => Some(p.as_path()),
+            None if default.exists() => Some(default),
+            None => None,
+        };
+        Config::load(path, &self.overrides)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Generate(args) => generate::run(args),
+    }
+}

@@ -1,0 +1,85 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::cli::ConfigArgs;
+use crate::data::prepare_evaluation;
+use crate::eval::Metrics;
+use crate::log::{Scalars, run_dir};
+use crate::report::metrics_table;
+use crate::train::checkpoint::Checkpoint;
+use crate::{device, train};
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// The checkpoint to evaluate; it carries the model, preprocessing and threshold.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub checkpoint: PathBuf,
+    /// A labelled CSV to evaluate on (default: the training run's held-out test rows).
+    #[arg(long, value_name = "CSV")]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not write metrics.json beside the checkpoint or log to TensorBoard.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+pub fn run(args: TestArgs) -> Result<()> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    // The checkpoint decides how data is read and scored; the config file given on the
+    // command line (if any) only has to be valid.
+    if args.common.config.is_some() || !args.common.overrides.is_empty() {
+        args.common.load()?;
+    }
+    let cfg = &ck.config;
+    let (device, _) = device::select(&cfg.device);
+    let (ds, notices) = prepare_evaluation(&cfg.data, &ck.preprocessor, args.data.as_deref())?;
+    let model = ck.model(&device)?;
+    let probs = train::predict(&model, &ds, &device)?;
+    let metrics = Metrics::compute(&probs, &ds.y, ck.threshold);
+
+    let source = args
+        .data
+        .clone()
+        .or(cfg.data.test_path.clone())
+        .map_or_else(
+            || format!("held-out test rows of {}", cfg.data.path.display()),
+            |p| p.display().to_string(),
+        );
+    let report = serde_json::json!({
+        "checkpoint": args.checkpoint,
+        "data": source,
+        "epoch": ck.weights_epoch,
+        "metrics": metrics,
+        "notices": notices,
+    });
+    if !args.no_write {
+        let path = args.checkpoint.with_file_name("metrics.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut tb = Scalars::open(&run_dir(&cfg.logging, &ck.run_name))?;
+        let step = ck.weights_epoch;
+        tb.add("Metrics/Accuracy", metrics.accuracy, step);
+        tb.add("Metrics/Precision", metrics.precision, step);
+        tb.add("Metrics/Recall", metrics.recall, step);
+        tb.add("Metrics/F1_Score", metrics.f1, step);
+        if let Some(auc) = metrics.roc_auc {
+            tb.add("Metrics/AUC", auc, step);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if !args.common.quiet {
+        for n in &notices {
+            println!("note: {n}");
+        }
+        println!("{} on {source}", args.checkpoint.display());
+        println!("{}", metrics_table(&metrics));
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::cli::ConfigArgs;
+use crate::data::prepare_training;
+use crate::log::{RunLog, default_run_name, run_dir};
+use crate::train::checkpoint::Checkpoint;
+use crate::{device, train};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Continue an interrupted run from its last.mpk (same data; its stored config is used).
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let resume = args.resume.as_deref().map(Checkpoint::load).transpose()?;
+    // A resumed run continues under its own config and run name, so it ends where an
+    // uninterrupted run would have.
+    let (config, run_name) = match &resume {
+        Some(ck) => (ck.config.clone(), ck.run_name.clone()),
+        None => {
+            let config = args.common.load()?;
+            let name = config
+                .logging
+                .run_name
+                .clone()
+                .unwrap_or_else(default_run_name);
+            (config, name)
+        }
+    };
+    let (device, device_note) = device::select(&config.device);
+    let mut log = RunLog::open(
+        &config.logging,
+        &run_name,
+        config.training.epochs,
+        args.common.quiet,
+    )?;
+    let data = prepare_training(&config.data)?;
+    log.say(&format!(
+        "run {run_name} on {device_note}: {} train / {} validation / {} test rows, {} features",
+        data.train.len(),
+        data.val.len(),
+        data.test.len(),
+        data.pre.n_features()
+    ));
+    for notice in &data.notices {
+        log.say(&format!("note: {notice}"));
+    }
+    for dir in [
+        &config.checkpoint.save_dir,
+        &run_dir(&config.logging, &run_name),
+    ] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, config.to_yaml())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(ck) = &resume {
+        log.say(&format!("resuming after epoch {}", ck.epoch));
+    }
+
+    let outcome = train::train(&config, &run_name, &data, &device, resume, &mut log)?;
+    let best = &outcome.best;
+    let best_loss = best
+        .history
+        .iter()
+        .find(|r| r.epoch == best.weights_epoch)
+        .map_or(f64::NAN, |r| r.val_loss);
+    log.say(&format!(
+        "{} after {} epochs in {:.1}s; best epoch {} (val_loss {:.5}), threshold {:.4}; wrote {}",
+        if outcome.stopped_early {
+            "stopped early"
+        } else {
+            "finished"
+        },
+        outcome.epochs_run,
+        started.elapsed().as_secs_f64(),
+        best.weights_epoch,
+        best_loss,
+        best.threshold,
+        config.checkpoint.save_dir.join("best.mpk").display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,586 @@
+//! The YAML config: typed sections with defaults, `--set` overrides, and validation in one place.
+//!
+//! Every command reads its settings from [`Config`]; nothing else looks at raw YAML. A key the
+//! structs do not know is an error that names it, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::bail_input;
+use crate::error::bad_input;
+
+/// The commented default config, also the template users copy.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config.yaml");
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub training: TrainingConfig,
+    pub data: DataConfig,
+    pub checkpoint: CheckpointConfig,
+    pub logging: LoggingConfig,
+    pub device: DeviceConfig,
+    pub cross_validation: CrossValidationConfig,
+    pub huggingface: HuggingFaceConfig,
+    pub augmentation: AugmentationConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    LeakyRelu,
+    Tanh,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub hidden_dims: Vec<usize>,
+    pub dropout: f64,
+    pub activation: Activation,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            hidden_dims: vec![128, 64, 32],
+            dropout: 0.3,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    None,
+    Step,
+}
+
+/// `auto` weighs positives by negatives/positives of the training split, like the reference
+/// pipeline's class weights; a number is used as is (PyTorch's `pos_weight`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PosWeight {
+    Auto(AutoWord),
+    Value(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoWord {
+    Auto,
+}
+
+/// How the decision threshold is chosen: a fixed probability, or a rule applied to the
+/// validation split's scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ThresholdChoice {
+    Fixed(f64),
+    Rule(ThresholdRule),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdRule {
+    MaxF1,
+    Youden,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EarlyStoppingConfig {
+    pub enabled: bool,
+    pub patience: usize,
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            patience: 10,
+            min_delta: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerKind,
+    pub weight_decay: f64,
+    /// SGD momentum (ignored by Adam/AdamW).
+    pub momentum: f64,
+    pub scheduler: SchedulerKind,
+    pub step_size: usize,
+    pub gamma: f64,
+    pub early_stopping: EarlyStoppingConfig,
+    pub pos_weight: Option<PosWeight>,
+    pub threshold: ThresholdChoice,
+    /// Seeds weight init, shuffling and dropout.
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            scheduler: SchedulerKind::Step,
+            step_size: 30,
+            gamma: 0.1,
+            early_stopping: EarlyStoppingConfig::default(),
+            pos_weight: None,
+            threshold: ThresholdChoice::Fixed(0.5),
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPolicy {
+    DropRows,
+    ImputeMedian,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalerKind {
+    Standard,
+    Minmax,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The training CSV (`.csv`, `.csv.gz`, `.txt.gz`, …).
+    pub path: PathBuf,
+    /// A separate test file (NSL-KDD ships KDDTest+); when set, `test_size` is not used.
+    pub test_path: Option<PathBuf>,
+    pub header: bool,
+    /// Column names for headerless files.
+    pub columns: Vec<String>,
+    pub label_column: String,
+    pub drop_columns: Vec<String>,
+    /// Columns to one-hot encode even though their values look numeric.
+    pub categorical_columns: Vec<String>,
+    pub negative_labels: Vec<String>,
+    pub positive_labels: Vec<String>,
+    pub missing: MissingPolicy,
+    pub scaler: ScalerKind,
+    pub test_size: f64,
+    pub val_size: f64,
+    pub random_state: u64,
+    pub use_augmented_data: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/sample.csv"),
+            test_path: None,
+            header: true,
+            columns: Vec::new(),
+            label_column: "label".into(),
+            drop_columns: Vec::new(),
+            categorical_columns: Vec::new(),
+            negative_labels: Vec::new(),
+            positive_labels: Vec::new(),
+            missing: MissingPolicy::ImputeMedian,
+            scaler: ScalerKind::Standard,
+            test_size: 0.2,
+            val_size: 0.1,
+            random_state: 42,
+            use_augmented_data: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    pub save_dir: PathBuf,
+    /// Also keep `checkpoint_epoch_N.mpk` every N epochs (0: never).
+    pub save_frequency: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            save_dir: PathBuf::from("checkpoints"),
+            save_frequency: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// TensorBoard runs go to `<tensorboard_dir>/<run_name>`; default name: `run-<UTC time>`.
+    pub run_name: Option<String>,
+    pub tensorboard_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Write Train/BatchLoss every N batches (0: never).
+    pub batch_log_every: usize,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            run_name: None,
+            tensorboard_dir: PathBuf::from("runs"),
+            log_dir: PathBuf::from("logs"),
+            batch_log_every: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Cpu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub backend: Backend,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Cpu,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrossValidationConfig {
+    pub n_splits: usize,
+    pub shuffle: bool,
+    pub random_state: u64,
+    pub stratify: bool,
+    pub final_model: bool,
+}
+
+impl Default for CrossValidationConfig {
+    fn default() -> Self {
+        Self {
+            n_splits: 5,
+            shuffle: true,
+            random_state: 42,
+            stratify: true,
+            final_model: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HuggingFaceConfig {
+    pub repo_id: Option<String>,
+    pub private: bool,
+    pub push_to_hub: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResampleStrategy {
+    Oversample,
+    Undersample,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentationConfig {
+    pub enabled: bool,
+    pub noise_scale: f64,
+    pub target_positive_ratio: f64,
+    pub strategy: ResampleStrategy,
+    pub clip: bool,
+    pub output_dir: PathBuf,
+}
+
+impl Default for AugmentationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            noise_scale: 0.1,
+            target_positive_ratio: 0.3,
+            strategy: ResampleStrategy::Oversample,
+            clip: true,
+            output_dir: PathBuf::from("data/augmented"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or the built-in defaults when `None`), applies `--set key=value`
+    /// overrides, and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| bad_input(format!("cannot read config {}: {e}", p.display())))?,
+                p.display().to_string(),
+            ),
+            None => (DEFAULT_CONFIG_YAML.to_string(), "built-in config".into()),
+        };
+        Self::from_yaml(&text, overrides).with_context(|| format!("config {origin}"))
+    }
+
+    pub fn from_yaml(text: &str, overrides: &[String]) -> Result<Config> {
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| bad_input(e.to_string()))?;
+        if value.is_null() {
+            value = serde_yaml::Value::Mapping(Default::default());
+        }
+        for item in overrides {
+            apply_override(&mut value, item)?;
+        }
+        let config: Config = serde_yaml::from_value(value).map_err(|e| bad_input(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every range and cross-key check, once; code past this point trusts the config.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        if m.hidden_dims.is_empty() || m.hidden_dims.contains(&0) {
+            bail_input!("model.hidden_dims: expected a non-empty list of positive sizes");
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            bail_input!(
+                "model.dropout: expected a value in [0, 1), got {}",
+                m.dropout
+            );
+        }
+        let t = &self.training;
+        if t.epochs == 0 {
+            bail_input!("training.epochs: expected at least 1");
+        }
+        if t.batch_size == 0 {
+            bail_input!("training.batch_size: expected at least 1");
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            bail_input!(
+                "training.learning_rate: expected a positive number, got {}",
+                t.learning_rate
+            );
+        }
+        if !(t.weight_decay >= 0.0) {
+            bail_input!(
+                "training.weight_decay: expected >= 0, got {}",
+                t.weight_decay
+            );
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            bail_input!(
+                "training.momentum: expected a value in [0, 1), got {}",
+                t.momentum
+            );
+        }
+        if t.scheduler == SchedulerKind::Step && (t.step_size == 0 || !(t.gamma > 0.0)) {
+            bail_input!(
+                "training.step_size/gamma: the step scheduler needs step_size >= 1 and gamma > 0"
+            );
+        }
+        if !(t.early_stopping.min_delta >= 0.0) {
+            bail_input!("training.early_stopping.min_delta: expected >= 0");
+        }
+        if let Some(PosWeight::Value(w)) = t.pos_weight
+            && !(w > 0.0 && w.is_finite())
+        {
+            bail_input!("training.pos_weight: expected `auto` or a positive number, got {w}");
+        }
+        if let ThresholdChoice::Fixed(p) = t.threshold
+            && !(p > 0.0 && p < 1.0)
+        {
+            bail_input!(
+                "training.threshold: expected a probability in (0, 1), `max_f1` or `youden`, got {p}"
+            );
+        }
+        let d = &self.data;
+        if d.test_path.is_none() && !(d.test_size > 0.0 && d.test_size < 1.0) {
+            bail_input!(
+                "data.test_size: expected a value in (0, 1), got {}",
+                d.test_size
+            );
+        }
+        if !(d.val_size > 0.0 && d.val_size < 1.0) {
+            bail_input!(
+                "data.val_size: expected a value in (0, 1), got {}",
+                d.val_size
+            );
+        }
+        if d.test_path.is_none() && d.test_size + d.val_size >= 1.0 {
+            bail_input!(
+                "data.test_size + data.val_size: expected a sum below 1, got {}",
+                d.test_size + d.val_size
+            );
+        }
+        if !d.header && d.columns.is_empty() {
+            bail_input!(
+                "data.columns: a headerless file (data.header: false) needs the column names"
+            );
+        }
+        if d.label_column.trim().is_empty() {
+            bail_input!("data.label_column: expected a column name");
+        }
+        if !d.negative_labels.is_empty() && !d.positive_labels.is_empty() {
+            bail_input!("data.negative_labels and data.positive_labels: set one of them, not both");
+        }
+        if self.checkpoint.save_dir.as_os_str().is_empty() {
+            bail_input!("checkpoint.save_dir: expected a folder");
+        }
+        if let Some(name) = &self.logging.run_name
+            && (name.is_empty() || name.contains(['/', '\\']))
+        {
+            bail_input!("logging.run_name: expected a plain name without slashes, got {name:?}");
+        }
+        let cv = &self.cross_validation;
+        if cv.n_splits < 2 {
+            bail_input!(
+                "cross_validation.n_splits: expected at least 2, got {}",
+                cv.n_splits
+            );
+        }
+        let a = &self.augmentation;
+        if !(a.noise_scale >= 0.0 && a.noise_scale.is_finite()) {
+            bail_input!(
+                "augmentation.noise_scale: expected >= 0, got {}",
+                a.noise_scale
+            );
+        }
+        if !(a.target_positive_ratio > 0.0 && a.target_positive_ratio < 1.0) {
+            bail_input!(
+                "augmentation.target_positive_ratio: expected a value in (0, 1), got {}",
+                a.target_positive_ratio
+            );
+        }
+        Ok(())
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a Config always serializes")
+    }
+}
+
+/// `section.key=value` (any depth); the value is read as YAML, so `0.01`, `true`, `[64, 32]`
+/// and `normal` all mean what they say.
+fn apply_override(root: &mut serde_yaml::Value, item: &str) -> Result<()> {
+    let Some((key, raw)) = item.split_once('=') else {
+        bail_input!("--set {item}: expected section.key=value");
+    };
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        bail_input!("--set {item}: expected section.key=value");
+    }
+    let new: serde_yaml::Value = serde_yaml::from_str(raw)
+        .map_err(|e| bad_input(format!("--set {item}: the value is not valid YAML: {e}")))?;
+    let mut node = root;
+    for (i, part) in path.iter().enumerate() {
+        let serde_yaml::Value::Mapping(map) = node else {
+            bail_input!("--set {item}: {} is not a section", path[..i].join("."));
+        };
+        let k = serde_yaml::Value::String((*part).to_string());
+        if i + 1 == path.len() {
+            map.insert(k, new);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    }
+    unreachable!("the loop returns at the last path element")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
+
+    #[test]
+    fn the_shipped_config_is_valid_and_equals_the_defaults() {
+        assert_eq!(
+            Config::from_yaml(DEFAULT_CONFIG_YAML, &[]).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn overrides_reach_nested_keys_and_parse_as_yaml() {
+        let c = Config::from_yaml(
+            "",
+            &[
+                "training.learning_rate=0.01".into(),
+                "model.hidden_dims=[8, 4]".into(),
+                "training.early_stopping.patience=3".into(),
+                "training.threshold=max_f1".into(),
+                "training.pos_weight=auto".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.training.learning_rate, 0.01);
+        assert_eq!(c.model.hidden_dims, vec![8, 4]);
+        assert_eq!(c.training.early_stopping.patience, 3);
+        assert_eq!(
+            c.training.threshold,
+            ThresholdChoice::Rule(ThresholdRule::MaxF1)
+        );
+        assert_eq!(c.training.pos_weight, Some(PosWeight::Auto(AutoWord::Auto)));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = Config::from_yaml("model:\n  hiden_dims: [3]\n", &[]).unwrap_err();
+        assert_eq!(exit_code(&err), EXIT_BAD_INPUT);
+        assert!(one_line(&err).contains("hiden_dims"), "{}", one_line(&err));
+
+        let err = Config::from_yaml("training:\n  learning_rate: fast\n", &[]).unwrap_err();
+        assert!(
+            one_line(&err).contains("training.learning_rate"),
+            "{}",
+            one_line(&err)
+        );
+
+        let err = Config::from_yaml("", &["training.learning_rate=-1".into()]).unwrap_err();
+        assert!(one_line(&err).contains("training.learning_rate"));
+
+        let err = Config::from_yaml("", &["data.test_size=1.5".into()]).unwrap_err();
+        assert!(one_line(&err).contains("data.test_size"));
+
+        let err = Config::from_yaml("", &["model.hidden_dims=[]".into()]).unwrap_err();
+        assert!(one_line(&err).contains("model.hidden_dims"));
+
+        let err = Config::from_yaml("", &["nokey".into()]).unwrap_err();
+        assert!(one_line(&err).contains("--set nokey"));
+    }
+}

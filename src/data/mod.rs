@@ -1,0 +1,207 @@
+//! Data: reading files, labels, splits, preprocessing, and the synthetic sample generator.
+
+pub mod generate;
+pub mod labels;
+pub mod preprocess;
+pub mod read;
+pub mod split;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::bail_input;
+use crate::config::DataConfig;
+use preprocess::{Preprocessor, apply_missing_policy};
+use read::{Kind, Table, TableSpec, read_table};
+use split::{Split, stratified_split};
+
+/// Features and 0/1 targets, row-major.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub n_features: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    pub fn positives(&self) -> usize {
+        self.y.iter().filter(|&&v| v == 1.0).count()
+    }
+}
+
+/// A labelled table, after the missing-value policy.
+pub struct Labeled {
+    pub table: Table,
+    pub y: Vec<f32>,
+    pub notices: Vec<String>,
+}
+
+fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
+    let (forced_kinds, only_columns) = match pre {
+        Some(p) => (
+            p.forced_kinds(),
+            Some(p.columns.iter().map(|c| c.name.clone()).collect()),
+        ),
+        None => (
+            cfg.categorical_columns
+                .iter()
+                .map(|c| (c.trim().to_string(), Kind::Categorical))
+                .collect(),
+            None,
+        ),
+    };
+    TableSpec {
+        header: cfg.header,
+        columns: cfg.columns.clone(),
+        label_column: cfg.label_column.clone(),
+        drop_columns: cfg.drop_columns.clone(),
+        forced_kinds,
+        only_columns,
+    }
+}
+
+/// Reads and labels `path`. With `pre`, reads only the columns it was fitted on, with its kinds.
+pub fn read_labeled(path: &Path, cfg: &DataConfig, pre: Option<&Preprocessor>) -> Result<Labeled> {
+    let load = || -> Result<Labeled> {
+        let mut table = read_table(path, &spec(cfg, pre))?;
+        let mut notices = Vec::new();
+        for c in table.columns.iter().filter(|c| c.missing.total() > 0) {
+            notices.push(format!(
+                "column '{}': {} empty, {} NaN, {} infinite cells",
+                c.name, c.missing.empty, c.missing.nan, c.missing.infinite
+            ));
+        }
+        let policy = pre.map_or(cfg.missing, |p| p.missing);
+        let dropped = apply_missing_policy(&mut table, policy)?;
+        if dropped > 0 {
+            notices.push(format!(
+                "dropped {dropped} rows with missing or non-finite cells"
+            ));
+        }
+        if table.n_rows() == 0 {
+            bail_input!("no rows left after dropping rows with missing cells");
+        }
+        let y = labels::binarize(&table.labels, cfg)?;
+        Ok(Labeled { table, y, notices })
+    };
+    load().with_context(|| format!("reading {}", path.display()))
+}
+
+/// The split of a training file that `train`, `test` and `assess` all agree on.
+pub fn split_rows(y: &[f32], cfg: &DataConfig) -> Split {
+    let test_frac = if cfg.test_path.is_some() {
+        0.0
+    } else {
+        cfg.test_size
+    };
+    stratified_split(y, test_frac, cfg.val_size, cfg.random_state)
+}
+
+/// Encodes `rows` of a labelled table into a dataset, with a notice for unseen categories.
+pub fn encode(
+    pre: &Preprocessor,
+    data: &Labeled,
+    rows: &[usize],
+    notices: &mut Vec<String>,
+) -> Result<Dataset> {
+    let (x, report) = pre
+        .transform(&data.table, rows)
+        .with_context(|| format!("encoding {}", data.table.path.display()))?;
+    for (col, n) in report.unseen_categories {
+        notices.push(format!(
+            "column '{col}': {n} cells hold categories unseen in training (encoded as all zeros)"
+        ));
+    }
+    Ok(Dataset {
+        x,
+        y: rows.iter().map(|&r| data.y[r]).collect(),
+        n_features: pre.n_features(),
+    })
+}
+
+/// Everything `train` needs: the fitted preprocessor and the three encoded splits.
+pub struct Prepared {
+    pub pre: Preprocessor,
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Dataset,
+    pub notices: Vec<String>,
+}
+
+pub fn prepare_training(cfg: &DataConfig) -> Result<Prepared> {
+    let data = read_labeled(&cfg.path, cfg, None)?;
+    let split = split_rows(&data.y, cfg);
+    let positives = |rows: &[usize]| rows.iter().filter(|&&r| data.y[r] == 1.0).count();
+    let (pos, n) = (positives(&split.train), split.train.len());
+    if pos == 0 || pos == n {
+        bail_input!(
+            "{}: the training rows hold a single class ({} normal, {} anomalous); \
+             check data.label_column and the label mapping",
+            cfg.path.display(),
+            n - pos,
+            pos
+        );
+    }
+    if split.val.is_empty() {
+        bail_input!(
+            "{}: too few rows for a validation split (data.val_size)",
+            cfg.path.display()
+        );
+    }
+    let (pre, mut notices) = Preprocessor::fit(&data.table, &split.train, cfg.missing, cfg.scaler)
+        .with_context(|| format!("fitting preprocessing on {}", cfg.path.display()))?;
+    notices.splice(0..0, data.notices.iter().cloned());
+    let train = encode(&pre, &data, &split.train, &mut notices)?;
+    let val = encode(&pre, &data, &split.val, &mut notices)?;
+    let test = match &cfg.test_path {
+        Some(p) => {
+            let t = read_labeled(p, cfg, Some(&pre))?;
+            notices.extend(t.notices.iter().map(|n| format!("{}: {n}", p.display())));
+            let rows: Vec<usize> = (0..t.y.len()).collect();
+            encode(&pre, &t, &rows, &mut notices)?
+        }
+        None => encode(&pre, &data, &split.test, &mut notices)?,
+    };
+    Ok(Prepared {
+        pre,
+        train,
+        val,
+        test,
+        notices,
+    })
+}
+
+/// The data `test` evaluates: a given file, or else the training config's held-out test rows.
+pub fn prepare_evaluation(
+    cfg: &DataConfig,
+    pre: &Preprocessor,
+    file: Option<&Path>,
+) -> Result<(Dataset, Vec<String>)> {
+    let path = file.or(cfg.test_path.as_deref());
+    let mut notices = Vec::new();
+    let ds = match path {
+        Some(p) => {
+            let t = read_labeled(p, cfg, Some(pre))?;
+            notices.extend(t.notices.iter().cloned());
+            let rows: Vec<usize> = (0..t.y.len()).collect();
+            encode(pre, &t, &rows, &mut notices)?
+        }
+        None => {
+            // The same rows as at training time: same file, policy and seed give the same split.
+            let t = read_labeled(&cfg.path, cfg, None)?;
+            notices.extend(t.notices.iter().cloned());
+            let split = split_rows(&t.y, cfg);
+            encode(pre, &t, &split.test, &mut notices)?
+        }
+    };
+    Ok((ds, notices))
+}

@@ -1,0 +1,553 @@
+//! Reads a CSV (plain or gzip) straight into typed column buffers.
+//!
+//! Each cell is parsed as it streams past: numeric columns become `f32` (missing and
+//! non-finite cells become NaN and are counted), `true`/`false` columns become 0/1, and
+//! other strings become codes into a per-column dictionary. The file is never held as strings.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::bail_input;
+use crate::error::bad_input;
+
+/// How a column's cells are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Numeric,
+    Boolean,
+    Categorical,
+}
+
+/// Cells that carried no usable number, per column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MissingCounts {
+    pub empty: usize,
+    pub nan: usize,
+    pub infinite: usize,
+}
+
+impl MissingCounts {
+    pub fn total(&self) -> usize {
+        self.empty + self.nan + self.infinite
+    }
+}
+
+/// Strings interned to dense codes, in order of first appearance.
+#[derive(Debug, Clone, Default)]
+pub struct Dictionary {
+    pub values: Vec<String>,
+    pub codes: Vec<u32>,
+    index: HashMap<String, u32>,
+}
+
+impl Dictionary {
+    fn push(&mut self, value: &str) {
+        let code = match self.index.get(value) {
+            Some(&c) => c,
+            None => {
+                let c = self.values.len() as u32;
+                self.values.push(value.to_string());
+                self.index.insert(value.to_string(), c);
+                c
+            }
+        };
+        self.codes.push(code);
+    }
+
+    #[cfg(test)]
+    pub fn push_for_test(&mut self, value: &str) {
+        self.push(value)
+    }
+
+    pub fn value(&self, row: usize) -> &str {
+        &self.values[self.codes[row] as usize]
+    }
+
+    /// Keeps only the given rows, in that order.
+    fn select(&mut self, rows: &[usize]) {
+        self.codes = rows.iter().map(|&r| self.codes[r]).collect();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ColumnData {
+    /// Numbers; NaN marks a missing or non-finite cell.
+    Numeric(Vec<f32>),
+    /// 0.0 / 1.0 (NaN for an empty cell).
+    Boolean(Vec<f32>),
+    Categorical(Dictionary),
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub data: ColumnData,
+    pub missing: MissingCounts,
+}
+
+impl Column {
+    pub fn kind(&self) -> Kind {
+        match self.data {
+            ColumnData::Numeric(_) => Kind::Numeric,
+            ColumnData::Boolean(_) => Kind::Boolean,
+            ColumnData::Categorical(_) => Kind::Categorical,
+        }
+    }
+}
+
+/// A parsed file: feature columns in file order, and the raw label of each row.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub path: PathBuf,
+    pub columns: Vec<Column>,
+    pub labels: Dictionary,
+}
+
+impl Table {
+    pub fn n_rows(&self) -> usize {
+        self.labels.codes.len()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Keeps only the given rows (used to drop rows with missing cells).
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        for col in &mut self.columns {
+            match &mut col.data {
+                ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
+                    *v = rows.iter().map(|&r| v[r]).collect();
+                }
+                ColumnData::Categorical(d) => d.select(rows),
+            }
+        }
+        self.labels.select(rows);
+    }
+}
+
+/// What to read from a file.
+#[derive(Debug, Clone, Default)]
+pub struct TableSpec {
+    pub header: bool,
+    /// Names for a headerless file, one per field.
+    pub columns: Vec<String>,
+    pub label_column: String,
+    pub drop_columns: Vec<String>,
+    /// Kinds that are not to be inferred (a checkpoint's schema, or `data.categorical_columns`).
+    pub forced_kinds: HashMap<String, Kind>,
+    /// When set, only these feature columns are read; others are skipped (test time).
+    pub only_columns: Option<Vec<String>>,
+}
+
+/// Opens a file, transparently gunzipping it when it starts with the gzip magic bytes.
+pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
+    let mut file =
+        File::open(path).map_err(|e| bad_input(format!("cannot open {}: {e}", path.display())))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    let head = std::io::Cursor::new(magic[..n].to_vec());
+    let reader = BufReader::with_capacity(1 << 20, head.chain(file));
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(reader),
+        )))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// One column being filled while the file streams past. Its kind is settled by its first
+/// non-empty cell (unless forced); empty cells before that are remembered and back-filled.
+struct Builder {
+    name: String,
+    kind: Option<Kind>,
+    leading_empty: usize,
+    numbers: Vec<f32>,
+    dict: Dictionary,
+    missing: MissingCounts,
+}
+
+impl Builder {
+    fn new(name: String, kind: Option<Kind>) -> Self {
+        Self {
+            name,
+            kind,
+            leading_empty: 0,
+            numbers: Vec::new(),
+            dict: Dictionary::default(),
+            missing: MissingCounts::default(),
+        }
+    }
+
+    fn push(&mut self, cell: &str, line: u64) -> Result<()> {
+        let kind = match self.kind {
+            Some(k) => k,
+            None if cell.is_empty() => {
+                self.leading_empty += 1;
+                self.missing.empty += 1;
+                return Ok(());
+            }
+            None => {
+                let k = infer_kind(cell);
+                self.kind = Some(k);
+                match k {
+                    Kind::Categorical => {
+                        (0..self.leading_empty).for_each(|_| self.dict.push(""));
+                    }
+                    _ => self.numbers.resize(self.leading_empty, f32::NAN),
+                }
+                k
+            }
+        };
+        match kind {
+            Kind::Numeric => {
+                let v = if cell.is_empty() {
+                    self.missing.empty += 1;
+                    f32::NAN
+                } else {
+                    match parse_number(cell) {
+                        Some(v) if v.is_finite() => v,
+                        Some(v) if v.is_nan() => {
+                            self.missing.nan += 1;
+                            f32::NAN
+                        }
+                        Some(_) => {
+                            self.missing.infinite += 1;
+                            f32::NAN
+                        }
+                        None => bail_input!(
+                            "line {line}, column '{}': expected a number, found {cell:?} \
+                             (list the column in data.categorical_columns if it holds categories)",
+                            self.name
+                        ),
+                    }
+                };
+                self.numbers.push(v);
+            }
+            Kind::Boolean => {
+                let v = if cell.is_empty() {
+                    self.missing.empty += 1;
+                    f32::NAN
+                } else {
+                    match parse_bool(cell) {
+                        Some(b) => b as u8 as f32,
+                        None => bail_input!(
+                            "line {line}, column '{}': expected true/false, found {cell:?}",
+                            self.name
+                        ),
+                    }
+                };
+                self.numbers.push(v);
+            }
+            Kind::Categorical => self.dict.push(cell),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Column {
+        // A column that was empty throughout reads as numeric and all-missing.
+        let data = match self.kind.unwrap_or(Kind::Numeric) {
+            Kind::Numeric if self.kind.is_none() => {
+                ColumnData::Numeric(vec![f32::NAN; self.leading_empty])
+            }
+            Kind::Numeric => ColumnData::Numeric(self.numbers),
+            Kind::Boolean => ColumnData::Boolean(self.numbers),
+            Kind::Categorical => ColumnData::Categorical(self.dict),
+        };
+        Column {
+            name: self.name,
+            data,
+            missing: self.missing,
+        }
+    }
+}
+
+fn infer_kind(cell: &str) -> Kind {
+    if parse_bool(cell).is_some() {
+        Kind::Boolean
+    } else if parse_number(cell).is_some() {
+        Kind::Numeric
+    } else {
+        Kind::Categorical
+    }
+}
+
+/// Numbers as flow exporters write them, including `Infinity`, `inf` and `NaN`.
+fn parse_number(cell: &str) -> Option<f32> {
+    cell.parse::<f32>().ok()
+}
+
+fn parse_bool(cell: &str) -> Option<bool> {
+    if cell.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if cell.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Where each field of a record goes.
+enum Slot {
+    Skip,
+    Label,
+    Feature(usize),
+}
+
+/// Reads `path` as described by `spec`. Errors name the file's line and column.
+pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .buffer_capacity(1 << 20)
+        .from_reader(open_maybe_gz(path)?);
+
+    let mut record = csv::StringRecord::new();
+    let names: Vec<String> = if spec.header {
+        if !next_record(&mut reader, &mut record)? {
+            bail_input!("the file is empty: expected a header row");
+        }
+        record
+            .iter()
+            .map(|s| s.trim_start_matches('\u{feff}').trim().to_string())
+            .collect()
+    } else {
+        spec.columns.iter().map(|s| s.trim().to_string()).collect()
+    };
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(first) = seen.insert(name.as_str(), i) {
+            bail_input!(
+                "duplicate column name '{name}' at positions {} and {}",
+                first + 1,
+                i + 1
+            );
+        }
+    }
+    let label = spec.label_column.trim();
+    if !names.iter().any(|n| n == label) {
+        bail_input!(
+            "no label column '{label}' (data.label_column); the columns are: {}",
+            names.join(", ")
+        );
+    }
+    for d in &spec.drop_columns {
+        if !names.iter().any(|n| n == d.trim()) {
+            bail_input!("data.drop_columns: no column '{}' in the file", d.trim());
+        }
+    }
+    if let Some(only) = &spec.only_columns {
+        for want in only {
+            if !names.iter().any(|n| n == want) {
+                bail_input!("missing column '{want}', which the model was trained on");
+            }
+        }
+    }
+
+    let mut builders = Vec::new();
+    let slots: Vec<Slot> = names
+        .iter()
+        .map(|name| {
+            if name == label {
+                Slot::Label
+            } else if spec.drop_columns.iter().any(|d| d.trim() == name)
+                || spec
+                    .only_columns
+                    .as_ref()
+                    .is_some_and(|o| !o.contains(name))
+            {
+                Slot::Skip
+            } else {
+                builders.push(Builder::new(
+                    name.clone(),
+                    spec.forced_kinds.get(name).copied(),
+                ));
+                Slot::Feature(builders.len() - 1)
+            }
+        })
+        .collect();
+
+    let mut labels = Dictionary::default();
+    let mut line = if spec.header { 1 } else { 0 };
+    while next_record(&mut reader, &mut record)? {
+        line += 1;
+        if record.len() != names.len() {
+            bail_input!(
+                "line {line}: expected {} fields, found {}",
+                names.len(),
+                record.len()
+            );
+        }
+        for (cell, slot) in record.iter().zip(&slots) {
+            match slot {
+                Slot::Skip => {}
+                Slot::Label => {
+                    if cell.is_empty() {
+                        bail_input!("line {line}: the label column '{label}' is empty");
+                    }
+                    labels.push(cell);
+                }
+                Slot::Feature(i) => builders[*i].push(cell, line)?,
+            }
+        }
+    }
+    if labels.codes.is_empty() {
+        bail_input!("no data rows");
+    }
+    Ok(Table {
+        path: path.to_path_buf(),
+        columns: builders.into_iter().map(Builder::finish).collect(),
+        labels,
+    })
+}
+
+/// `csv`'s own errors (ragged rows, bad UTF-8, I/O) reworded with the line they occurred on.
+fn next_record<R: Read>(
+    reader: &mut csv::Reader<R>,
+    record: &mut csv::StringRecord,
+) -> Result<bool> {
+    reader.read_record(record).map_err(|e| {
+        let line = e.position().map(|p| p.line());
+        match (e.kind(), line) {
+            (
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                },
+                Some(l),
+            ) => bad_input(format!(
+                "line {l}: expected {expected_len} fields, found {len}"
+            )),
+            (csv::ErrorKind::Utf8 { .. }, Some(l)) => {
+                bad_input(format!("line {l}: the row is not valid UTF-8 text"))
+            }
+            (csv::ErrorKind::Io(io), _) => bad_input(format!("cannot read the file: {io}")),
+            _ => bad_input(e.to_string()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::one_line;
+    use std::io::Write;
+
+    fn spec(label: &str) -> TableSpec {
+        TableSpec {
+            header: true,
+            label_column: label.into(),
+            ..Default::default()
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn infers_kinds_counts_missing_and_keeps_label_in_the_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "a.csv",
+            b" x , label, flag,proto\r\n1.5,0.0,True,tcp\r\n,1.0,False,udp\r\nInfinity,0.0,True,tcp\r\nNaN,0.0,false,icmp\r\n",
+        );
+        let t = read_table(&p, &spec("label")).unwrap();
+        assert_eq!(t.n_rows(), 4);
+        let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["x", "flag", "proto"]);
+        let x = t.column("x").unwrap();
+        assert_eq!(
+            x.missing,
+            MissingCounts {
+                empty: 1,
+                nan: 1,
+                infinite: 1
+            }
+        );
+        assert_eq!(t.column("flag").unwrap().kind(), Kind::Boolean);
+        assert_eq!(t.column("proto").unwrap().kind(), Kind::Categorical);
+        assert_eq!(t.labels.value(1), "1.0");
+    }
+
+    #[test]
+    fn reads_gzip_and_headerless_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"0,tcp,normal,20\n5,udp,neptune,21\n")
+            .unwrap();
+        let p = write(&dir, "k.txt.gz", &gz.finish().unwrap());
+        let s = TableSpec {
+            header: false,
+            columns: vec![
+                "duration".into(),
+                "proto".into(),
+                "label".into(),
+                "difficulty".into(),
+            ],
+            label_column: "label".into(),
+            drop_columns: vec!["difficulty".into()],
+            ..Default::default()
+        };
+        let t = read_table(&p, &s).unwrap();
+        assert_eq!(t.columns.len(), 2);
+        assert_eq!(t.labels.values, ["normal", "neptune"]);
+    }
+
+    #[test]
+    fn bad_files_name_the_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&[u8], &str)] = &[
+            (b"a,label\n1,0\n2\n", "line 3: expected 2 fields, found 1"),
+            (
+                b"a,label\n1,0\nfoo,1\n",
+                "line 3, column 'a': expected a number",
+            ),
+            (b"a,b\n1,0\n", "no label column 'label'"),
+            (b"", "the file is empty"),
+            (b"a,label\n", "no data rows"),
+            (
+                b"a,label,a\n1,0,2\n",
+                "duplicate column name 'a' at positions 1 and 3",
+            ),
+        ];
+        for (body, want) in cases {
+            let p = write(&dir, "bad.csv", body);
+            let err = read_table(&p, &spec("label")).unwrap_err();
+            assert!(
+                one_line(&err).contains(want),
+                "{} !~ {want}",
+                one_line(&err)
+            );
+        }
+    }
+
+    #[test]
+    fn retain_rows_keeps_columns_and_labels_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "r.csv", b"a,c,label\n1,x,p\n2,y,q\n3,x,r\n");
+        let mut t = read_table(&p, &spec("label")).unwrap();
+        t.retain_rows(&[2, 0]);
+        let ColumnData::Numeric(a) = &t.columns[0].data else {
+            panic!()
+        };
+        assert_eq!(a, &[3.0, 1.0]);
+        let ColumnData::Categorical(c) = &t.columns[1].data else {
+            panic!()
+        };
+        assert_eq!((c.value(0), c.value(1)), ("x", "x"));
+        assert_eq!((t.labels.value(0), t.labels.value(1)), ("r", "p"));
+    }
+}

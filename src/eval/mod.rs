@@ -1,0 +1,210 @@
+//! Metrics of a binary detector: a confusion matrix at a threshold, and ranking metrics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ThresholdRule;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub tn: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+    pub tp: usize,
+}
+
+impl Confusion {
+    /// Rows are predicted positive when their probability is at least `threshold`.
+    pub fn at(probs: &[f32], y: &[f32], threshold: f32) -> Confusion {
+        let mut c = Confusion::default();
+        for (&p, &t) in probs.iter().zip(y) {
+            match (p >= threshold, t == 1.0) {
+                (true, true) => c.tp += 1,
+                (true, false) => c.fp += 1,
+                (false, true) => c.fn_ += 1,
+                (false, false) => c.tn += 1,
+            }
+        }
+        c
+    }
+
+    pub fn total(&self) -> usize {
+        self.tn + self.fp + self.fn_ + self.tp
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        ratio(self.tp + self.tn, self.total())
+    }
+
+    /// 0 when nothing is predicted positive (scikit-learn's `zero_division=0`).
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    pub fn false_positive_rate(&self) -> f64 {
+        ratio(self.fp, self.fp + self.tn)
+    }
+
+    pub fn f1(&self) -> f64 {
+        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The figures `test` reports. AUCs are `None` when the data hold a single class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub roc_auc: Option<f64>,
+    pub pr_auc: Option<f64>,
+    pub threshold: f32,
+    pub confusion: Confusion,
+    pub rows: usize,
+    pub positives: usize,
+}
+
+impl Metrics {
+    pub fn compute(probs: &[f32], y: &[f32], threshold: f32) -> Metrics {
+        let c = Confusion::at(probs, y, threshold);
+        Metrics {
+            accuracy: c.accuracy(),
+            precision: c.precision(),
+            recall: c.recall(),
+            f1: c.f1(),
+            roc_auc: roc_auc(probs, y),
+            pr_auc: average_precision(probs, y),
+            threshold,
+            confusion: c,
+            rows: y.len(),
+            positives: c.tp + c.fn_,
+        }
+    }
+}
+
+/// Scores sorted descending, grouped by equal score: (positives, negatives) per group.
+fn tie_groups(scores: &[f32], y: &[f32]) -> Vec<(f32, usize, usize)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut groups: Vec<(f32, usize, usize)> = Vec::new();
+    for i in order {
+        let pos = (y[i] == 1.0) as usize;
+        match groups.last_mut() {
+            Some(g) if g.0 == scores[i] => {
+                g.1 += pos;
+                g.2 += 1 - pos;
+            }
+            _ => groups.push((scores[i], pos, 1 - pos)),
+        }
+    }
+    groups
+}
+
+/// Area under the ROC curve (ties count half, as in scikit-learn).
+pub fn roc_auc(scores: &[f32], y: &[f32]) -> Option<f64> {
+    let groups = tie_groups(scores, y);
+    let p: usize = groups.iter().map(|g| g.1).sum();
+    let n: usize = groups.iter().map(|g| g.2).sum();
+    if p == 0 || n == 0 {
+        return None;
+    }
+    let (mut tp, mut area) = (0usize, 0.0f64);
+    for &(_, gp, gn) in &groups {
+        area += gn as f64 * (tp as f64 + gp as f64 / 2.0);
+        tp += gp;
+    }
+    Some(area / (p as f64 * n as f64))
+}
+
+/// Average precision: the step-wise area under the precision-recall curve, as scikit-learn.
+pub fn average_precision(scores: &[f32], y: &[f32]) -> Option<f64> {
+    let groups = tie_groups(scores, y);
+    let p: usize = groups.iter().map(|g| g.1).sum();
+    if p == 0 || p == y.len() {
+        return None;
+    }
+    let (mut tp, mut seen, mut ap) = (0usize, 0usize, 0.0f64);
+    for &(_, gp, gn) in &groups {
+        tp += gp;
+        seen += gp + gn;
+        ap += (gp as f64 / p as f64) * (tp as f64 / seen as f64);
+    }
+    Some(ap)
+}
+
+/// The threshold a rule picks on validation scores: the score that maximises F1 or
+/// Youden's J (TPR − FPR). Falls back to 0.5 when the scores cannot decide.
+pub fn choose_threshold(probs: &[f32], y: &[f32], rule: ThresholdRule) -> f32 {
+    let groups = tie_groups(probs, y);
+    let p: usize = groups.iter().map(|g| g.1).sum();
+    let n: usize = groups.iter().map(|g| g.2).sum();
+    if p == 0 || n == 0 {
+        return 0.5;
+    }
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut best = (f64::NEG_INFINITY, 0.5f32);
+    for &(score, gp, gn) in &groups {
+        tp += gp;
+        fp += gn;
+        let value = match rule {
+            ThresholdRule::MaxF1 => 2.0 * tp as f64 / (tp + p + fp) as f64,
+            ThresholdRule::Youden => tp as f64 / p as f64 - fp as f64 / n as f64,
+        };
+        if value > best.0 {
+            best = (value, score);
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Y: [f32; 8] = [0., 0., 1., 1., 0., 1., 0., 1.];
+    const P: [f32; 8] = [0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.6, 0.55];
+
+    #[test]
+    fn confusion_matrix_and_rates() {
+        let m = Metrics::compute(&P, &Y, 0.5);
+        assert_eq!(
+            m.confusion,
+            Confusion {
+                tn: 3,
+                fp: 1,
+                fn_: 1,
+                tp: 3
+            }
+        );
+        assert_eq!(
+            (m.accuracy, m.precision, m.recall, m.f1),
+            (0.75, 0.75, 0.75, 0.75)
+        );
+    }
+
+    #[test]
+    fn ranking_metrics_match_scikit_learn() {
+        // sklearn.metrics.roc_auc_score(Y, P) = 0.875; average_precision_score(Y, P) = 0.8875
+        assert!((roc_auc(&P, &Y).unwrap() - 0.875).abs() < 1e-12);
+        assert!((average_precision(&P, &Y).unwrap() - 0.8875).abs() < 1e-12);
+        // All-tied scores: AUC 0.5, AP = prevalence.
+        assert_eq!(roc_auc(&[0.3; 8], &Y), Some(0.5));
+        assert_eq!(average_precision(&[0.3; 8], &Y), Some(0.5));
+        assert_eq!(roc_auc(&P, &[0.0; 8]), None);
+    }
+
+    #[test]
+    fn threshold_rules_pick_a_validation_score() {
+        assert_eq!(choose_threshold(&P, &Y, ThresholdRule::MaxF1), 0.35);
+        assert_eq!(choose_threshold(&P, &Y, ThresholdRule::Youden), 0.55);
+    }
+}

@@ -1,0 +1,157 @@
+//! What a run leaves behind as it goes: TensorBoard event files under `runs/<run>/`, a text
+//! log in `logs/<run>.log`, and progress on the terminal (plain lines when stdout is not one).
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use tensorboard_rs::summary_writer::SummaryWriter;
+
+use crate::config::LoggingConfig;
+use crate::train::Observer;
+use crate::train::checkpoint::EpochRecord;
+
+/// `run-20261121T101500Z`: sortable, unique per second, no extra crate.
+pub fn default_run_name() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "run-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// TensorBoard scalars for one run directory. Dropping it flushes the file: tensorboard-rs
+/// writes on a background thread that only finishes its file when the writer is dropped.
+pub struct Scalars {
+    writer: SummaryWriter,
+}
+
+impl Scalars {
+    pub fn open(dir: &Path) -> Result<Scalars> {
+        // tensorboard-rs panics if it cannot create the folder; create it first to get an error.
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scalars {
+            writer: SummaryWriter::new(dir),
+        })
+    }
+
+    pub fn add(&mut self, tag: &str, value: f64, step: usize) {
+        self.writer.add_scalar(tag, value as f32, step);
+    }
+}
+
+/// Where a run's TensorBoard events go.
+pub fn run_dir(cfg: &LoggingConfig, run_name: &str) -> PathBuf {
+    cfg.tensorboard_dir.join(run_name)
+}
+
+/// Messages for the user: stdout unless `--quiet`, and always the text log.
+pub struct RunLog {
+    scalars: Scalars,
+    text: File,
+    quiet: bool,
+    terminal: bool,
+    epochs: usize,
+    batch_every: usize,
+    bar: Option<ProgressBar>,
+}
+
+impl RunLog {
+    pub fn open(cfg: &LoggingConfig, run_name: &str, epochs: usize, quiet: bool) -> Result<RunLog> {
+        std::fs::create_dir_all(&cfg.log_dir)
+            .with_context(|| format!("creating {}", cfg.log_dir.display()))?;
+        let path = cfg.log_dir.join(format!("{run_name}.log"));
+        let text = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(RunLog {
+            scalars: Scalars::open(&run_dir(cfg, run_name))?,
+            text,
+            quiet,
+            terminal: std::io::stdout().is_terminal(),
+            epochs,
+            batch_every: cfg.batch_log_every,
+            bar: None,
+        })
+    }
+
+    pub fn say(&mut self, msg: &str) {
+        let _ = writeln!(self.text, "{msg}");
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(msg),
+            None => println!("{msg}"),
+        }
+    }
+
+    pub fn scalars(&mut self) -> &mut Scalars {
+        &mut self.scalars
+    }
+}
+
+impl Observer for RunLog {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        if self.quiet || !self.terminal {
+            return;
+        }
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{epoch}/{}", self.epochs));
+        self.bar = Some(bar);
+    }
+
+    fn batch_done(&mut self, step: u64, loss: f64) {
+        if self.batch_every > 0 && step % self.batch_every as u64 == 0 {
+            self.scalars.add("Train/BatchLoss", loss, step as usize);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_done(&mut self, r: &EpochRecord, improved: bool, best: f64) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let s = &mut self.scalars;
+        s.add("Loss/Train", r.train_loss, r.epoch);
+        s.add("Loss/Validation", r.val_loss, r.epoch);
+        s.add("LearningRate", r.learning_rate, r.epoch);
+        s.add("Best/ValidationLoss", best, r.epoch);
+        self.say(&format!(
+            "epoch {:>3}/{}  train_loss {:.5}  val_loss {:.5}  lr {:.2e}{}",
+            r.epoch,
+            self.epochs,
+            r.train_loss,
+            r.val_loss,
+            r.learning_rate,
+            if improved { "  * best" } else { "" }
+        ));
+    }
+}
