@@ -351,7 +351,10 @@ impl Config {
                     .map_err(|e| bad_input(format!("cannot read config {}: {e}", p.display())))?,
                 p.display().to_string(),
             ),
-            None => (DEFAULT_CONFIG_YAML.to_string(), "built-in config".into()),
+            None => (
+                DEFAULT_CONFIG_YAML.to_string(),
+                "(built-in defaults)".into(),
+            ),
         };
         Self::from_yaml(&text, overrides).with_context(|| format!("config {origin}"))
     }
@@ -365,7 +368,17 @@ impl Config {
         for item in overrides {
             apply_override(&mut value, item)?;
         }
-        let config: Config = serde_yaml::from_value(value).map_err(|e| bad_input(e.to_string()))?;
+        // serde_path_to_error names the full key (`training.learning_rate`), also for keys
+        // that came from `--set` and so have no line in the file.
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            bad_input(if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            })
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -395,7 +408,7 @@ impl Config {
                 t.learning_rate
             );
         }
-        if !(t.weight_decay >= 0.0) {
+        if t.weight_decay.is_nan() || t.weight_decay < 0.0 {
             bail_input!(
                 "training.weight_decay: expected >= 0, got {}",
                 t.weight_decay
@@ -407,12 +420,14 @@ impl Config {
                 t.momentum
             );
         }
-        if t.scheduler == SchedulerKind::Step && (t.step_size == 0 || !(t.gamma > 0.0)) {
+        if t.scheduler == SchedulerKind::Step
+            && (t.step_size == 0 || t.gamma.is_nan() || t.gamma <= 0.0)
+        {
             bail_input!(
                 "training.step_size/gamma: the step scheduler needs step_size >= 1 and gamma > 0"
             );
         }
-        if !(t.early_stopping.min_delta >= 0.0) {
+        if t.early_stopping.min_delta.is_nan() || t.early_stopping.min_delta < 0.0 {
             bail_input!("training.early_stopping.min_delta: expected >= 0");
         }
         if let Some(PosWeight::Value(w)) = t.pos_weight

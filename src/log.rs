@@ -127,7 +127,7 @@ impl Observer for RunLog {
     }
 
     fn batch_done(&mut self, step: u64, loss: f64) {
-        if self.batch_every > 0 && step % self.batch_every as u64 == 0 {
+        if self.batch_every > 0 && step.is_multiple_of(self.batch_every as u64) {
             self.scalars.add("Train/BatchLoss", loss, step as usize);
         }
         if let Some(bar) = &self.bar {

@@ -37,13 +37,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     let (device, device_note) = device::select(&config.device);
+    // Read and check the data before anything is written, so bad input leaves no trace.
+    let data = prepare_training(&config.data)?;
     let mut log = RunLog::open(
         &config.logging,
         &run_name,
         config.training.epochs,
         args.common.quiet,
     )?;
-    let data = prepare_training(&config.data)?;
     log.say(&format!(
         "run {run_name} on {device_note}: {} train / {} validation / {} test rows, {} features",
         data.train.len(),

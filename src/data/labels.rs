@@ -27,8 +27,8 @@ fn classify(value: &str, cfg: &DataConfig) -> Result<f32> {
         return Ok(0.0);
     }
     match v.parse::<f64>() {
-        Ok(x) if x == 0.0 => Ok(0.0),
-        Ok(x) if x == 1.0 => Ok(1.0),
+        Ok(0.0) => Ok(0.0),
+        Ok(1.0) => Ok(1.0),
         Ok(_) => bail_input!(
             "label '{v}' in column '{}' is neither 0 nor 1: set data.negative_labels \
              (e.g. [0]) to say which values are normal",

@@ -1,6 +1,6 @@
 //! The detector: an MLP that maps a feature row to one anomaly logit.
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};
 use burn::nn::{Dropout, DropoutConfig, LeakyReluConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
@@ -29,10 +29,11 @@ impl ModelSpec {
 
     /// A freshly initialised network; its weights come from the device's RNG (seed it first).
     pub fn init(&self, device: &Device) -> Mlp {
+        let mut ids = 0..;
         let mut hidden = Vec::new();
         let mut width = self.input_dim;
         for &h in &self.hidden_dims {
-            hidden.push(LinearConfig::new(width, h).init(device));
+            hidden.push(numbered(LinearConfig::new(width, h).init(device), &mut ids));
             width = h;
         }
         let activation = match self.activation {
@@ -43,7 +44,7 @@ impl ModelSpec {
         };
         Mlp {
             hidden,
-            output: LinearConfig::new(width, 1).init(device),
+            output: numbered(LinearConfig::new(width, 1).init(device), &mut ids),
             activation: activation.init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
         }
@@ -58,6 +59,16 @@ impl ModelSpec {
         }
         n
     }
+}
+
+/// burn draws parameter ids at random, and they are saved with the weights and key the
+/// optimizer state; numbering them makes the same seed give byte-identical checkpoints.
+fn numbered(mut layer: Linear, ids: &mut std::ops::RangeFrom<u64>) -> Linear {
+    layer.weight.id = ParamId::from(ids.next().expect("unbounded"));
+    if let Some(bias) = layer.bias.as_mut() {
+        bias.id = ParamId::from(ids.next().expect("unbounded"));
+    }
+    layer
 }
 
 /// Linear → activation → dropout for each hidden layer, then a linear layer to one logit.

@@ -142,7 +142,17 @@ impl Checkpoint {
             let bytes =
                 std::fs::read(path).map_err(|e| bad_input(format!("cannot read it: {e}")))?;
             let header: Header = rmp_serde::from_slice(&bytes).map_err(|_| {
-                bad_input("not an anomaly checkpoint, or the file is truncated or corrupted")
+                // The format name is the first value written, so it tells a damaged
+                // checkpoint from some other file.
+                let ours = bytes
+                    .windows(FORMAT.len())
+                    .take(64)
+                    .any(|w| w == FORMAT.as_bytes());
+                bad_input(if ours {
+                    "the checkpoint is truncated or corrupted"
+                } else {
+                    "not an anomaly checkpoint (expected a MessagePack file written by anomaly)"
+                })
             })?;
             if header.format != FORMAT {
                 bail_input!("not an anomaly checkpoint (format {:?})", header.format);

@@ -66,7 +66,7 @@ fn optimizer(cfg: &TrainingConfig) -> ModuleOptimizer {
             .init(),
         OptimizerKind::Sgd => SgdConfig::new()
             .with_weight_decay(decay)
-            .with_momentum((cfg.momentum > 0.0).then(|| MomentumConfig {
+            .with_momentum((cfg.momentum > 0.0).then_some(MomentumConfig {
                 momentum: cfg.momentum,
                 dampening: 0.0,
                 nesterov: false,
@@ -316,7 +316,8 @@ pub fn train(
             &history,
             Some(state.clone()),
         );
-        if cfg_save_due(config, epoch) {
+        let every = config.checkpoint.save_frequency;
+        if every > 0 && epoch.is_multiple_of(every) {
             resumable.save(&save_dir.join(format!("checkpoint_epoch_{epoch}.mpk")))?;
         }
         resumable.save(&last_path)?;
@@ -352,11 +353,6 @@ pub fn train(
         epochs_run: last_epoch,
         stopped_early: last_epoch < cfg.epochs,
     })
-}
-
-fn cfg_save_due(config: &Config, epoch: usize) -> bool {
-    let f = config.checkpoint.save_frequency;
-    f > 0 && epoch % f == 0
 }
 
 #[cfg(test)]

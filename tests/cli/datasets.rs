@@ -1,0 +1,106 @@
+//! The real public datasets in ../shared/datasets, when they are there.
+
+use anomaly::train::checkpoint::Checkpoint;
+
+use crate::util::{Sandbox, shared_dataset};
+
+#[test]
+fn embedded_dataset_trains_end_to_end() {
+    let Some(path) = shared_dataset("embedded.csv") else {
+        return;
+    };
+    let s = Sandbox::new();
+    let data = format!("data.path={}", path.display());
+    s.run(&[
+        "train",
+        "--quiet",
+        "--set",
+        &data,
+        "--set",
+        "logging.run_name=e",
+        "--set",
+        "training.epochs=20",
+    ])
+    .ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    // 17 feature columns; `mean_packet_size` is constant (all zero) and is dropped.
+    assert_eq!(ck.preprocessor.columns.len(), 16);
+    assert!(
+        !ck.preprocessor
+            .feature_names
+            .contains(&"mean_packet_size".to_string())
+    );
+    assert_eq!(
+        (
+            ck.data.train_rows,
+            ck.data.val_rows,
+            ck.data.train_positives
+        ),
+        (720, 80, 72)
+    );
+    let m = &s.test_json("checkpoints/best.mpk", &[])["metrics"];
+    assert_eq!(
+        (m["rows"].as_u64(), m["positives"].as_u64()),
+        (Some(200), Some(20))
+    );
+    // The labels carry almost no signal here: only check that the numbers are sane.
+    let auc = m["roc_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc));
+}
+
+const NSL_KDD_COLUMNS: &str = "[duration, protocol_type, service, flag, src_bytes, dst_bytes, land, \
+wrong_fragment, urgent, hot, num_failed_logins, logged_in, num_compromised, root_shell, su_attempted, \
+num_root, num_file_creations, num_shells, num_access_files, num_outbound_cmds, is_host_login, \
+is_guest_login, count, srv_count, serror_rate, srv_serror_rate, rerror_rate, srv_rerror_rate, \
+same_srv_rate, diff_srv_rate, srv_diff_host_rate, dst_host_count, dst_host_srv_count, \
+dst_host_same_srv_rate, dst_host_diff_srv_rate, dst_host_same_src_port_rate, \
+dst_host_srv_diff_host_rate, dst_host_serror_rate, dst_host_srv_serror_rate, dst_host_rerror_rate, \
+dst_host_srv_rerror_rate, label, difficulty]";
+
+#[test]
+fn nsl_kdd_train_then_test_on_kddtest_plus() {
+    let (Some(train), Some(test)) = (
+        shared_dataset("KDDTrain+.txt.gz"),
+        shared_dataset("KDDTest+.txt.gz"),
+    ) else {
+        return;
+    };
+    let s = Sandbox::new();
+    let (tr, te, cols) = (
+        format!("data.path={}", train.display()),
+        format!("data.test_path={}", test.display()),
+        format!("data.columns={NSL_KDD_COLUMNS}"),
+    );
+    s.run(&[
+        "train",
+        "--quiet",
+        "--set",
+        &tr,
+        "--set",
+        &te,
+        "--set",
+        &cols,
+        "--set",
+        "data.header=false",
+        "--set",
+        "data.drop_columns=[difficulty]",
+        "--set",
+        "data.negative_labels=[normal]",
+        "--set",
+        "training.batch_size=256",
+        "--set",
+        "training.epochs=10",
+        "--set",
+        "logging.run_name=k",
+    ])
+    .ok();
+    let r = s.test_json("checkpoints/best.mpk", &[]);
+    let m = &r["metrics"];
+    assert_eq!(m["rows"], 22_544);
+    assert_eq!(m["positives"], 12_833);
+    let (acc, auc) = (
+        m["accuracy"].as_f64().unwrap(),
+        m["roc_auc"].as_f64().unwrap(),
+    );
+    assert!(acc >= 0.75 && auc >= 0.85, "accuracy {acc}, ROC AUC {auc}");
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the built `anomaly` binary, run in temporary folders.
+
+mod datasets;
+mod errors;
+mod tensorboard;
+mod training;
+mod util;
