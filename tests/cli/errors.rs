@@ -1,6 +1,8 @@
 //! Bad input of every kind: exit code 2, one line that names the culprit, no panic, and no
 //! checkpoint or log left behind.
 
+use anomaly::train::checkpoint::Checkpoint;
+
 use crate::util::Sandbox;
 
 fn train_fails_on(body: &str, culprit: &str, extra: &[&str]) {
