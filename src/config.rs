@@ -506,6 +506,18 @@ impl Config {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a Config always serializes")
     }
+
+    /// Writes the resolved config as `config.yaml` into each folder, so every run's outputs
+    /// say exactly what produced them.
+    pub fn save_resolved(&self, dirs: &[&Path]) -> Result<()> {
+        for dir in dirs {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join("config.yaml");
+            std::fs::write(&path, self.to_yaml())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// `section.key=value` (any depth); the value is read as YAML, so `0.01`, `true`, `[64, 32]`

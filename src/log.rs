@@ -76,9 +76,10 @@ pub struct RunLog {
 
 impl RunLog {
     pub fn open(cfg: &LoggingConfig, run_name: &str, epochs: usize, quiet: bool) -> Result<RunLog> {
-        std::fs::create_dir_all(&cfg.log_dir)
-            .with_context(|| format!("creating {}", cfg.log_dir.display()))?;
+        // Fold runs are named `<run>/fold_K`: their logs go to a folder per run.
         let path = cfg.log_dir.join(format!("{run_name}.log"));
+        let dir = path.parent().unwrap_or(&cfg.log_dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = OpenOptions::new()
             .create(true)
             .append(true)

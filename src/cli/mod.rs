@@ -1,5 +1,7 @@
 //! The command line: one clap tree, one thin module per subcommand.
 
+mod augment;
+mod cv;
 mod generate;
 mod test;
 mod train;
@@ -26,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Train a detector from the config's data; writes best.mpk and last.mpk.
     Train(train::TrainArgs),
+    /// k-fold cross-validation on the rows outside the test split.
+    Cv(cv::CvArgs),
+    /// Write Gaussian-noise augmented training data with class resampling.
+    Augment(augment::AugmentArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
     /// Write synthetic embedded-device traffic (the project's sample data).
@@ -62,6 +68,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
+        Command::Cv(args) => cv::run(args),
+        Command::Augment(args) => augment::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

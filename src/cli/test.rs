@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::cli::ConfigArgs;
-use crate::data::prepare_evaluation;
+use crate::data::{evaluation_source, prepare_evaluation};
 use crate::eval::Metrics;
 use crate::log::{Scalars, run_dir};
 use crate::report::metrics_table;
@@ -38,7 +38,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     let cfg = &ck.config;
     let (device, _) = device::select(&cfg.device);
-    let (ds, notices) = prepare_evaluation(&cfg.data, &ck.preprocessor, args.data.as_deref())?;
+    let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
     let model = ck.model(&device)?;
     let probs = train::predict(&model, &ds, &device)?;
     let metrics = Metrics::compute(&probs, &ds.y, ck.threshold);
@@ -46,7 +46,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let source = args
         .data
         .clone()
-        .or(cfg.data.test_path.clone())
+        .or_else(|| evaluation_source(cfg))
         .map_or_else(
             || format!("held-out test rows of {}", cfg.data.path.display()),
             |p| p.display().to_string(),

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::cli::ConfigArgs;
@@ -38,7 +38,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let (device, device_note) = device::select(&config.device);
     // Read and check the data before anything is written, so bad input leaves no trace.
-    let data = prepare_training(&config.data)?;
+    let data = prepare_training(&config)?;
     let mut log = RunLog::open(
         &config.logging,
         &run_name,
@@ -55,15 +55,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     for notice in &data.notices {
         log.say(&format!("note: {notice}"));
     }
-    for dir in [
+    config.save_resolved(&[
         &config.checkpoint.save_dir,
         &run_dir(&config.logging, &run_name),
-    ] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("config.yaml");
-        std::fs::write(&path, config.to_yaml())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    ])?;
     if let Some(ck) = &resume {
         log.say(&format!("resuming after epoch {}", ck.epoch));
     }

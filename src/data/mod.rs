@@ -1,17 +1,20 @@
 //! Data: reading files, labels, splits, preprocessing, and the synthetic sample generator.
 
+pub mod augment;
+pub mod folds;
 pub mod generate;
 pub mod labels;
 pub mod preprocess;
 pub mod read;
 pub mod split;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::bail_input;
-use crate::config::DataConfig;
+use crate::config::{Config, DataConfig};
+use augment::Outputs;
 use preprocess::{Preprocessor, apply_missing_policy};
 use read::{Kind, Table, TableSpec, read_table};
 use split::{Split, stratified_split};
@@ -128,7 +131,7 @@ pub fn encode(
     })
 }
 
-/// Everything `train` needs: the fitted preprocessor and the three encoded splits.
+/// What training needs: the fitted preprocessor and the encoded splits.
 pub struct Prepared {
     pub pre: Preprocessor,
     pub train: Dataset,
@@ -137,39 +140,31 @@ pub struct Prepared {
     pub notices: Vec<String>,
 }
 
-pub fn prepare_training(cfg: &DataConfig) -> Result<Prepared> {
-    let data = read_labeled(&cfg.path, cfg, None)?;
-    let split = split_rows(&data.y, cfg);
-    let positives = |rows: &[usize]| rows.iter().filter(|&&r| data.y[r] == 1.0).count();
-    let (pos, n) = (positives(&split.train), split.train.len());
-    if pos == 0 || pos == n {
+/// Fits preprocessing on `train` rows of `data` and encodes `train` and `val` (the test set is
+/// left empty). Shared by `train`, each `cv` fold and the final cross-validated model.
+pub fn prepare_rows(
+    cfg: &DataConfig,
+    data: &Labeled,
+    train: &[usize],
+    val: &[usize],
+) -> Result<Prepared> {
+    let path = data.table.path.display();
+    let pos = train.iter().filter(|&&r| data.y[r] == 1.0).count();
+    if pos == 0 || pos == train.len() {
         bail_input!(
-            "{}: the training rows hold a single class ({} normal, {} anomalous); \
+            "{path}: the training rows hold a single class ({} normal, {pos} anomalous); \
              check data.label_column and the label mapping",
-            cfg.path.display(),
-            n - pos,
-            pos
+            train.len() - pos
         );
     }
-    if split.val.is_empty() {
-        bail_input!(
-            "{}: too few rows for a validation split (data.val_size)",
-            cfg.path.display()
-        );
-    }
-    let (pre, mut notices) = Preprocessor::fit(&data.table, &split.train, cfg.missing, cfg.scaler)
-        .with_context(|| format!("fitting preprocessing on {}", cfg.path.display()))?;
+    let (pre, mut notices) = Preprocessor::fit(&data.table, train, cfg.missing, cfg.scaler)
+        .with_context(|| format!("fitting preprocessing on {path}"))?;
     notices.splice(0..0, data.notices.iter().cloned());
-    let train = encode(&pre, &data, &split.train, &mut notices)?;
-    let val = encode(&pre, &data, &split.val, &mut notices)?;
-    let test = match &cfg.test_path {
-        Some(p) => {
-            let t = read_labeled(p, cfg, Some(&pre))?;
-            notices.extend(t.notices.iter().map(|n| format!("{}: {n}", p.display())));
-            let rows: Vec<usize> = (0..t.y.len()).collect();
-            encode(&pre, &t, &rows, &mut notices)?
-        }
-        None => encode(&pre, &data, &split.test, &mut notices)?,
+    let train = encode(&pre, data, train, &mut notices)?;
+    let val = encode(&pre, data, val, &mut notices)?;
+    let test = Dataset {
+        n_features: pre.n_features(),
+        ..Default::default()
     };
     Ok(Prepared {
         pre,
@@ -180,21 +175,81 @@ pub fn prepare_training(cfg: &DataConfig) -> Result<Prepared> {
     })
 }
 
-/// The data `test` evaluates: a given file, or else the training config's held-out test rows.
-pub fn prepare_evaluation(
+/// Reads a whole labelled file with a fitted preprocessor.
+fn encode_file(
+    path: &Path,
     cfg: &DataConfig,
+    pre: &Preprocessor,
+    notices: &mut Vec<String>,
+) -> Result<Dataset> {
+    let t = read_labeled(path, cfg, Some(pre))?;
+    notices.extend(t.notices.iter().map(|n| format!("{}: {n}", path.display())));
+    let rows: Vec<usize> = (0..t.y.len()).collect();
+    encode(pre, &t, &rows, notices)
+}
+
+/// Reads a file that `anomaly augment` should have written, saying so when it is missing.
+fn augmented_file(path: &Path) -> Result<&Path> {
+    if !path.exists() {
+        bail_input!(
+            "data.use_augmented_data is set but {} does not exist: run `anomaly augment` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The data `train` uses: the config's file split into train/validation/test, or the files
+/// `anomaly augment` wrote when `data.use_augmented_data` is set.
+pub fn prepare_training(config: &Config) -> Result<Prepared> {
+    let cfg = &config.data;
+    if cfg.use_augmented_data {
+        let out = Outputs::in_dir(&config.augmentation.output_dir);
+        let data = read_labeled(augmented_file(&out.train)?, cfg, None)?;
+        let rows: Vec<usize> = (0..data.y.len()).collect();
+        let mut p = prepare_rows(cfg, &data, &rows, &[])?;
+        p.val = encode_file(augmented_file(&out.val)?, cfg, &p.pre, &mut p.notices)?;
+        p.test = encode_file(augmented_file(&out.test)?, cfg, &p.pre, &mut p.notices)?;
+        return Ok(p);
+    }
+    let data = read_labeled(&cfg.path, cfg, None)?;
+    let split = split_rows(&data.y, cfg);
+    if split.val.is_empty() {
+        bail_input!(
+            "{}: too few rows for a validation split (data.val_size)",
+            cfg.path.display()
+        );
+    }
+    let mut p = prepare_rows(cfg, &data, &split.train, &split.val)?;
+    p.test = match &cfg.test_path {
+        Some(path) => encode_file(path, cfg, &p.pre, &mut p.notices)?,
+        None => encode(&p.pre, &data, &split.test, &mut p.notices)?,
+    };
+    Ok(p)
+}
+
+/// Where `test` takes its rows from when no file is given.
+pub fn evaluation_source(config: &Config) -> Option<PathBuf> {
+    if config.data.use_augmented_data {
+        Some(Outputs::in_dir(&config.augmentation.output_dir).test)
+    } else {
+        config.data.test_path.clone()
+    }
+}
+
+/// The data `test` evaluates: a given file, or else the training run's held-out test rows.
+pub fn prepare_evaluation(
+    config: &Config,
     pre: &Preprocessor,
     file: Option<&Path>,
 ) -> Result<(Dataset, Vec<String>)> {
-    let path = file.or(cfg.test_path.as_deref());
+    let cfg = &config.data;
     let mut notices = Vec::new();
-    let ds = match path {
-        Some(p) => {
-            let t = read_labeled(p, cfg, Some(pre))?;
-            notices.extend(t.notices.iter().cloned());
-            let rows: Vec<usize> = (0..t.y.len()).collect();
-            encode(pre, &t, &rows, &mut notices)?
-        }
+    let ds = match file
+        .map(Path::to_path_buf)
+        .or_else(|| evaluation_source(config))
+    {
+        Some(p) => encode_file(&p, cfg, pre, &mut notices)?,
         None => {
             // The same rows as at training time: same file, policy and seed give the same split.
             let t = read_labeled(&cfg.path, cfg, None)?;

@@ -107,6 +107,8 @@ pub struct Table {
     pub path: PathBuf,
     pub columns: Vec<Column>,
     pub labels: Dictionary,
+    /// For each row, its 0-based data-record number in the file (rows may have been dropped).
+    pub source_rows: Vec<usize>,
 }
 
 impl Table {
@@ -129,6 +131,7 @@ impl Table {
             }
         }
         self.labels.select(rows);
+        self.source_rows = rows.iter().map(|&r| self.source_rows[r]).collect();
     }
 }
 
@@ -407,6 +410,7 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
     Ok(Table {
         path: path.to_path_buf(),
         columns: builders.into_iter().map(Builder::finish).collect(),
+        source_rows: (0..labels.codes.len()).collect(),
         labels,
     })
 }

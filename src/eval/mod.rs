@@ -1,5 +1,7 @@
 //! Metrics of a binary detector: a confusion matrix at a threshold, and ranking metrics.
 
+pub mod summary;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::ThresholdRule;

@@ -5,6 +5,7 @@
 //! moments, early-stopping counters, best weights) is in `last.mpk`.
 
 pub mod checkpoint;
+pub mod cv;
 
 use std::path::{Path, PathBuf};
 
@@ -281,14 +282,20 @@ pub fn train(
             step += 1;
             observer.batch_done(step, value);
         }
-        let (val_loss, val_probs) = validate(&model, &data.val, state.pos_weight, device)?;
+        // Without validation rows (the final model of `cv`), the latest epoch is the best one.
+        let (val_loss, val_probs) = if data.val.is_empty() {
+            (f64::NAN, Vec::new())
+        } else {
+            validate(&model, &data.val, state.pos_weight, device)?
+        };
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / n as f64,
             val_loss,
             learning_rate: lr,
         };
-        let improved = val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
+        let improved =
+            data.val.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
         if improved {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;

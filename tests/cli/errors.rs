@@ -92,6 +92,11 @@ fn bad_checkpoints_are_refused_with_the_reason() {
         .bad_input("corrupted.mpk");
     s.run(&["test", "--checkpoint", "absent.mpk"])
         .bad_input("absent.mpk");
+    let mut future = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    future.format_version = 99;
+    future.save(&s.path("future.mpk")).unwrap();
+    s.run(&["test", "--checkpoint", "future.mpk"])
+        .bad_input("checkpoint format version 99");
 
     // A file of another schema: same label, other feature columns.
     s.write("other_schema.csv", "x,y,label\n1,2,0\n3,4,1\n");

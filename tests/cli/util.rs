@@ -113,6 +113,19 @@ impl Sandbox {
         self.run(&args)
     }
 
+    /// `cv` on `data` with [`FAST`] settings plus `extra`.
+    pub fn cv(&self, data: &str, extra: &[&str]) -> Run {
+        let set = format!("data.path={data}");
+        let mut args = vec!["cv", "--quiet", "--set", &set];
+        args.extend_from_slice(FAST);
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn read_json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path(rel)).unwrap()).unwrap()
+    }
+
     pub fn test_json(&self, checkpoint: &str, extra: &[&str]) -> serde_json::Value {
         let mut args = vec!["test", "--checkpoint", checkpoint, "--json"];
         args.extend_from_slice(extra);
