@@ -139,6 +139,27 @@ fn fold_config(config: &Config, fold: usize) -> Config {
     c
 }
 
+/// The data a model of the cv run trains on: `rows`, augmented (inside this training part
+/// only) when `augmentation.enabled`.
+fn training_part(
+    config: &Config,
+    cv: &CvData,
+    rows: Vec<usize>,
+    seed: u64,
+) -> Result<(Labeled, Vec<usize>)> {
+    let mut data = Labeled {
+        table: cv.data.table.clone(),
+        y: cv.data.y.clone(),
+        notices: cv.data.notices.clone(),
+    };
+    if !config.augmentation.enabled {
+        return Ok((data, rows));
+    }
+    let plan = augment::plan(&data.table, &data.y, &rows, &config.augmentation, seed)?;
+    let rows = plan.apply(&mut data);
+    Ok((data, rows))
+}
+
 /// Trains fold `fold` (1-based), resuming from its last.mpk when an earlier run was cut short.
 pub fn run_fold(
     config: &Config,
@@ -156,21 +177,12 @@ pub fn run_fold(
         .flat_map(|(_, f)| f.iter().copied())
         .collect();
     train_rows.sort_unstable();
-    let mut data = Labeled {
-        table: cv.data.table.clone(),
-        y: cv.data.y.clone(),
-        notices: cv.data.notices.clone(),
-    };
-    if config.augmentation.enabled {
-        let plan = augment::plan(
-            &data.table,
-            &data.y,
-            &train_rows,
-            &config.augmentation,
-            config.data.random_state + fold as u64,
-        )?;
-        train_rows = plan.apply(&mut data);
-    }
+    let (data, train_rows) = training_part(
+        config,
+        cv,
+        train_rows,
+        config.data.random_state + fold as u64,
+    )?;
     let prepared = prepare_rows(&config.data, &data, &train_rows, val_rows)?;
     let fold_cfg = fold_config(config, fold);
     let run_name = format!("{}/fold_{fold}", cv.plan.run_name);
@@ -229,21 +241,7 @@ pub fn final_model(
 ) -> Result<PathBuf> {
     let mut rows: Vec<usize> = cv.folds.concat();
     rows.sort_unstable();
-    let mut data = Labeled {
-        table: cv.data.table.clone(),
-        y: cv.data.y.clone(),
-        notices: Vec::new(),
-    };
-    if config.augmentation.enabled {
-        let plan = augment::plan(
-            &data.table,
-            &data.y,
-            &rows,
-            &config.augmentation,
-            config.data.random_state,
-        )?;
-        rows = plan.apply(&mut data);
-    }
+    let (data, rows) = training_part(config, cv, rows, config.data.random_state)?;
     let prepared = prepare_rows(&config.data, &data, &rows, &[])?;
     let mut c = config.clone();
     c.checkpoint.save_dir = config.checkpoint.save_dir.join("final");

@@ -185,3 +185,38 @@ fn bad_cv_parameters_are_refused() {
         .bad_input("--fold 4: expected a fold between 1 and 3");
     assert!(!s.exists("checkpoints/fold_1"));
 }
+
+#[test]
+fn the_final_model_trains_on_all_non_test_rows_for_the_mean_best_epoch() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 800, 17);
+    let summary = s
+        .cv(
+            "d.csv",
+            &[
+                "--folds",
+                "2",
+                "--json",
+                "--set",
+                "cross_validation.final_model=true",
+            ],
+        )
+        .ok()
+        .json();
+    let ck = Checkpoint::load(&s.path("checkpoints/final.mpk")).unwrap();
+    let epochs = summary["mean_best_epoch"].as_f64().unwrap().round() as usize;
+    assert_eq!(ck.history.len(), epochs);
+    assert_eq!((ck.data.train_rows, ck.data.val_rows), (640, 0));
+    let thresholds: f64 = summary["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["metrics"]["threshold"].as_f64().unwrap())
+        .sum();
+    assert!((ck.threshold as f64 - thresholds / 2.0).abs() < 1e-6);
+    // It evaluates on the same held-out test rows as any other checkpoint of this config.
+    assert_eq!(
+        s.test_json("checkpoints/final.mpk", &[])["metrics"]["rows"],
+        160
+    );
+}
