@@ -480,6 +480,10 @@ impl Config {
         {
             bail_input!("logging.run_name: expected a plain name without slashes, got {name:?}");
         }
+        let hf = &self.huggingface;
+        if hf.push_to_hub && hf.repo_id.is_none() {
+            bail_input!("huggingface.repo_id: needed when huggingface.push_to_hub is true");
+        }
         let cv = &self.cross_validation;
         if cv.n_splits < 2 {
             bail_input!(

@@ -14,8 +14,8 @@ use crate::config::LoggingConfig;
 use crate::train::Observer;
 use crate::train::checkpoint::EpochRecord;
 
-/// `run-20261121T101500Z`: sortable, unique per second, no extra crate.
-pub fn default_run_name() -> String {
+/// The current UTC time as (year, month, day, hour, minute, second), without a date crate.
+fn utc_now() -> (i64, i64, i64, u64, u64, u64) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -30,12 +30,19 @@ pub fn default_run_name() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "run-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `run-20261121T101500Z`: sortable, unique per second.
+pub fn default_run_name() -> String {
+    let (y, m, d, hh, mm, ss) = utc_now();
+    format!("run-{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// `2026-11-21 10:15:00 UTC`, for reports.
+pub fn utc_timestamp() -> String {
+    let (y, m, d, hh, mm, ss) = utc_now();
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
 /// TensorBoard scalars for one run directory. Dropping it flushes the file: tensorboard-rs
@@ -55,6 +62,13 @@ impl Scalars {
 
     pub fn add(&mut self, tag: &str, value: f64, step: usize) {
         self.writer.add_scalar(tag, value as f32, step);
+    }
+
+    /// An RGB image, row-major. tensorboard-rs reads `dim` as [channels, width, height]
+    /// (despite its CHW name), so that is the order it gets.
+    pub fn image(&mut self, tag: &str, rgb: &[u8], width: u32, height: u32, step: usize) {
+        self.writer
+            .add_image(tag, rgb, &[3, width as usize, height as usize], step);
     }
 }
 

@@ -2,13 +2,12 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use sha2::{Digest, Sha256};
 
 use crate::bail_input;
 use crate::cli::ConfigArgs;
 use crate::config::ResampleStrategy;
 use crate::data::augment::{self, ClassCounts, Outputs};
-use crate::data::read::open_maybe_gz;
+use crate::data::read::{open_maybe_gz, sha256_file};
 use crate::data::{read_labeled, split_rows};
 
 #[derive(Args, Debug)]
@@ -30,21 +29,6 @@ pub struct AugmentArgs {
 pub enum StrategyArg {
     Oversample,
     Undersample,
-}
-
-fn sha256_file(path: &std::path::Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 pub fn run(args: AugmentArgs) -> Result<()> {

@@ -1,10 +1,12 @@
 //! The command line: one clap tree, one thin module per subcommand.
 
+mod assess;
 mod augment;
 mod cv;
 mod generate;
 mod test;
 mod train;
+mod upload;
 
 use std::path::{Path, PathBuf};
 
@@ -30,10 +32,14 @@ pub enum Command {
     Train(train::TrainArgs),
     /// k-fold cross-validation on the rows outside the test split.
     Cv(cv::CvArgs),
+    /// Report on a checkpoint (or a cv run): figures, intervals, baseline, HTML.
+    Assess(assess::AssessArgs),
     /// Write Gaussian-noise augmented training data with class resampling.
     Augment(augment::AugmentArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
+    /// Publish a checkpoint to a Hugging Face Hub model repository.
+    Upload(upload::UploadArgs),
     /// Write synthetic embedded-device traffic (the project's sample data).
     Generate(generate::GenerateArgs),
 }
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test::run(args),
         Command::Cv(args) => cv::run(args),
         Command::Augment(args) => augment::run(args),
+        Command::Assess(args) => assess::run(args),
+        Command::Upload(args) => upload::run(args),
         Command::Generate(args) => generate::run(args),
     }
 }

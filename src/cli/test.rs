@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::cli::ConfigArgs;
 use crate::data::{evaluation_source, prepare_evaluation};
-use crate::eval::Metrics;
+use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
 use crate::report::metrics_table;
 use crate::train::checkpoint::Checkpoint;
@@ -27,6 +27,9 @@ pub struct TestArgs {
     /// Do not write metrics.json beside the checkpoint or log to TensorBoard.
     #[arg(long)]
     pub no_write: bool,
+    /// Bootstrap resamples for the 95% intervals.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub bootstrap: usize,
 }
 
 pub fn run(args: TestArgs) -> Result<()> {
@@ -41,7 +44,14 @@ pub fn run(args: TestArgs) -> Result<()> {
     let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
     let model = ck.model(&device)?;
     let probs = train::predict(&model, &ds, &device)?;
-    let metrics = Metrics::compute(&probs, &ds.y, ck.threshold);
+    let assessment = Assessment::new(
+        &probs,
+        &ds.y,
+        ck.threshold,
+        args.bootstrap,
+        cfg.training.seed,
+    );
+    let metrics = &assessment.metrics;
 
     let source = args
         .data
@@ -56,6 +66,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         "data": source,
         "epoch": ck.weights_epoch,
         "metrics": metrics,
+        "intervals": assessment.intervals,
+        "baseline": assessment.baseline,
+        "beats_baseline": assessment.beats_baseline,
+        "verdict": assessment.verdict,
         "notices": notices,
     });
     if !args.no_write {
@@ -79,7 +93,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             println!("note: {n}");
         }
         println!("{} on {source}", args.checkpoint.display());
-        println!("{}", metrics_table(&metrics));
+        println!("{}", metrics_table(&assessment));
     }
     Ok(())
 }

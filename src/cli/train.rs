@@ -84,5 +84,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
         best.threshold,
         config.checkpoint.save_dir.join("best.mpk").display()
     ));
+    if let Some(repo_id) = config
+        .huggingface
+        .repo_id
+        .as_deref()
+        .filter(|_| config.huggingface.push_to_hub)
+    {
+        let best = config.checkpoint.save_dir.join("best.mpk");
+        let files = crate::hub::upload(&crate::hub::UploadRequest {
+            checkpoint: &best,
+            repo_id,
+            token: None,
+            private: config.huggingface.private,
+            revision: "main",
+            commit_message: None,
+        })?;
+        log.say(&format!(
+            "pushed {} to {repo_id}: {}",
+            best.display(),
+            files.join(", ")
+        ));
+    }
     Ok(())
 }

@@ -228,6 +228,44 @@ pub fn prepare_training(config: &Config) -> Result<Prepared> {
     Ok(p)
 }
 
+/// The train, validation and test rows of a run, encoded with its fitted preprocessor, as
+/// `train` split them (what `assess` evaluates; the test rows are exactly those of `test`).
+pub fn evaluation_sets(
+    config: &Config,
+    pre: &Preprocessor,
+) -> Result<Vec<(&'static str, Dataset)>> {
+    let cfg = &config.data;
+    let mut notices = Vec::new();
+    if cfg.use_augmented_data {
+        let out = Outputs::in_dir(&config.augmentation.output_dir);
+        return Ok(vec![
+            (
+                "train",
+                encode_file(augmented_file(&out.train)?, cfg, pre, &mut notices)?,
+            ),
+            (
+                "validation",
+                encode_file(augmented_file(&out.val)?, cfg, pre, &mut notices)?,
+            ),
+            (
+                "test",
+                encode_file(augmented_file(&out.test)?, cfg, pre, &mut notices)?,
+            ),
+        ]);
+    }
+    let t = read_labeled(&cfg.path, cfg, None)?;
+    let split = split_rows(&t.y, cfg);
+    let test = match &cfg.test_path {
+        Some(p) => encode_file(p, cfg, pre, &mut notices)?,
+        None => encode(pre, &t, &split.test, &mut notices)?,
+    };
+    Ok(vec![
+        ("train", encode(pre, &t, &split.train, &mut notices)?),
+        ("validation", encode(pre, &t, &split.val, &mut notices)?),
+        ("test", test),
+    ])
+}
+
 /// Where `test` takes its rows from when no file is given.
 pub fn evaluation_source(config: &Config) -> Option<PathBuf> {
     if config.data.use_augmented_data {

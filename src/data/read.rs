@@ -15,6 +15,16 @@ use serde::{Deserialize, Serialize};
 use crate::bail_input;
 use crate::error::bad_input;
 
+/// The sha256 of a file's bytes, hex-encoded (recorded in manifests and reports).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file =
+        File::open(path).map_err(|e| bad_input(format!("cannot open {}: {e}", path.display())))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 /// How a column's cells are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

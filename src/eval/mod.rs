@@ -1,5 +1,6 @@
 //! Metrics of a binary detector: a confusion matrix at a threshold, and ranking metrics.
 
+pub mod assess;
 pub mod summary;
 
 use serde::{Deserialize, Serialize};
@@ -93,73 +94,156 @@ impl Metrics {
     }
 }
 
-/// Scores sorted descending, grouped by equal score: (positives, negatives) per group.
-fn tie_groups(scores: &[f32], y: &[f32]) -> Vec<(f32, usize, usize)> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let mut groups: Vec<(f32, usize, usize)> = Vec::new();
-    for i in order {
-        let pos = (y[i] == 1.0) as usize;
-        match groups.last_mut() {
-            Some(g) if g.0 == scores[i] => {
-                g.1 += pos;
-                g.2 += 1 - pos;
+/// Scores sorted once, descending, with the boundaries of runs of equal scores. Every ranking
+/// metric is one pass over it, optionally weighted per row, which is what makes a thousand
+/// bootstrap resamples cheap (a resample is a weight per row: how often it was drawn).
+pub struct Ranked<'a> {
+    scores: &'a [f32],
+    y: &'a [f32],
+    order: Vec<usize>,
+    /// `order[group_start[g]..group_start[g + 1]]` share one score.
+    group_start: Vec<usize>,
+}
+
+impl<'a> Ranked<'a> {
+    pub fn new(scores: &'a [f32], y: &'a [f32]) -> Ranked<'a> {
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let mut group_start = vec![0];
+        for i in 1..order.len() {
+            if scores[order[i]] != scores[order[i - 1]] {
+                group_start.push(i);
             }
-            _ => groups.push((scores[i], pos, 1 - pos)),
+        }
+        group_start.push(order.len());
+        Ranked {
+            scores,
+            y,
+            order,
+            group_start,
         }
     }
-    groups
+
+    /// (score, weighted positives, weighted negatives) per group of equal scores, descending.
+    fn groups<'w>(
+        &'w self,
+        weight: &'w dyn Fn(usize) -> f64,
+    ) -> impl Iterator<Item = (f32, f64, f64)> + 'w {
+        self.group_start.windows(2).map(move |g| {
+            let (mut pos, mut neg) = (0.0, 0.0);
+            for &i in &self.order[g[0]..g[1]] {
+                if self.y[i] == 1.0 {
+                    pos += weight(i)
+                } else {
+                    neg += weight(i)
+                }
+            }
+            (self.scores[self.order[g[0]]], pos, neg)
+        })
+    }
+
+    /// ROC AUC (ties count half, as scikit-learn) and average precision; `None` with one class.
+    pub fn auc_ap(&self, weight: &dyn Fn(usize) -> f64) -> (Option<f64>, Option<f64>) {
+        let (p, n) = self
+            .groups(weight)
+            .fold((0.0, 0.0), |(p, n), (_, gp, gn)| (p + gp, n + gn));
+        if p == 0.0 || n == 0.0 {
+            return (None, None);
+        }
+        let (mut tp, mut seen, mut area, mut ap) = (0.0, 0.0, 0.0, 0.0);
+        for (_, gp, gn) in self.groups(weight) {
+            area += gn * (tp + gp / 2.0);
+            tp += gp;
+            seen += gp + gn;
+            ap += (gp / p) * (tp / seen);
+        }
+        (Some(area / (p * n)), Some(ap))
+    }
+
+    /// Points of the ROC curve (false positive rate, true positive rate), from (0, 0).
+    pub fn roc_curve(&self) -> Vec<(f64, f64)> {
+        let one = |_| 1.0;
+        let (p, n) = self
+            .groups(&one)
+            .fold((0.0, 0.0), |(p, n), (_, gp, gn)| (p + gp, n + gn));
+        let (mut tp, mut fp) = (0.0, 0.0);
+        let mut points = vec![(0.0, 0.0)];
+        for (_, gp, gn) in self.groups(&one) {
+            tp += gp;
+            fp += gn;
+            points.push((fp / n.max(1.0), tp / p.max(1.0)));
+        }
+        points
+    }
+
+    /// Points of the precision-recall curve (recall, precision), from recall 0.
+    pub fn pr_curve(&self) -> Vec<(f64, f64)> {
+        let one = |_| 1.0;
+        let p: f64 = self.groups(&one).map(|g| g.1).sum();
+        let (mut tp, mut seen) = (0.0, 0.0);
+        let mut points = Vec::new();
+        for (_, gp, gn) in self.groups(&one) {
+            tp += gp;
+            seen += gp + gn;
+            if points.is_empty() {
+                points.push((0.0, tp / seen));
+            }
+            points.push((tp / p.max(1.0), tp / seen));
+        }
+        points
+    }
+
+    /// (threshold, precision, recall, F1) at each distinct score used as the threshold.
+    pub fn sweep(&self) -> Vec<(f64, f64, f64, f64)> {
+        let one = |_| 1.0;
+        let p: f64 = self.groups(&one).map(|g| g.1).sum();
+        let (mut tp, mut fp) = (0.0, 0.0);
+        self.groups(&one)
+            .map(|(score, gp, gn)| {
+                tp += gp;
+                fp += gn;
+                let precision = tp / (tp + fp);
+                let recall = if p > 0.0 { tp / p } else { 0.0 };
+                let f1 = if tp > 0.0 {
+                    2.0 * tp / (tp + fp + p)
+                } else {
+                    0.0
+                };
+                (score as f64, precision, recall, f1)
+            })
+            .collect()
+    }
 }
 
 /// Area under the ROC curve (ties count half, as in scikit-learn).
 pub fn roc_auc(scores: &[f32], y: &[f32]) -> Option<f64> {
-    let groups = tie_groups(scores, y);
-    let p: usize = groups.iter().map(|g| g.1).sum();
-    let n: usize = groups.iter().map(|g| g.2).sum();
-    if p == 0 || n == 0 {
-        return None;
-    }
-    let (mut tp, mut area) = (0usize, 0.0f64);
-    for &(_, gp, gn) in &groups {
-        area += gn as f64 * (tp as f64 + gp as f64 / 2.0);
-        tp += gp;
-    }
-    Some(area / (p as f64 * n as f64))
+    Ranked::new(scores, y).auc_ap(&|_| 1.0).0
 }
 
 /// Average precision: the step-wise area under the precision-recall curve, as scikit-learn.
 pub fn average_precision(scores: &[f32], y: &[f32]) -> Option<f64> {
-    let groups = tie_groups(scores, y);
-    let p: usize = groups.iter().map(|g| g.1).sum();
-    if p == 0 || p == y.len() {
-        return None;
-    }
-    let (mut tp, mut seen, mut ap) = (0usize, 0usize, 0.0f64);
-    for &(_, gp, gn) in &groups {
-        tp += gp;
-        seen += gp + gn;
-        ap += (gp as f64 / p as f64) * (tp as f64 / seen as f64);
-    }
-    Some(ap)
+    Ranked::new(scores, y).auc_ap(&|_| 1.0).1
 }
 
 /// The threshold a rule picks on validation scores: the score that maximises F1 or
 /// Youden's J (TPR − FPR). Falls back to 0.5 when the scores cannot decide.
 pub fn choose_threshold(probs: &[f32], y: &[f32], rule: ThresholdRule) -> f32 {
-    let groups = tie_groups(probs, y);
-    let p: usize = groups.iter().map(|g| g.1).sum();
-    let n: usize = groups.iter().map(|g| g.2).sum();
-    if p == 0 || n == 0 {
+    let ranked = Ranked::new(probs, y);
+    let one = |_| 1.0;
+    let (p, n) = ranked
+        .groups(&one)
+        .fold((0.0, 0.0), |(p, n), (_, gp, gn)| (p + gp, n + gn));
+    if p == 0.0 || n == 0.0 {
         return 0.5;
     }
-    let (mut tp, mut fp) = (0usize, 0usize);
+    let (mut tp, mut fp) = (0.0, 0.0);
     let mut best = (f64::NEG_INFINITY, 0.5f32);
-    for &(score, gp, gn) in &groups {
+    for (score, gp, gn) in ranked.groups(&one) {
         tp += gp;
         fp += gn;
         let value = match rule {
-            ThresholdRule::MaxF1 => 2.0 * tp as f64 / (tp + p + fp) as f64,
-            ThresholdRule::Youden => tp as f64 / p as f64 - fp as f64 / n as f64,
+            ThresholdRule::MaxF1 => 2.0 * tp / (tp + p + fp),
+            ThresholdRule::Youden => tp / p - fp / n,
         };
         if value > best.0 {
             best = (value, score);

@@ -80,7 +80,50 @@ pub struct Mlp {
     dropout: Dropout,
 }
 
+/// A named float tensor, row-major.
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 impl Mlp {
+    /// The weights with PyTorch's names and layout (`layers.K.weight` as [out, in]; burn keeps
+    /// [in, out]), so `torch.nn.Sequential` state dicts and other tools can load them.
+    pub fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
+        let mut out = Vec::new();
+        for (k, layer) in self
+            .hidden
+            .iter()
+            .chain(std::iter::once(&self.output))
+            .enumerate()
+        {
+            let w = layer.weight.val();
+            let [d_in, d_out] = w.dims();
+            let values = w
+                .transpose()
+                .try_to_vec_as::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
+            out.push(NamedTensor {
+                name: format!("layers.{k}.weight"),
+                shape: vec![d_out, d_in],
+                values,
+            });
+            if let Some(b) = &layer.bias {
+                let values = b
+                    .val()
+                    .try_to_vec_as::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
+                out.push(NamedTensor {
+                    name: format!("layers.{k}.bias"),
+                    shape: vec![d_out],
+                    values,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// `[batch, features]` → `[batch, 1]` logits.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let mut x = x;

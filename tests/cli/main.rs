@@ -1,9 +1,12 @@
 //! Integration tests: the built `anomaly` binary, run in temporary folders.
 
+mod assess;
 mod augment;
 mod cv;
 mod datasets;
 mod errors;
+mod hub_server;
 mod tensorboard;
 mod training;
+mod upload;
 mod util;

@@ -25,7 +25,7 @@ fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-fn tags_in(dir: &std::path::Path) -> Vec<String> {
+pub fn tags_in(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

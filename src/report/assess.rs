@@ -1,0 +1,561 @@
+//! `anomaly assess`: a checkpoint (or every fold of a cv run) evaluated on its splits, with
+//! intervals, a baseline, figures, a self-contained HTML page, CSV/JSON numbers, and the same
+//! figures and numbers in the run's TensorBoard folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use plotters::chart::SeriesLabelPosition;
+use serde::Serialize;
+
+use crate::bail_input;
+use crate::config::Config;
+use crate::data::read::sha256_file;
+use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
+use crate::error::bad_input;
+use crate::eval::Ranked;
+use crate::eval::assess::Assessment;
+use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
+use crate::log::{Scalars, run_dir, utc_timestamp};
+use crate::report::figures::{
+    Bars, ConfusionPlot, Curves, Figure, HEIGHT, Scores, Training, WIDTH, render,
+};
+use crate::report::html::{self, SetReport};
+use crate::train::checkpoint::Checkpoint;
+use crate::train::cv::{FoldPlan, fold_dir, folds_path};
+use crate::train::predict;
+
+/// One set of rows scored by one model.
+struct Scored {
+    name: String,
+    y: Vec<f32>,
+    probs: Vec<f32>,
+    assessment: Assessment,
+}
+
+fn score(
+    name: &str,
+    ck: &Checkpoint,
+    ds: &Dataset,
+    resamples: usize,
+    device: &Device,
+) -> Result<Scored> {
+    let probs = predict(&ck.model(device)?, ds, device)?;
+    let assessment = Assessment::new(
+        &probs,
+        &ds.y,
+        ck.threshold,
+        resamples,
+        ck.config.training.seed,
+    );
+    Ok(Scored {
+        name: name.to_string(),
+        y: ds.y.clone(),
+        probs,
+        assessment,
+    })
+}
+
+/// What `assess` wrote.
+pub struct Written {
+    pub dir: PathBuf,
+    pub verdicts: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct MetricsFile<'a> {
+    assessed: &'a str,
+    data: String,
+    data_sha256: String,
+    tool_version: &'static str,
+    generated: String,
+    sets: Vec<(&'a str, &'a Assessment)>,
+    folds: Option<&'a Summary>,
+}
+
+/// Assesses `ck` on the train, validation and test rows of its run.
+pub fn assess_checkpoint(
+    path: &Path,
+    ck: &Checkpoint,
+    out: &Path,
+    resamples: usize,
+    device: &Device,
+) -> Result<Written> {
+    let sets: Vec<Scored> = evaluation_sets(&ck.config, &ck.preprocessor)?
+        .iter()
+        .map(|(name, ds)| score(name, ck, ds, resamples, device))
+        .collect::<Result<_>>()?;
+    let test = sets
+        .iter()
+        .find(|s| s.name == "test")
+        .expect("evaluation_sets returns a test set");
+    let mut figures = common_figures(&sets, test)?;
+    figures.push(render(
+        "training_curves",
+        "Training curves",
+        &Training {
+            title: "Loss and learning rate per epoch".into(),
+            history: ck.history.clone(),
+            best_epoch: ck.weights_epoch,
+        },
+    )?);
+    let body = format!(
+        "<h2>Metrics</h2>{}<h2>Figures</h2>{}",
+        html::metrics_table(&set_reports(&sets)),
+        figures.iter().map(html::figure).collect::<String>()
+    );
+    write_report(
+        &path.display().to_string(),
+        &ck.config,
+        &ck.run_name,
+        ck.weights_epoch,
+        &sets,
+        &figures,
+        &body,
+        None,
+        out,
+    )
+}
+
+/// Assesses every fold checkpoint of the cv run in `config.checkpoint.save_dir`, each on its
+/// own validation rows (as recorded in folds.json).
+pub fn assess_folds(
+    config: &Config,
+    out: &Path,
+    resamples: usize,
+    device: &Device,
+) -> Result<Written> {
+    let plan_path = folds_path(config);
+    let text = std::fs::read_to_string(&plan_path).map_err(|e| {
+        bad_input(format!(
+            "{}: {e}; run `anomaly cv` first",
+            plan_path.display()
+        ))
+    })?;
+    let plan: FoldPlan = serde_json::from_str(&text)
+        .map_err(|e| bad_input(format!("{}: {e}", plan_path.display())))?;
+    let data = read_labeled(&config.data.path, &config.data, None)?;
+    let table_row: std::collections::HashMap<usize, usize> = data
+        .table
+        .source_rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, i))
+        .collect();
+    let mut sets = Vec::new();
+    let mut histories = Vec::new();
+    for k in 1..=plan.n_splits {
+        let path = fold_dir(config, k).join("best.mpk");
+        if !path.exists() {
+            bail_input!(
+                "fold {k} has no checkpoint at {}: run `anomaly cv --fold {k}` first",
+                path.display()
+            );
+        }
+        let ck = Checkpoint::load(&path)?;
+        let rows: Vec<usize> = plan.folds[k - 1]
+            .iter()
+            .map(|r| {
+                table_row.get(r).copied().ok_or_else(|| {
+                    bad_input(format!(
+                        "{}: row {r} of fold {k} is not in {}",
+                        plan_path.display(),
+                        config.data.path.display()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let ds = encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?;
+        sets.push(score(&format!("fold_{k}"), &ck, &ds, resamples, device)?);
+        histories.push((k, ck.history.clone(), ck.weights_epoch));
+    }
+    // All folds' validation rows together: every non-test row scored once by the model that
+    // did not train on it.
+    let pooled = {
+        let y: Vec<f32> = sets.iter().flat_map(|s| s.y.iter().copied()).collect();
+        let probs: Vec<f32> = sets.iter().flat_map(|s| s.probs.iter().copied()).collect();
+        let threshold = sets
+            .iter()
+            .map(|s| s.assessment.metrics.threshold)
+            .sum::<f32>()
+            / sets.len() as f32;
+        let assessment = Assessment::new(&probs, &y, threshold, resamples, config.training.seed);
+        Scored {
+            name: "all folds".into(),
+            y,
+            probs,
+            assessment,
+        }
+    };
+    let summary = Summary::new(
+        sets.iter()
+            .zip(&histories)
+            .map(|(s, (k, _, best))| FoldResult {
+                fold: *k,
+                best_epoch: *best,
+                metrics: s.assessment.metrics.clone(),
+            })
+            .collect(),
+    );
+    let mut figures = common_figures(&sets, &pooled)?;
+    figures.push(render(
+        "fold_comparison",
+        "Metrics per fold",
+        &Bars {
+            title: "Metrics per fold (validation part)".into(),
+            y_label: "value".into(),
+            groups: METRIC_NAMES.iter().map(|s| s.to_string()).collect(),
+            series: summary
+                .folds
+                .iter()
+                .map(|f| {
+                    let m = &f.metrics;
+                    let v = [
+                        m.accuracy,
+                        m.precision,
+                        m.recall,
+                        m.f1,
+                        m.roc_auc.unwrap_or(0.0),
+                        m.pr_auc.unwrap_or(0.0),
+                    ];
+                    (format!("fold {}", f.fold), v.to_vec())
+                })
+                .collect(),
+            y_max: Some(1.1),
+            integer_values: false,
+        },
+    )?);
+    for (k, history, best) in &histories {
+        figures.push(render(
+            &format!("training_curves_fold_{k}"),
+            &format!("Training curves, fold {k}"),
+            &Training {
+                title: format!("Fold {k}: loss and learning rate per epoch"),
+                history: history.clone(),
+                best_epoch: *best,
+            },
+        )?);
+    }
+    let aggregate: Vec<(String, String)> = summary
+        .spread
+        .iter()
+        .map(|(name, s)| {
+            let v = s.map_or("n/a".into(), |s| {
+                format!(
+                    "mean {:.4} ± {:.4} (min {:.4}, max {:.4})",
+                    s.mean, s.std, s.min, s.max
+                )
+            });
+            (name.clone(), v)
+        })
+        .collect();
+    let mut all = sets;
+    all.push(pooled);
+    let body = format!(
+        "<h2>Across folds</h2>{}<h2>Metrics</h2>{}<h2>Figures</h2>{}",
+        html::key_values(&aggregate),
+        html::metrics_table(&set_reports(&all)),
+        figures.iter().map(html::figure).collect::<String>()
+    );
+    let name = format!(
+        "{} ({} folds)",
+        config.checkpoint.save_dir.display(),
+        plan.n_splits
+    );
+    write_report(
+        &name,
+        config,
+        &plan.run_name,
+        0,
+        &all,
+        &figures,
+        &body,
+        Some(&summary),
+        out,
+    )
+}
+
+fn set_reports(sets: &[Scored]) -> Vec<SetReport<'_>> {
+    sets.iter()
+        .map(|s| SetReport {
+            name: &s.name,
+            assessment: &s.assessment,
+        })
+        .collect()
+}
+
+/// Class balance, ROC and PR curves of every set; confusion matrices, score distributions and
+/// the threshold sweep of the `main` set.
+fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
+    let count = |s: &Scored, class: f32| s.y.iter().filter(|&&v| v == class).count() as f64;
+    let auc = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
+    let roc: Vec<(String, Vec<(f64, f64)>)> = sets
+        .iter()
+        .map(|s| {
+            (
+                format!("{} (AUC {})", s.name, auc(s.assessment.metrics.roc_auc)),
+                Ranked::new(&s.probs, &s.y).roc_curve(),
+            )
+        })
+        .collect();
+    let pr: Vec<(String, Vec<(f64, f64)>)> = sets
+        .iter()
+        .map(|s| {
+            (
+                format!("{} (AP {})", s.name, auc(s.assessment.metrics.pr_auc)),
+                Ranked::new(&s.probs, &s.y).pr_curve(),
+            )
+        })
+        .collect();
+    let sweep = Ranked::new(&main.probs, &main.y).sweep();
+    let line = |k: usize| -> Vec<(f64, f64)> {
+        sweep
+            .iter()
+            .map(|p| (p.0, [p.1, p.2, p.3][k]))
+            .rev()
+            .collect()
+    };
+    let c = main.assessment.metrics.confusion;
+    let threshold = main.assessment.metrics.threshold;
+    Ok(vec![
+        render(
+            "class_balance",
+            "Class balance",
+            &Bars {
+                title: "Rows per class".into(),
+                y_label: "rows".into(),
+                groups: sets.iter().map(|s| s.name.clone()).collect(),
+                series: vec![
+                    (
+                        "normal".into(),
+                        sets.iter().map(|s| count(s, 0.0)).collect(),
+                    ),
+                    (
+                        "anomalous".into(),
+                        sets.iter().map(|s| count(s, 1.0)).collect(),
+                    ),
+                ],
+                y_max: None,
+                integer_values: true,
+            },
+        )?,
+        render(
+            "confusion_matrix",
+            &format!("Confusion matrix ({}), counts", main.name),
+            &ConfusionPlot {
+                title: format!("Confusion matrix, {} (counts)", main.name),
+                confusion: c,
+                normalized: false,
+            },
+        )?,
+        render(
+            "confusion_matrix_normalized",
+            &format!("Confusion matrix ({}), row-normalised", main.name),
+            &ConfusionPlot {
+                title: format!(
+                    "Confusion matrix, {} (share of each actual class)",
+                    main.name
+                ),
+                confusion: c,
+                normalized: true,
+            },
+        )?,
+        render(
+            "roc_curve",
+            "ROC curves",
+            &Curves {
+                title: "ROC curve".into(),
+                x_label: "false positive rate".into(),
+                y_label: "true positive rate".into(),
+                series: roc,
+                diagonal: true,
+                marker: None,
+                legend: SeriesLabelPosition::LowerRight,
+            },
+        )?,
+        render(
+            "pr_curve",
+            "Precision-recall curves",
+            &Curves {
+                title: "Precision-recall curve".into(),
+                x_label: "recall".into(),
+                y_label: "precision".into(),
+                series: pr,
+                diagonal: false,
+                marker: None,
+                legend: SeriesLabelPosition::LowerLeft,
+            },
+        )?,
+        render(
+            "score_distribution",
+            &format!("Score distributions ({})", main.name),
+            &Scores {
+                title: format!("Anomaly probability by class, {}", main.name),
+                normal: main
+                    .probs
+                    .iter()
+                    .zip(&main.y)
+                    .filter(|(_, y)| **y != 1.0)
+                    .map(|(p, _)| *p)
+                    .collect(),
+                anomalous: main
+                    .probs
+                    .iter()
+                    .zip(&main.y)
+                    .filter(|(_, y)| **y == 1.0)
+                    .map(|(p, _)| *p)
+                    .collect(),
+                threshold,
+            },
+        )?,
+        render(
+            "threshold_sweep",
+            &format!("Threshold sweep ({})", main.name),
+            &Curves {
+                title: format!("Precision, recall and F1 by threshold, {}", main.name),
+                x_label: "threshold".into(),
+                y_label: "value".into(),
+                series: vec![
+                    ("precision".into(), line(0)),
+                    ("recall".into(), line(1)),
+                    ("F1".into(), line(2)),
+                ],
+                diagonal: false,
+                marker: Some((format!("threshold {threshold:.3}"), threshold as f64)),
+                legend: SeriesLabelPosition::LowerLeft,
+            },
+        )?,
+    ])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    assessed: &str,
+    config: &Config,
+    run_name: &str,
+    step: usize,
+    sets: &[Scored],
+    figures: &[Figure],
+    body: &str,
+    folds: Option<&Summary>,
+    out: &Path,
+) -> Result<Written> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let data_sha = sha256_file(&config.data.path)?;
+    let generated = utc_timestamp();
+    for f in figures {
+        let svg = out.join(format!("{}.svg", f.name));
+        std::fs::write(&svg, &f.svg).with_context(|| format!("writing {}", svg.display()))?;
+        let png = out.join(format!("{}.png", f.name));
+        image::save_buffer(&png, &f.rgb, WIDTH, HEIGHT, image::ColorType::Rgb8)
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    let mut csv = csv::Writer::from_path(out.join("metrics.csv"))?;
+    csv.write_record(["set", "metric", "value", "ci_low", "ci_high", "baseline"])?;
+    for s in sets {
+        let (m, i, b) = (
+            &s.assessment.metrics,
+            &s.assessment.intervals,
+            &s.assessment.baseline,
+        );
+        let rows = [
+            (
+                "accuracy",
+                Some(m.accuracy),
+                Some(i.accuracy),
+                Some(b.accuracy),
+            ),
+            ("precision", Some(m.precision), Some(i.precision), None),
+            ("recall", Some(m.recall), Some(i.recall), None),
+            ("f1", Some(m.f1), Some(i.f1), None),
+            ("roc_auc", m.roc_auc, i.roc_auc, Some(b.roc_auc)),
+            ("pr_auc", m.pr_auc, i.pr_auc, None),
+        ];
+        let cell = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+        for (name, v, ci, base) in rows {
+            csv.write_record([
+                s.name.clone(),
+                name.into(),
+                cell(v),
+                cell(ci.map(|c| c.low)),
+                cell(ci.map(|c| c.high)),
+                cell(base),
+            ])?;
+        }
+    }
+    csv.flush()?;
+    let metrics = MetricsFile {
+        assessed,
+        data: config.data.path.display().to_string(),
+        data_sha256: data_sha.clone(),
+        tool_version: env!("CARGO_PKG_VERSION"),
+        generated: generated.clone(),
+        sets: sets
+            .iter()
+            .map(|s| (s.name.as_str(), &s.assessment))
+            .collect(),
+        folds,
+    };
+    std::fs::write(
+        out.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics)? + "\n",
+    )?;
+
+    let header = vec![
+        ("assessed".to_string(), assessed.to_string()),
+        (
+            "data".into(),
+            format!("{} (sha256 {data_sha})", config.data.path.display()),
+        ),
+        ("run".into(), run_name.to_string()),
+        (
+            "tool".into(),
+            format!("anomaly {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("generated".into(), generated),
+        (
+            "intervals".into(),
+            format!(
+                "95% percentile bootstrap, {} resamples",
+                sets[0].assessment.intervals.resamples
+            ),
+        ),
+    ];
+    let verdicts: Vec<(String, Assessment)> = sets
+        .iter()
+        .map(|s| (s.name.clone(), s.assessment.clone()))
+        .collect();
+    let page = html::page(
+        &format!("anomaly assessment: {assessed}"),
+        &header,
+        &verdicts,
+        body,
+        &config.to_yaml(),
+    );
+    std::fs::write(out.join("report.html"), page)
+        .with_context(|| format!("writing {}", out.join("report.html").display()))?;
+
+    let mut tb = Scalars::open(&run_dir(&config.logging, run_name))?;
+    for s in sets {
+        let m = &s.assessment.metrics;
+        let tag = |name: &str| format!("Assess/{}/{name}", s.name.replace(' ', "_"));
+        tb.add(&tag("Accuracy"), m.accuracy, step);
+        tb.add(&tag("Precision"), m.precision, step);
+        tb.add(&tag("Recall"), m.recall, step);
+        tb.add(&tag("F1_Score"), m.f1, step);
+        if let Some(a) = m.roc_auc {
+            tb.add(&tag("AUC"), a, step);
+        }
+    }
+    for f in figures {
+        tb.image(&format!("Assess/{}", f.name), &f.rgb, WIDTH, HEIGHT, step);
+    }
+    Ok(Written {
+        dir: out.to_path_buf(),
+        verdicts: sets
+            .iter()
+            .map(|s| (s.name.clone(), s.assessment.verdict.clone()))
+            .collect(),
+    })
+}

@@ -1,0 +1,111 @@
+//! The self-contained `report.html`: inline SVG figures and tables, no scripts, no external
+//! resources, so it opens anywhere (an air-gapped SOC laptop included).
+
+use crate::eval::assess::{Assessment, Interval};
+use crate::report::figures::Figure;
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One evaluated set of rows (a split, or a fold's validation part).
+pub struct SetReport<'a> {
+    pub name: &'a str,
+    pub assessment: &'a Assessment,
+}
+
+fn ci(i: Option<Interval>) -> String {
+    i.map_or("–".into(), |i| format!("{:.4} – {:.4}", i.low, i.high))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.4}"))
+}
+
+/// The metrics table: one row per set, each metric with its 95% interval.
+pub fn metrics_table(sets: &[SetReport]) -> String {
+    let mut out = String::from(
+        "<table><thead><tr><th>rows</th><th>n</th><th>anomalous</th><th>threshold</th>\
+         <th>accuracy</th><th>baseline accuracy</th><th>precision</th><th>recall</th><th>F1</th>\
+         <th>ROC AUC</th><th>PR AUC</th></tr></thead><tbody>",
+    );
+    for s in sets {
+        let (m, i) = (&s.assessment.metrics, &s.assessment.intervals);
+        let cell = |v: Option<f64>, c: Option<Interval>| {
+            format!("<td>{}<br><small>{}</small></td>", num(v), ci(c))
+        };
+        out += &format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{:.4}</td>{}<td>{:.4}<br><small>always {}</small></td>{}{}{}{}{}</tr>",
+            escape(s.name),
+            m.rows,
+            m.positives,
+            m.threshold,
+            cell(Some(m.accuracy), Some(i.accuracy)),
+            s.assessment.baseline.accuracy,
+            escape(&s.assessment.baseline.majority_class),
+            cell(Some(m.precision), Some(i.precision)),
+            cell(Some(m.recall), Some(i.recall)),
+            cell(Some(m.f1), Some(i.f1)),
+            cell(m.roc_auc, i.roc_auc),
+            cell(m.pr_auc, i.pr_auc),
+        );
+    }
+    out + "</tbody></table><p><small>Under each value: its 95% bootstrap interval.</small></p>"
+}
+
+/// A key/value table (the report's header, aggregated fold figures).
+pub fn key_values(rows: &[(String, String)]) -> String {
+    let mut out = String::from("<table class=\"kv\"><tbody>");
+    for (k, v) in rows {
+        out += &format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    }
+    out + "</tbody></table>"
+}
+
+pub fn figure(f: &Figure) -> String {
+    format!(
+        "<figure id=\"{}\">{}<figcaption>{} — <a href=\"{}.svg\">{}.svg</a>, <a href=\"{}.png\">{}.png</a></figcaption></figure>",
+        escape(&f.name),
+        f.svg,
+        escape(&f.title),
+        f.name,
+        f.name,
+        f.name,
+        f.name
+    )
+}
+
+/// The whole page. `verdicts` come first, in plain words, before any number.
+pub fn page(
+    title: &str,
+    header: &[(String, String)],
+    verdicts: &[(String, Assessment)],
+    body: &str,
+    config_yaml: &str,
+) -> String {
+    let mut banners = String::new();
+    for (name, a) in verdicts {
+        let class = if a.beats_baseline { "ok" } else { "warn" };
+        banners += &format!(
+            "<p class=\"{class}\"><b>{}:</b> {}</p>",
+            escape(name),
+            escape(&a.verdict)
+        );
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
+         body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         .kv th,.kv td{{text-align:left}}small{{color:#666}}figure{{margin:1.5em 0}}figcaption{{color:#555}}\
+         .warn{{background:#fff3cd;border:1px solid #e0b000;padding:.6em}}.ok{{background:#e8f5e9;border:1px solid #5a5;padding:.6em}}\
+         svg{{max-width:100%;height:auto}}</style></head><body>\
+         <h1>{t}</h1>{banners}{h}{body}<h2>Config</h2><details><summary>the resolved config of the run</summary><pre>{c}</pre></details>\
+         </body></html>\n",
+        t = escape(title),
+        h = key_values(header),
+        c = escape(config_yaml),
+    )
+}
