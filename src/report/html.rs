@@ -28,7 +28,7 @@ fn num(v: Option<f64>) -> String {
 /// The metrics table: one row per set, each metric with its 95% interval.
 pub fn metrics_table(sets: &[SetReport]) -> String {
     let mut out = String::from(
-        "<table><thead><tr><th>rows</th><th>n</th><th>anomalous</th><th>threshold</th>\
+        "<table><thead><tr><th>set</th><th>rows</th><th>anomalous</th><th>threshold</th>\
          <th>accuracy</th><th>baseline accuracy</th><th>precision</th><th>recall</th><th>F1</th>\
          <th>ROC AUC</th><th>PR AUC</th></tr></thead><tbody>",
     );
