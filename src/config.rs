@@ -263,7 +263,10 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
+    /// The first GPU adapter, else the CPU.
+    Auto,
     Cpu,
+    Gpu,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -275,7 +278,7 @@ pub struct DeviceConfig {
 impl Default for DeviceConfig {
     fn default() -> Self {
         Self {
-            backend: Backend::Cpu,
+            backend: Backend::Auto,
         }
     }
 }

@@ -1,20 +1,256 @@
-//! Where tensors live. Every command takes its device from here.
+//! Where tensors live. Every command takes its device from [`select`]: `cpu` (burn's ndarray
+//! backend), `gpu` (burn's wgpu backend: Vulkan, Metal, DX12 or OpenGL, whichever this machine
+//! has), or `auto`: the first real GPU adapter, else the CPU, with the reason on one line.
 
+use anyhow::Result;
 use burn::tensor::Device;
 
+use crate::bail_input;
 use crate::config::{Backend, DeviceConfig};
 
+#[cfg(not(any(feature = "ndarray", feature = "wgpu")))]
+compile_error!(
+    "anomaly needs a backend: enable the `ndarray` feature, the `wgpu` feature, or both"
+);
+
+/// Lets `--device gpu` and `auto` use a software adapter (lavapipe, llvmpipe), e.g. to test
+/// the GPU code path on a machine without a GPU.
+pub const ALLOW_SOFTWARE_ENV: &str = "ANOMALY_ALLOW_SOFTWARE_GPU";
+
+/// A device with the sentence that says why it was chosen.
+pub struct Selected {
+    pub device: Device,
+    pub note: String,
+    pub is_gpu: bool,
+}
+
 /// The CPU device (burn's ndarray backend, threaded with rayon).
+#[cfg(feature = "ndarray")]
 pub fn cpu() -> Device {
-    // ndarray is marked deprecated in burn 0.22 in favour of flex; it is still the faster
-    // backend for inference here, and the one this release is measured and tested on.
+    // ndarray is marked deprecated in burn 0.22 in favour of flex; it is the backend this
+    // release is measured and tested on.
     #[allow(deprecated)]
     Device::ndarray()
 }
 
-/// The device the config asks for, with a one-line description for the user.
-pub fn select(cfg: &DeviceConfig) -> (Device, String) {
+fn cpu_selected(why: String) -> Result<Selected> {
+    #[cfg(feature = "ndarray")]
+    return Ok(Selected {
+        device: cpu(),
+        note: format!("cpu (burn ndarray backend): {why}"),
+        is_gpu: false,
+    });
+    #[cfg(not(feature = "ndarray"))]
+    bail_input!("{why}, and this anomaly was built without the CPU backend (the ndarray feature)");
+}
+
+/// The device the config (or `--device`) asks for.
+pub fn select(cfg: &DeviceConfig) -> Result<Selected> {
     match cfg.backend {
-        Backend::Cpu => (cpu(), "cpu (burn ndarray backend)".to_string()),
+        Backend::Cpu => cpu_selected("as requested".into()),
+        Backend::Gpu => gpu::select(true),
+        Backend::Auto => gpu::select(false),
+    }
+}
+
+fn software_allowed() -> bool {
+    std::env::var(ALLOW_SOFTWARE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+#[cfg(feature = "wgpu")]
+pub mod gpu {
+    use super::*;
+    use burn::tensor::{DeviceKind, Tensor};
+
+    /// One adapter wgpu reports.
+    #[derive(Debug, Clone)]
+    pub struct Adapter {
+        pub name: String,
+        pub kind: wgpu::DeviceType,
+        pub api: wgpu::Backend,
+        /// Its position among adapters of its kind on its API (what burn's `DeviceKind` counts).
+        pub index: usize,
+    }
+
+    impl std::fmt::Display for Adapter {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} ({:?}, {:?})", self.name, self.kind, self.api)
+        }
+    }
+
+    /// The graphics APIs burn's wgpu runtime tries, best first.
+    const APIS: [wgpu::Backend; 4] = [
+        wgpu::Backend::Vulkan,
+        wgpu::Backend::Metal,
+        wgpu::Backend::Dx12,
+        wgpu::Backend::Gl,
+    ];
+
+    /// Runs `f` with file descriptor 2 pointed at /dev/null. Vulkan and EGL drivers print to
+    /// stderr while adapters are listed and devices start (lavapipe complains when there is no
+    /// display); `anomaly` promises one line on stderr per error, and reports failures itself.
+    fn quietly<T>(f: impl FnOnce() -> T) -> T {
+        // SAFETY: plain descriptor juggling on this process's own stderr; the saved
+        // descriptor is restored and closed before returning, whatever `f` does.
+        unsafe {
+            let saved = libc::dup(2);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if saved < 0 || null < 0 {
+                return f();
+            }
+            libc::dup2(null, 2);
+            libc::close(null);
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            libc::dup2(saved, 2);
+            libc::close(saved);
+            out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }
+    }
+
+    fn probe(api: wgpu::Backend) -> Vec<Adapter> {
+        quietly(|| probe_loudly(api))
+    }
+
+    fn probe_loudly(api: wgpu::Backend) -> Vec<Adapter> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: api.into(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let mut seen: Vec<wgpu::DeviceType> = Vec::new();
+        futures_lite::future::block_on(instance.enumerate_adapters(api.into()))
+            .iter()
+            .map(|a| {
+                let info = a.get_info();
+                let index = seen.iter().filter(|k| **k == info.device_type).count();
+                seen.push(info.device_type);
+                Adapter {
+                    name: info.name,
+                    kind: info.device_type,
+                    api,
+                    index,
+                }
+            })
+            .collect()
+    }
+
+    /// Every adapter of every API, for `anomaly info` and error messages.
+    pub fn adapters() -> Vec<Adapter> {
+        APIS.iter().flat_map(|&api| probe(api)).collect()
+    }
+
+    /// The API burn's runtime settles on (the first with a real GPU, else the first with any
+    /// adapter) and its adapters; choosing among these keeps our index and burn's the same.
+    fn settled() -> Vec<Adapter> {
+        let mut software = Vec::new();
+        for api in APIS {
+            let found = probe(api);
+            if found.iter().any(|a| a.kind != wgpu::DeviceType::Cpu) {
+                return found;
+            }
+            if software.is_empty() {
+                software = found;
+            }
+        }
+        software
+    }
+
+    fn kind_of(a: &Adapter) -> DeviceKind {
+        match a.kind {
+            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(a.index),
+            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(a.index),
+            wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(a.index),
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => DeviceKind::Cpu,
+        }
+    }
+
+    /// Runs one tiny operation, so a device that cannot start fails here, as an error, rather
+    /// than as a panic in the middle of training.
+    fn works(device: &Device) -> std::result::Result<(), String> {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let outcome = std::panic::catch_unwind(|| {
+            Tensor::<1>::from_floats([1.0, 2.0], device)
+                .sum()
+                .into_scalar::<f32>()
+        });
+        std::panic::set_hook(hook);
+        match outcome {
+            Ok(3.0) => Ok(()),
+            Ok(v) => Err(format!("a test sum gave {v} instead of 3")),
+            Err(p) => Err(p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it failed to start".into())),
+        }
+    }
+
+    pub fn select(required: bool) -> Result<Selected> {
+        let candidates = settled();
+        let allow_software = software_allowed();
+        let usable = |a: &&Adapter| a.kind != wgpu::DeviceType::Cpu || allow_software;
+        // Discrete before integrated before virtual before software.
+        let rank = |a: &Adapter| match a.kind {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            _ => 3,
+        };
+        let mut usable_list: Vec<&Adapter> = candidates.iter().filter(usable).collect();
+        usable_list.sort_by_key(|a| rank(a));
+        let listed = || {
+            let all = adapters();
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        };
+        let Some(chosen) = usable_list.first() else {
+            let why = format!(
+                "no usable GPU adapter (adapters found: {}; software ones count only with {ALLOW_SOFTWARE_ENV}=1)",
+                listed()
+            );
+            if required {
+                bail_input!("--device gpu: {why}");
+            }
+            return cpu_selected(why);
+        };
+        let device = Device::wgpu(kind_of(chosen));
+        if let Err(e) = quietly(|| works(&device)) {
+            if required {
+                anyhow::bail!("--device gpu: the adapter {chosen} failed to start: {e}");
+            }
+            return cpu_selected(format!("the adapter {chosen} failed to start ({e})"));
+        }
+        let why = if chosen.kind == wgpu::DeviceType::Cpu {
+            format!("software adapter allowed by {ALLOW_SOFTWARE_ENV}")
+        } else if required {
+            "as requested".into()
+        } else {
+            "the first GPU adapter".into()
+        };
+        Ok(Selected {
+            device,
+            note: format!("gpu {chosen} (burn wgpu backend): {why}"),
+            is_gpu: true,
+        })
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+pub mod gpu {
+    use super::*;
+
+    pub fn select(required: bool) -> Result<Selected> {
+        if required {
+            bail_input!(
+                "--device gpu: this anomaly was built without GPU support (the wgpu feature)"
+            );
+        }
+        cpu_selected("built without GPU support".into())
     }
 }

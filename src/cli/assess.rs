@@ -33,7 +33,8 @@ pub fn run(args: AssessArgs) -> Result<()> {
     if args.bootstrap == 0 {
         bail_input!("--bootstrap 0: expected at least 1 resample");
     }
-    let (device, _) = device::select(&Default::default());
+    let config = args.common.load()?;
+    let device = device::select(&config.device)?.device;
     let written = match (&args.checkpoint, args.use_folds) {
         (Some(path), false) => {
             let ck = Checkpoint::load(path)?;
@@ -45,7 +46,6 @@ pub fn run(args: AssessArgs) -> Result<()> {
         }
         (Some(_), true) => bail_input!("--checkpoint and --use-folds: give one of them"),
         (None, _) => {
-            let config = args.common.load()?;
             if !args.use_folds && !folds_path(&config).exists() {
                 bail_input!(
                     "nothing to assess: give --checkpoint, or run `anomaly cv` first ({} does not exist)",

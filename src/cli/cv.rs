@@ -55,7 +55,8 @@ pub fn run(args: CvArgs) -> Result<()> {
             &config.checkpoint.save_dir,
             &run_dir(&config.logging, &data.plan.run_name),
         ])?;
-        let (device, device_note) = device::select(&config.device);
+        let selected = device::select(&config.device)?;
+        let (device, device_note) = (selected.device, selected.note);
         let selected: Vec<usize> = match args.fold {
             Some(k) => vec![k],
             None => (1..=n).collect(),

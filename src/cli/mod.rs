@@ -4,6 +4,7 @@ mod assess;
 mod augment;
 mod cv;
 mod generate;
+mod info;
 mod test;
 mod train;
 mod upload;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +41,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Publish a checkpoint to a Hugging Face Hub model repository.
     Upload(upload::UploadArgs),
+    /// Versions, compiled backends and the GPU adapters this machine offers.
+    Info(info::InfoArgs),
     /// Write synthetic embedded-device traffic (the project's sample data).
     Generate(generate::GenerateArgs),
 }
@@ -56,6 +59,16 @@ pub struct ConfigArgs {
     /// Print nothing but errors (and `--json` output).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Where to compute (overrides device.backend): auto (first GPU, else CPU), cpu or gpu.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
 }
 
 impl ConfigArgs {
@@ -66,7 +79,20 @@ impl ConfigArgs {
             None if default.exists() => Some(default),
             None => None,
         };
-        Config::load(path, &self.overrides)
+        let mut config = Config::load(path, &self.overrides)?;
+        self.apply_device(&mut config);
+        Ok(config)
+    }
+
+    /// `--device` wins over the config's `device.backend` (also a checkpoint's stored one).
+    pub fn apply_device(&self, config: &mut Config) {
+        if let Some(d) = self.device {
+            config.device.backend = match d {
+                DeviceArg::Auto => Backend::Auto,
+                DeviceArg::Cpu => Backend::Cpu,
+                DeviceArg::Gpu => Backend::Gpu,
+            };
+        }
     }
 }
 
@@ -79,5 +105,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Assess(args) => assess::run(args),
         Command::Upload(args) => upload::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Info(args) => info::run(args),
     }
 }

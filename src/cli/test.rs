@@ -34,13 +34,12 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     let ck = Checkpoint::load(&args.checkpoint)?;
-    // The checkpoint decides how data is read and scored; the config file given on the
-    // command line (if any) only has to be valid.
-    if args.common.config.is_some() || !args.common.overrides.is_empty() {
-        args.common.load()?;
-    }
+    // The checkpoint decides how data is read and scored; the local config (or --device)
+    // decides where.
+    let local = args.common.load()?;
     let cfg = &ck.config;
-    let (device, _) = device::select(&cfg.device);
+    let selected = device::select(&local.device)?;
+    let device = selected.device;
     let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
     let model = ck.model(&device)?;
     let probs = train::predict(&model, &ds, &device)?;

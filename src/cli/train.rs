@@ -24,7 +24,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let resume = args.resume.as_deref().map(Checkpoint::load).transpose()?;
     // A resumed run continues under its own config and run name, so it ends where an
     // uninterrupted run would have.
-    let (config, run_name) = match &resume {
+    let (mut config, run_name) = match &resume {
         Some(ck) => (ck.config.clone(), ck.run_name.clone()),
         None => {
             let config = args.common.load()?;
@@ -36,7 +36,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (config, name)
         }
     };
-    let (device, device_note) = device::select(&config.device);
+    args.common.apply_device(&mut config);
+    let selected = device::select(&config.device)?;
+    let (device, device_note) = (selected.device, selected.note);
     // Read and check the data before anything is written, so bad input leaves no trace.
     let data = prepare_training(&config)?;
     let mut log = RunLog::open(

@@ -5,6 +5,7 @@ mod augment;
 mod cv;
 mod datasets;
 mod errors;
+mod gpu;
 mod hub_server;
 mod tensorboard;
 mod training;

@@ -1,0 +1,147 @@
+//! The wgpu backend, on whatever adapter the machine has. CI installs Mesa's lavapipe (a
+//! software Vulkan device) and allows it with ANOMALY_ALLOW_SOFTWARE_GPU=1; where no adapter can
+//! run burn's kernels at all, these tests say why and skip.
+
+use crate::util::{Run, Sandbox};
+
+const ALLOW: &str = "ANOMALY_ALLOW_SOFTWARE_GPU";
+
+fn run(s: &Sandbox, allow_software: bool, args: &[&str]) -> Run {
+    let mut cmd = s.command(args);
+    if allow_software {
+        cmd.env(ALLOW, "1");
+    } else {
+        cmd.env_remove(ALLOW);
+    }
+    Run::from_output(cmd.output().unwrap())
+}
+
+/// `anomaly info`'s line for what `--device auto` picks.
+fn auto_choice(s: &Sandbox, allow_software: bool) -> String {
+    let out = run(s, allow_software, &["info"]).ok().stdout;
+    out.lines()
+        .find(|l| l.starts_with("--device auto"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn gpu_without_a_usable_adapter_is_an_error_that_lists_the_adapters() {
+    let s = Sandbox::new();
+    if auto_choice(&s, false).contains("uses: gpu") {
+        println!("skipped: this machine has a real GPU adapter, so --device gpu cannot fail here");
+        return;
+    }
+    s.sample("d.csv", 300, 41);
+    let r = run(
+        &s,
+        false,
+        &["train", "--device", "gpu", "--set", "data.path=d.csv"],
+    )
+    .bad_input("--device gpu: no usable GPU adapter (adapters found: ");
+    assert!(
+        r.stderr.contains(ALLOW),
+        "the error says how to allow a software adapter"
+    );
+    assert!(
+        !s.exists("checkpoints"),
+        "nothing is written when the device cannot be had"
+    );
+    // auto falls back to the CPU and says why.
+    let out = run(
+        &s,
+        false,
+        &[
+            "train",
+            "--device",
+            "auto",
+            "--set",
+            "data.path=d.csv",
+            "--set",
+            "training.epochs=1",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout
+            .contains("cpu (burn ndarray backend): no usable GPU adapter"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn wgpu_training_matches_cpu_and_its_checkpoint_evaluates_on_cpu() {
+    let s = Sandbox::new();
+    let choice = auto_choice(&s, true);
+    if !choice.contains("uses: gpu") {
+        println!("skipped: no wgpu adapter can run burn's kernels here ({choice})");
+        return;
+    }
+    s.sample("d.csv", 2000, 42);
+    let train = |device: &str, dir: &str| {
+        let d = format!("checkpoint.save_dir={dir}");
+        run(
+            &s,
+            true,
+            &[
+                "train",
+                "--quiet",
+                "--device",
+                device,
+                "--set",
+                "data.path=d.csv",
+                "--set",
+                &d,
+                "--set",
+                "model.hidden_dims=[32, 16]",
+                "--set",
+                "training.epochs=15",
+                "--set",
+                "training.batch_size=32",
+                "--set",
+                "logging.run_name=g",
+            ],
+        )
+        .ok();
+    };
+    train("cpu", "on_cpu");
+    train("gpu", "on_gpu");
+    let metrics = |ck: &str, device: &str| {
+        let r = run(
+            &s,
+            true,
+            &[
+                "test",
+                "--checkpoint",
+                ck,
+                "--device",
+                device,
+                "--json",
+                "--no-write",
+                "--bootstrap",
+                "10",
+            ],
+        )
+        .ok();
+        r.json()["metrics"].clone()
+    };
+    let cpu = metrics("on_cpu/best.mpk", "cpu");
+    let gpu = metrics("on_gpu/best.mpk", "gpu");
+    // Same data, seed and schedule; the backends differ in RNG streams and float summation order,
+    // so the two models differ slightly but must be as good as each other.
+    for key in ["accuracy", "roc_auc"] {
+        let (a, b) = (cpu[key].as_f64().unwrap(), gpu[key].as_f64().unwrap());
+        assert!((a - b).abs() <= 0.03, "{key}: cpu {a} vs gpu {b}");
+    }
+    // Both actually learned: the comparison is between working models.
+    assert!(gpu["roc_auc"].as_f64().unwrap() > 0.7, "gpu model: {gpu}");
+    // The GPU-trained checkpoint scores the same rows the same way on the CPU.
+    let on_cpu = metrics("on_gpu/best.mpk", "cpu");
+    assert_eq!(on_cpu["confusion"], gpu["confusion"]);
+    let (a, b) = (
+        on_cpu["roc_auc"].as_f64().unwrap(),
+        gpu["roc_auc"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-4, "roc_auc cpu {a} vs gpu {b}");
+}
