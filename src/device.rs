@@ -53,7 +53,7 @@ pub fn select(cfg: &DeviceConfig) -> Result<Selected> {
     }
 }
 
-fn software_allowed() -> bool {
+pub fn software_allowed() -> bool {
     std::env::var(ALLOW_SOFTWARE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
