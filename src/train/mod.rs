@@ -53,7 +53,8 @@ pub struct Outcome {
     pub stopped_early: bool,
 }
 
-fn optimizer(cfg: &TrainingConfig) -> ModuleOptimizer {
+/// The optimizer `training.optimizer` names, with its settings.
+pub fn optimizer(cfg: &TrainingConfig) -> ModuleOptimizer {
     let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
     match cfg.optimizer {
         // PyTorch's epsilon, so settings carried over from the reference behave the same.
@@ -115,6 +116,35 @@ fn batch_tensors(
     let x = Tensor::from_data(TensorData::new(x_buf.clone(), [rows.len(), d]), device);
     let y = Tensor::from_data(TensorData::new(y, [rows.len(), 1]), device);
     (x, y)
+}
+
+/// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. Returns
+/// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss.
+/// (The benchmarks time exactly this.)
+#[allow(clippy::too_many_arguments)]
+pub fn run_epoch(
+    mut model: Mlp,
+    optim: &mut ModuleOptimizer,
+    data: &Dataset,
+    order: &[usize],
+    batch_size: usize,
+    lr: f64,
+    pos_weight: f64,
+    device: &Device,
+    on_batch: &mut dyn FnMut(f64),
+) -> (Mlp, f64) {
+    let mut x_buf = Vec::with_capacity(batch_size * data.n_features);
+    let mut loss_sum = 0.0f64;
+    for rows in order.chunks(batch_size) {
+        let (x, y) = batch_tensors(data, rows, &mut x_buf, device);
+        let loss = bce_with_logits(model.forward(x), y, pos_weight);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let value = loss.into_scalar::<f32>() as f64;
+        model = optim.step(lr, model, grads);
+        loss_sum += value * rows.len() as f64;
+        on_batch(value);
+    }
+    (model, loss_sum)
 }
 
 /// Anomaly probabilities for every row, in inference mode (no autodiff, no dropout).
@@ -261,7 +291,6 @@ pub fn train(
 
     let n = data.train.len();
     let mut order: Vec<usize> = (0..n).collect();
-    let mut x_buf = Vec::with_capacity(cfg.batch_size * data.pre.n_features());
     let mut step = (first_epoch as u64 - 1) * n.div_ceil(cfg.batch_size) as u64;
     let mut epoch = first_epoch;
     while !state.finished && epoch <= cfg.epochs {
@@ -271,17 +300,21 @@ pub fn train(
         order.shuffle(&mut StdRng::seed_from_u64(seed));
         let lr = learning_rate(cfg, epoch);
         observer.epoch_started(epoch, n.div_ceil(cfg.batch_size));
-        let mut loss_sum = 0.0f64;
-        for rows in order.chunks(cfg.batch_size) {
-            let (x, y) = batch_tensors(&data.train, rows, &mut x_buf, &ad);
-            let loss = bce_with_logits(model.forward(x), y, state.pos_weight);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let value = loss.into_scalar::<f32>() as f64;
-            model = optim.step(lr, model, grads);
-            loss_sum += value * rows.len() as f64;
-            step += 1;
-            observer.batch_done(step, value);
-        }
+        let (trained, loss_sum) = run_epoch(
+            model,
+            &mut optim,
+            &data.train,
+            &order,
+            cfg.batch_size,
+            lr,
+            state.pos_weight,
+            &ad,
+            &mut |loss| {
+                step += 1;
+                observer.batch_done(step, loss);
+            },
+        );
+        model = trained;
         // Without validation rows (the final model of `cv`), the latest epoch is the best one.
         let (val_loss, val_probs) = if data.val.is_empty() {
             (f64::NAN, Vec::new())

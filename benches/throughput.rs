@@ -1,0 +1,342 @@
+//! Throughput and memory of anomaly's hot paths, with the protocol of the PyTorch/pandas
+//! reference scripts in ../shared/peers, so `benches/compare.sh` can put them side by side.
+//!
+//!   cargo bench --bench throughput -- [--rows 1000000] [--reps 3] [--csv-rows 1000000]
+//!                                     [--skip-csv] [--json PATH] [--csv-out PATH]
+//!
+//! (a) training samples/s of the default MLP (17 → 128 → 64 → 32 → 1, ReLU, dropout 0.3, Adam,
+//!     BCE-with-logits) on in-memory synthetic rows at batch 64, 256, 1024, 4096: 262,144 samples
+//!     per repetition, median of `--reps`; (b) inference samples/s at batch 4096 over all rows,
+//!     and the `test` path (read CSV, encode, predict, metrics) in rows/s; (c) CSV ingestion of a
+//!     generated rows × 80 numeric CSV with a string label, plain and gzip; (d) peak RSS of
+//!     loading it, measured in a child process, against the size of the f32 matrix + labels.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anomaly::config::{DataConfig, ModelConfig, TrainingConfig};
+use anomaly::data::read::{TableSpec, read_table};
+use anomaly::data::{Dataset, read_labeled};
+use anomaly::eval::Metrics;
+use anomaly::model::ModelSpec;
+use anomaly::train::{optimizer, predict, run_epoch};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::json;
+
+const FEATURES: usize = 17;
+const SAMPLES_PER_REP: usize = 262_144;
+
+struct Args {
+    rows: usize,
+    reps: usize,
+    csv_rows: usize,
+    skip_csv: bool,
+    json: Option<PathBuf>,
+    csv_out: Option<PathBuf>,
+    load_only: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        rows: 1_000_000,
+        reps: 3,
+        csv_rows: 1_000_000,
+        skip_csv: false,
+        json: None,
+        csv_out: None,
+        load_only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--rows" => a.rows = value().parse().expect("--rows N"),
+            "--reps" => a.reps = value().parse().expect("--reps N"),
+            "--csv-rows" => a.csv_rows = value().parse().expect("--csv-rows N"),
+            "--skip-csv" => a.skip_csv = true,
+            "--json" => a.json = Some(value().into()),
+            "--csv-out" => a.csv_out = Some(value().into()),
+            "--load-only" => a.load_only = Some(value().into()),
+            "--bench" => {} // cargo bench passes this
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Standard-normal features; labels from a noisy linear rule, about 10% positive.
+fn synthetic(rows: usize, seed: u64) -> Dataset {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let w: Vec<f32> = (0..FEATURES)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    let mut x = Vec::with_capacity(rows * FEATURES);
+    let mut score = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let row: Vec<f32> = (0..FEATURES)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let noise: f32 = StandardNormal.sample(&mut rng);
+        score.push(row.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + noise);
+        x.extend(row);
+    }
+    let mut sorted = score.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let cut = sorted[rows * 9 / 10];
+    let y = score.iter().map(|&s| (s > cut) as u8 as f32).collect();
+    Dataset {
+        x,
+        y,
+        n_features: FEATURES,
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn flow_spec() -> TableSpec {
+    TableSpec {
+        header: true,
+        label_column: "Label".into(),
+        ..Default::default()
+    }
+}
+
+/// rows × 80 numeric columns and a string label (BENIGN or an attack name).
+fn write_flow_csv(path: &Path, rows: usize) {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let header: Vec<String> = (0..80)
+        .map(|i| format!("f{i}"))
+        .chain(["Label".to_string()])
+        .collect();
+    writeln!(out, "{}", header.join(",")).unwrap();
+    let mut line = String::new();
+    for _ in 0..rows {
+        line.clear();
+        for j in 0..80 {
+            use std::fmt::Write as _;
+            match j % 4 {
+                0 => write!(line, "{},", rng.random_range(0..65536)).unwrap(),
+                1 => write!(line, "{:.6},", rng.random::<f64>()).unwrap(),
+                2 => write!(line, "{:.2},", rng.random::<f64>() * 1e6).unwrap(),
+                _ => write!(line, "{},", rng.random_range(0..10)).unwrap(),
+            }
+        }
+        line.push_str(if rng.random_bool(0.8) {
+            "BENIGN"
+        } else {
+            "DDoS"
+        });
+        writeln!(out, "{line}").unwrap();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args();
+    if let Some(path) = &a.load_only {
+        // Child mode for (d): load, touch the result, report the peak.
+        let t = read_table(path, &flow_spec())?;
+        println!("{} {}", t.n_rows(), peak_rss_kib());
+        return Ok(());
+    }
+    let device = anomaly::device::cpu();
+    let mut results = json!({ "rows": a.rows, "reps": a.reps, "train": [], "infer": [] });
+    println!(
+        "anomaly {} benchmark on burn ndarray ({} CPUs)",
+        env!("CARGO_PKG_VERSION"),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // (a) training throughput
+    let data = synthetic(a.rows, 1);
+    let training = TrainingConfig::default();
+    let spec = ModelSpec::new(FEATURES, &ModelConfig::default());
+    let ad = device.clone().autodiff();
+    ad.seed(1);
+    let mut rng = StdRng::seed_from_u64(2);
+    for batch in [64, 256, 1024, 4096] {
+        let mut model = spec.init(&ad);
+        let mut optim = optimizer(&training);
+        let mut rates = Vec::new();
+        for rep in 0..=a.reps {
+            let mut order: Vec<usize> = (0..a.rows).collect();
+            order.shuffle(&mut rng);
+            // The first repetition warms up (allocations, caches) and is not counted.
+            let take = if rep == 0 {
+                (batch * 20).min(a.rows)
+            } else {
+                SAMPLES_PER_REP.min(a.rows)
+            };
+            let t = Instant::now();
+            let (m, _) = run_epoch(
+                model,
+                &mut optim,
+                &data,
+                &order[..take],
+                batch,
+                1e-3,
+                1.0,
+                &ad,
+                &mut |_| {},
+            );
+            model = m;
+            if rep > 0 {
+                rates.push(take as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        let r = median(rates.clone());
+        println!(
+            "train batch {batch:5}: {r:>12.0} samples/s  (reps {:?})",
+            rates.iter().map(|v| v.round()).collect::<Vec<_>>()
+        );
+        results["train"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "batch": batch, "samples_per_s": r, "all": rates }));
+    }
+
+    // (b) inference and the test path
+    let model = spec.init(&device);
+    let mut rates = Vec::new();
+    for _ in 0..a.reps {
+        let t = Instant::now();
+        let p = predict(&model, &data, &device)?;
+        assert_eq!(p.len(), a.rows);
+        rates.push(a.rows as f64 / t.elapsed().as_secs_f64());
+    }
+    let infer = median(rates);
+    println!("inference batch 4096: {infer:>10.0} samples/s");
+    results["infer"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "batch": 4096, "samples_per_s": infer }));
+
+    let dir = tempfile::tempdir()?;
+    let test_csv = dir.path().join("test.csv");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&test_csv)?);
+        let names: Vec<String> = (0..FEATURES).map(|i| format!("x{i}")).collect();
+        writeln!(out, "{},label", names.join(","))?;
+        for r in 0..a.rows {
+            let row: Vec<String> = data.x[r * FEATURES..(r + 1) * FEATURES]
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            writeln!(out, "{},{}", row.join(","), data.y[r])?;
+        }
+    }
+    let cfg = DataConfig {
+        path: test_csv.clone(),
+        ..Default::default()
+    };
+    let fitted = read_labeled(&test_csv, &cfg, None)?;
+    let rows: Vec<usize> = (0..fitted.y.len()).collect();
+    let (pre, _) = anomaly::data::preprocess::Preprocessor::fit(
+        &fitted.table,
+        &rows,
+        cfg.missing,
+        cfg.scaler,
+    )?;
+    drop(fitted);
+    let mut rates = Vec::new();
+    for _ in 0..a.reps {
+        let t = Instant::now();
+        let (ds, _) = anomaly::data::prepare_evaluation(
+            &anomaly::config::Config {
+                data: cfg.clone(),
+                ..Default::default()
+            },
+            &pre,
+            Some(&test_csv),
+        )?;
+        let probs = predict(&model, &ds, &device)?;
+        let m = Metrics::compute(&probs, &ds.y, 0.5);
+        assert_eq!(m.rows, a.rows);
+        rates.push(a.rows as f64 / t.elapsed().as_secs_f64());
+    }
+    let test_path = median(rates);
+    println!("test path (read, encode, predict, metrics): {test_path:>10.0} rows/s");
+    results["test_path_rows_per_s"] = json!(test_path);
+
+    // (c, d) CSV ingestion and peak memory
+    if !a.skip_csv {
+        let plain = a
+            .csv_out
+            .clone()
+            .unwrap_or_else(|| dir.path().join("flows.csv"));
+        write_flow_csv(&plain, a.csv_rows);
+        let gz = dir.path().join("flows.csv.gz");
+        {
+            let mut enc = flate2::write::GzEncoder::new(
+                std::fs::File::create(&gz)?,
+                flate2::Compression::default(),
+            );
+            std::io::copy(&mut std::fs::File::open(&plain)?, &mut enc)?;
+            enc.finish()?;
+        }
+        for (name, path) in [("plain", &plain), ("gzip", &gz)] {
+            let size = std::fs::metadata(path)?.len() as f64;
+            let mut times = Vec::new();
+            for _ in 0..a.reps {
+                let t = Instant::now();
+                let table = read_table(path, &flow_spec())?;
+                let y = anomaly::data::labels::binarize(
+                    &table.labels,
+                    &DataConfig {
+                        negative_labels: vec!["BENIGN".into()],
+                        ..Default::default()
+                    },
+                )?;
+                assert_eq!(y.len(), a.csv_rows);
+                times.push(t.elapsed().as_secs_f64());
+            }
+            let t = median(times);
+            println!(
+                "csv {name:5}: {:>10.0} rows/s, {:>7.1} MB/s ({:.0} MB as stored)",
+                a.csv_rows as f64 / t,
+                size / t / 1e6,
+                size / 1e6
+            );
+            results[format!("csv_{name}")] = json!({ "rows_per_s": a.csv_rows as f64 / t, "mb_per_s": size / t / 1e6, "bytes": size });
+        }
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(["--load-only", plain.to_str().unwrap()])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let peak_kib: f64 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        let matrix_mib = (a.csv_rows * 80 * 4 + a.csv_rows * 4) as f64 / 1048576.0;
+        let peak_mib = peak_kib / 1024.0;
+        println!(
+            "peak RSS loading it: {peak_mib:.0} MiB = {:.2} × the f32 matrix + labels ({matrix_mib:.0} MiB)",
+            peak_mib / matrix_mib
+        );
+        results["load_peak_rss_mib"] = json!(peak_mib);
+        results["load_matrix_mib"] = json!(matrix_mib);
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}
