@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::eval::Confusion;
@@ -81,6 +82,21 @@ pub fn render<P: Plot>(name: &str, title: &str, plot: &P) -> Result<Figure> {
         svg,
         rgb,
     })
+}
+
+/// The legend every chart uses, at `at`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    at: SeriesLabelPosition,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(font(14))
+        .draw()
+        .msg()
 }
 
 fn font(size: u32) -> TextStyle<'static> {
@@ -165,14 +181,7 @@ impl Plot for Bars {
                 .msg()?;
         }
         if self.series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(font(14))
-                .draw()
-                .msg()?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -310,14 +319,7 @@ impl Plot for Curves {
                     PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(self.legend.clone())
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(14))
-            .draw()
-            .msg()?;
+        legend(&mut chart, self.legend.clone())?;
         Ok(())
     }
 }
@@ -392,14 +394,7 @@ impl Plot for Scores {
             .msg()?
             .label(format!("threshold {t:.3}"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(14))
-            .draw()
-            .msg()?;
+        legend(&mut chart, SeriesLabelPosition::UpperMiddle)?;
         Ok(())
     }
 }
@@ -472,14 +467,7 @@ impl Plot for Training {
             .msg()?
             .label(format!("best epoch {}", self.best_epoch))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(14))
-            .draw()
-            .msg()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
 
         let lr_top = self
             .history
