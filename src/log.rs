@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tensorboard_rs::summary_writer::SummaryWriter;
 
 use crate::config::LoggingConfig;
@@ -85,7 +85,14 @@ pub struct RunLog {
     terminal: bool,
     epochs: usize,
     batch_every: usize,
-    bar: Option<ProgressBar>,
+    bars: Option<Bars>,
+}
+
+/// On a terminal: a bar over all epochs and, beneath it, one over the current epoch's batches.
+struct Bars {
+    multi: MultiProgress,
+    epochs: ProgressBar,
+    batches: ProgressBar,
 }
 
 impl RunLog {
@@ -106,7 +113,7 @@ impl RunLog {
             terminal: std::io::stdout().is_terminal(),
             epochs,
             batch_every: cfg.batch_log_every,
-            bar: None,
+            bars: None,
         })
     }
 
@@ -115,14 +122,21 @@ impl RunLog {
         if self.quiet {
             return;
         }
-        match &self.bar {
-            Some(bar) => bar.println(msg),
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(msg);
+            }
             None => println!("{msg}"),
         }
     }
+}
 
-    pub fn scalars(&mut self) -> &mut Scalars {
-        &mut self.scalars
+impl Drop for RunLog {
+    fn drop(&mut self) {
+        if let Some(bars) = self.bars.take() {
+            bars.batches.finish_and_clear();
+            bars.epochs.finish_and_clear();
+        }
     }
 }
 
@@ -131,28 +145,44 @@ impl Observer for RunLog {
         if self.quiet || !self.terminal {
             return;
         }
-        let bar = ProgressBar::new(batches as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed}")
+        let style = |template: &str| {
+            ProgressStyle::with_template(template)
                 .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("{epoch}/{}", self.epochs));
-        self.bar = Some(bar);
+                .progress_chars("=> ")
+        };
+        let total = self.epochs as u64;
+        let bars = self.bars.get_or_insert_with(|| {
+            let multi = MultiProgress::new();
+            let epochs = multi.add(ProgressBar::new(total));
+            epochs.set_style(style(
+                "epochs  [{bar:30}] {pos}/{len}  {elapsed} (eta {eta})",
+            ));
+            let batches = multi.add(ProgressBar::new(0));
+            batches.set_style(style("epoch {msg} [{bar:30}] {pos}/{len} batches"));
+            Bars {
+                multi,
+                epochs,
+                batches,
+            }
+        });
+        bars.epochs.set_position(epoch as u64 - 1);
+        bars.batches.reset();
+        bars.batches.set_length(batches as u64);
+        bars.batches.set_message(format!("{epoch:>3}"));
     }
 
     fn batch_done(&mut self, step: u64, loss: f64) {
         if self.batch_every > 0 && step.is_multiple_of(self.batch_every as u64) {
             self.scalars.add("Train/BatchLoss", loss, step as usize);
         }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
+        if let Some(bars) = &self.bars {
+            bars.batches.inc(1);
         }
     }
 
     fn epoch_done(&mut self, r: &EpochRecord, improved: bool, best: f64) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+        if let Some(bars) = &self.bars {
+            bars.epochs.inc(1);
         }
         let s = &mut self.scalars;
         s.add("Loss/Train", r.train_loss, r.epoch);
