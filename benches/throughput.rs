@@ -160,8 +160,9 @@ fn main() -> anyhow::Result<()> {
     let device = anomaly::device::cpu();
     let mut results = json!({ "rows": a.rows, "reps": a.reps, "train": [], "infer": [] });
     println!(
-        "anomaly {} benchmark on burn ndarray ({} CPUs)",
+        "anomaly {} benchmark on the {} ({} CPUs)",
         env!("CARGO_PKG_VERSION"),
+        anomaly::device::CPU_BACKEND,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 

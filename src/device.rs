@@ -1,6 +1,7 @@
-//! Where tensors live. Every command takes its device from [`select`]: `cpu` (burn's ndarray
-//! backend), `gpu` (burn's wgpu backend: Vulkan, Metal, DX12 or OpenGL, whichever this machine
-//! has), or `auto`: the first real GPU adapter, else the CPU, with the reason on one line.
+//! Where tensors live. Every command takes its device from [`select`]: `cpu` (burn's flex
+//! backend, or ndarray in a build without flex), `gpu` (burn's wgpu backend: Vulkan, Metal,
+//! DX12 or OpenGL, whichever this machine has), or `auto`: the first real GPU adapter, else the
+//! CPU, with the reason on one line.
 
 use anyhow::Result;
 use burn::tensor::Device;
@@ -8,10 +9,8 @@ use burn::tensor::Device;
 use crate::bail_input;
 use crate::config::{Backend, DeviceConfig};
 
-#[cfg(not(any(feature = "ndarray", feature = "wgpu")))]
-compile_error!(
-    "anomaly needs a backend: enable the `ndarray` feature, the `wgpu` feature, or both"
-);
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
+compile_error!("anomaly needs a backend: enable `flex` or `ndarray` (CPU), `wgpu` (GPU), or both");
 
 /// Lets `--device gpu` and `auto` use a software adapter (lavapipe, llvmpipe), e.g. to test
 /// the GPU code path on a machine without a GPU.
@@ -24,24 +23,38 @@ pub struct Selected {
     pub is_gpu: bool,
 }
 
-/// The CPU device (burn's ndarray backend, threaded with rayon).
-#[cfg(feature = "ndarray")]
+/// The CPU backend this build computes on.
+pub const CPU_BACKEND: &str = if cfg!(feature = "flex") {
+    "burn flex backend"
+} else {
+    "burn ndarray backend"
+};
+
+/// The CPU device: burn's flex backend (faster than ndarray here for both training and
+/// inference; see the README's Benchmarks), or ndarray in a build without flex.
+#[cfg(feature = "flex")]
 pub fn cpu() -> Device {
-    // ndarray is marked deprecated in burn 0.22 in favour of flex; it is the backend this
-    // release is measured and tested on.
+    Device::flex()
+}
+
+#[cfg(all(feature = "ndarray", not(feature = "flex")))]
+pub fn cpu() -> Device {
+    // Deprecated in burn 0.22 in favour of flex; kept as the alternative CPU backend.
     #[allow(deprecated)]
     Device::ndarray()
 }
 
 fn cpu_selected(why: String) -> Result<Selected> {
-    #[cfg(feature = "ndarray")]
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
     return Ok(Selected {
         device: cpu(),
-        note: format!("cpu (burn ndarray backend): {why}"),
+        note: format!("cpu ({CPU_BACKEND}): {why}"),
         is_gpu: false,
     });
-    #[cfg(not(feature = "ndarray"))]
-    bail_input!("{why}, and this anomaly was built without the CPU backend (the ndarray feature)");
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    bail_input!(
+        "{why}, and this anomaly was built without a CPU backend (the flex or ndarray feature)"
+    );
 }
 
 /// The device the config (or `--device`) asks for.

@@ -4,6 +4,13 @@ use anomaly::cli::{Cli, run};
 use anomaly::error::{EXIT_BAD_INPUT, EXIT_OK, exit_code, one_line};
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns `anomaly info | head` into a panic on the next print;
+    // a command-line tool should simply stop, as the shell expects.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

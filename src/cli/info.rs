@@ -16,6 +16,7 @@ pub fn run(_args: InfoArgs) -> Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let features: Vec<&str> = [
+        ("flex", cfg!(feature = "flex")),
         ("ndarray", cfg!(feature = "ndarray")),
         ("wgpu", cfg!(feature = "wgpu")),
     ]
