@@ -18,6 +18,7 @@ use crate::eval::Ranked;
 use crate::eval::assess::Assessment;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
 use crate::log::{Scalars, run_dir, utc_timestamp};
+use crate::model::Mlp;
 use crate::report::figures::{
     Bars, ConfusionPlot, Curves, Figure, HEIGHT, Scores, Training, WIDTH, render,
 };
@@ -34,14 +35,16 @@ struct Scored {
     assessment: Assessment,
 }
 
+/// Scores `ds` with `model`, the network of `ck` (built once per checkpoint by the caller).
 fn score(
     name: &str,
     ck: &Checkpoint,
+    model: &Mlp,
     ds: &Dataset,
     resamples: usize,
     device: &Device,
 ) -> Result<Scored> {
-    let probs = predict(&ck.model(device)?, ds, device)?;
+    let probs = predict(model, ds, device)?;
     let assessment = Assessment::new(
         &probs,
         &ds.y,
@@ -82,9 +85,10 @@ pub fn assess_checkpoint(
     resamples: usize,
     device: &Device,
 ) -> Result<Written> {
+    let model = ck.model(device)?;
     let sets: Vec<Scored> = evaluation_sets(&ck.config, &ck.preprocessor)?
         .iter()
-        .map(|(name, ds)| score(name, ck, ds, resamples, device))
+        .map(|(name, ds)| score(name, ck, &model, ds, resamples, device))
         .collect::<Result<_>>()?;
     let test = sets
         .iter()
@@ -167,7 +171,15 @@ pub fn assess_folds(
             })
             .collect::<Result<_>>()?;
         let ds = encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?;
-        sets.push(score(&format!("fold_{k}"), &ck, &ds, resamples, device)?);
+        let model = ck.model(device)?;
+        sets.push(score(
+            &format!("fold_{k}"),
+            &ck,
+            &model,
+            &ds,
+            resamples,
+            device,
+        )?);
         histories.push((k, ck.history.clone(), ck.weights_epoch));
     }
     // All folds' validation rows together: every non-test row scored once by the model that
