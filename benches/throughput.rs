@@ -15,12 +15,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anomaly::config::{DataConfig, ModelConfig, TrainingConfig};
+use anomaly::config::{DataConfig, ModelConfig, Task, TrainingConfig};
 use anomaly::data::read::{TableSpec, read_table};
 use anomaly::data::{Dataset, read_labeled};
 use anomaly::eval::Metrics;
 use anomaly::model::ModelSpec;
-use anomaly::train::{optimizer, predict, run_epoch};
+use anomaly::train::{Objective, optimizer, predict, run_epoch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -97,6 +97,7 @@ fn synthetic(rows: usize, seed: u64) -> Dataset {
         x,
         y,
         n_features: FEATURES,
+        ..Default::default()
     }
 }
 
@@ -169,7 +170,7 @@ fn main() -> anyhow::Result<()> {
     // (a) training throughput
     let data = synthetic(a.rows, 1);
     let training = TrainingConfig::default();
-    let spec = ModelSpec::new(FEATURES, &ModelConfig::default());
+    let spec = ModelSpec::new(FEATURES, 1, &ModelConfig::default());
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut rng = StdRng::seed_from_u64(2);
@@ -193,8 +194,8 @@ fn main() -> anyhow::Result<()> {
                 &data,
                 &order[..take],
                 batch,
-                1e-3,
-                1.0,
+                &Objective::Binary { pos_weight: 1.0 },
+                &|_| 1e-3,
                 &ad,
                 &mut |_| {},
             );
@@ -248,13 +249,13 @@ fn main() -> anyhow::Result<()> {
         path: test_csv.clone(),
         ..Default::default()
     };
-    let fitted = read_labeled(&test_csv, &cfg, None)?;
+    let fitted = read_labeled(&test_csv, &cfg, Task::Binary, None)?;
     let rows: Vec<usize> = (0..fitted.y.len()).collect();
     let (pre, _) = anomaly::data::preprocess::Preprocessor::fit(
         &fitted.table,
         &rows,
-        cfg.missing,
-        cfg.scaler,
+        &cfg,
+        Default::default(),
     )?;
     drop(fitted);
     let mut rates = Vec::new();

@@ -3,6 +3,7 @@
 //! Every command reads its settings from [`Config`]; nothing else looks at raw YAML. A key the
 //! structs do not know is an error that names it, so a typo never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -17,6 +18,7 @@ pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config.yaml");
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    pub task: Task,
     pub model: ModelConfig,
     pub training: TrainingConfig,
     pub data: DataConfig,
@@ -26,6 +28,25 @@ pub struct Config {
     pub cross_validation: CrossValidationConfig,
     pub huggingface: HuggingFaceConfig,
     pub augmentation: AugmentationConfig,
+}
+
+/// `binary`: one anomaly logit. `multiclass`: one softmax output per class of the label column,
+/// with a derived normal-vs-anomaly view from `data.negative_labels`/`positive_labels`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    #[default]
+    Binary,
+    Multiclass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Linear → activation → dropout per hidden layer.
+    Mlp,
+    /// Each hidden layer adds batch norm and a skip connection (projected when widths differ).
+    Resmlp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +61,7 @@ pub enum Activation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
+    pub kind: ModelKind,
     pub hidden_dims: Vec<usize>,
     pub dropout: f64,
     pub activation: Activation,
@@ -48,6 +70,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            kind: ModelKind::Mlp,
             hidden_dims: vec![128, 64, 32],
             dropout: 0.3,
             activation: Activation::Relu,
@@ -67,7 +90,24 @@ pub enum OptimizerKind {
 #[serde(rename_all = "snake_case")]
 pub enum SchedulerKind {
     None,
+    /// Multiply by `gamma` every `step_size` epochs.
     Step,
+    /// Cosine annealing from `learning_rate` to `min_learning_rate` over `epochs`.
+    Cosine,
+    /// Triangular cycles between `min_learning_rate` and `max_learning_rate`, `cycle_steps`
+    /// batches up and as many down (PyTorch's CyclicLR).
+    Cyclic,
+    /// Multiply by `gamma` after `plateau_patience` epochs without a better validation loss.
+    Plateau,
+}
+
+/// `auto` weighs each class by n_rows / (n_classes · n_class_rows), as scikit-learn's
+/// `class_weight="balanced"`; a list gives one weight per class in class order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    Auto(AutoWord),
+    Values(Vec<f64>),
 }
 
 /// `auto` weighs positives by negatives/positives of the training split, like the reference
@@ -132,8 +172,15 @@ pub struct TrainingConfig {
     pub scheduler: SchedulerKind,
     pub step_size: usize,
     pub gamma: f64,
+    pub min_learning_rate: f64,
+    pub max_learning_rate: f64,
+    pub cycle_steps: usize,
+    pub plateau_patience: usize,
+    /// Clip each parameter's gradient to this L2 norm (none when null).
+    pub grad_clip: Option<f64>,
     pub early_stopping: EarlyStoppingConfig,
     pub pos_weight: Option<PosWeight>,
+    pub class_weights: Option<ClassWeights>,
     pub threshold: ThresholdChoice,
     /// Seeds weight init, shuffling and dropout.
     pub seed: u64,
@@ -151,8 +198,14 @@ impl Default for TrainingConfig {
             scheduler: SchedulerKind::Step,
             step_size: 30,
             gamma: 0.1,
+            min_learning_rate: 1e-5,
+            max_learning_rate: 1e-2,
+            cycle_steps: 2000,
+            plateau_patience: 5,
+            grad_clip: None,
             early_stopping: EarlyStoppingConfig::default(),
             pos_weight: None,
+            class_weights: None,
             threshold: ThresholdChoice::Fixed(0.5),
             seed: 42,
         }
@@ -172,7 +225,32 @@ pub enum MissingPolicy {
 pub enum ScalerKind {
     Standard,
     Minmax,
+    /// scikit-learn's QuantileTransformer: each feature through its training CDF.
+    Quantile,
     None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantileOutput {
+    Uniform,
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    None,
+    /// `ln(1 + x)` on heavy-tailed non-negative columns (`transform_columns`, or detected).
+    Log1p,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateColumns {
+    Error,
+    /// Keep the first column of a repeated name and skip the others (CIC-IDS2017).
+    KeepFirst,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,12 +265,27 @@ pub struct DataConfig {
     pub columns: Vec<String>,
     pub label_column: String,
     pub drop_columns: Vec<String>,
+    /// Like `drop_columns`, but a column that is not in the file is no error (identifiers that
+    /// some exports of a dataset carry and others do not).
+    pub drop_if_present: Vec<String>,
+    pub duplicate_columns: DuplicateColumns,
     /// Columns to one-hot encode even though their values look numeric.
     pub categorical_columns: Vec<String>,
+    /// Raw label → class name (e.g. NSL-KDD attack → category), applied before anything else.
+    pub label_map: BTreeMap<String, String>,
     pub negative_labels: Vec<String>,
     pub positive_labels: Vec<String>,
     pub missing: MissingPolicy,
+    pub transform: Transform,
+    /// Columns for `transform`; empty: every numeric column that is non-negative and heavy-tailed
+    /// (skewness above 2) on the training rows.
+    pub transform_columns: Vec<String>,
     pub scaler: ScalerKind,
+    pub quantile_output: QuantileOutput,
+    pub n_quantiles: usize,
+    /// Cut the largest class to at most this many times the other classes' rows together,
+    /// in the training split only (null: keep every row).
+    pub undersample: Option<f64>,
     pub test_size: f64,
     pub val_size: f64,
     pub random_state: u64,
@@ -208,11 +301,19 @@ impl Default for DataConfig {
             columns: Vec::new(),
             label_column: "label".into(),
             drop_columns: Vec::new(),
+            drop_if_present: Vec::new(),
+            duplicate_columns: DuplicateColumns::Error,
             categorical_columns: Vec::new(),
+            label_map: BTreeMap::new(),
             negative_labels: Vec::new(),
             positive_labels: Vec::new(),
             missing: MissingPolicy::ImputeMedian,
+            transform: Transform::None,
+            transform_columns: Vec::new(),
             scaler: ScalerKind::Standard,
+            quantile_output: QuantileOutput::Uniform,
+            n_quantiles: 1000,
+            undersample: None,
             test_size: 0.2,
             val_size: 0.1,
             random_state: 42,
@@ -430,6 +531,41 @@ impl Config {
                 "training.step_size/gamma: the step scheduler needs step_size >= 1 and gamma > 0"
             );
         }
+        let rates_ok = t.min_learning_rate >= 0.0 && t.max_learning_rate > t.min_learning_rate;
+        match t.scheduler {
+            SchedulerKind::Cosine if t.min_learning_rate.is_nan() || t.min_learning_rate < 0.0 => {
+                bail_input!("training.min_learning_rate: expected >= 0")
+            }
+            SchedulerKind::Cyclic if !rates_ok || t.cycle_steps == 0 => bail_input!(
+                "training.min_learning_rate/max_learning_rate/cycle_steps: the cyclic scheduler \
+                 needs 0 <= min_learning_rate < max_learning_rate and cycle_steps >= 1"
+            ),
+            SchedulerKind::Plateau if !(t.gamma > 0.0 && t.gamma < 1.0) => bail_input!(
+                "training.gamma: the plateau scheduler needs a factor in (0, 1), got {}",
+                t.gamma
+            ),
+            _ => {}
+        }
+        if let Some(c) = t.grad_clip
+            && !(c > 0.0 && c.is_finite())
+        {
+            bail_input!("training.grad_clip: expected a positive number, got {c}");
+        }
+        if let Some(ClassWeights::Values(w)) = &t.class_weights
+            && w.iter().any(|v| !(*v > 0.0 && v.is_finite()))
+        {
+            bail_input!("training.class_weights: expected `auto` or a list of positive numbers");
+        }
+        if self.task == Task::Multiclass && t.pos_weight.is_some() {
+            bail_input!(
+                "training.pos_weight: binary only; multiclass weighs classes with training.class_weights"
+            );
+        }
+        if self.task == Task::Binary && t.class_weights.is_some() {
+            bail_input!(
+                "training.class_weights: multiclass only; binary weighs positives with training.pos_weight"
+            );
+        }
         if t.early_stopping.min_delta.is_nan() || t.early_stopping.min_delta < 0.0 {
             bail_input!("training.early_stopping.min_delta: expected >= 0");
         }
@@ -474,6 +610,26 @@ impl Config {
         }
         if !d.negative_labels.is_empty() && !d.positive_labels.is_empty() {
             bail_input!("data.negative_labels and data.positive_labels: set one of them, not both");
+        }
+        if self.task == Task::Multiclass
+            && d.negative_labels.is_empty()
+            && d.positive_labels.is_empty()
+        {
+            bail_input!(
+                "data.negative_labels: task multiclass needs the normal classes (or \
+                 data.positive_labels, the anomalous ones) for its normal-vs-anomaly view"
+            );
+        }
+        if d.n_quantiles < 2 {
+            bail_input!(
+                "data.n_quantiles: expected at least 2, got {}",
+                d.n_quantiles
+            );
+        }
+        if let Some(r) = d.undersample
+            && !(r > 0.0 && r.is_finite())
+        {
+            bail_input!("data.undersample: expected a positive ratio (e.g. 1.0), got {r}");
         }
         if self.checkpoint.save_dir.as_os_str().is_empty() {
             bail_input!("checkpoint.save_dir: expected a folder");

@@ -105,14 +105,21 @@ pub fn config_json(ck: &Checkpoint) -> serde_json::Value {
         "tool_version": env!("CARGO_PKG_VERSION"),
         "checkpoint_format_version": ck.format_version,
         "architecture": {
-            "type": "mlp",
+            "type": ck.model.kind,
             "input_dim": ck.model.input_dim,
             "hidden_dims": ck.model.hidden_dims,
+            "outputs": ck.model.outputs,
             "activation": ck.model.activation,
             "dropout": ck.model.dropout,
-            "output": "one logit; sigmoid gives the anomaly probability",
-            "weights": "model.safetensors: layers.K.weight [out, in] and layers.K.bias, as torch.nn.Linear",
+            "output": if ck.preprocessor.classes.is_empty() {
+                "one logit; sigmoid gives the anomaly probability"
+            } else {
+                "one logit per class (see classes); softmax gives class probabilities, and the anomalous classes' total is the anomaly probability"
+            },
+            "weights": "model.safetensors: layers.K.weight [out, in] and layers.K.bias, as torch.nn.Linear (resmlp also norms.K.* as torch.nn.BatchNorm1d and skips.K.weight)",
         },
+        "classes": ck.preprocessor.classes,
+        "anomalous_classes": ck.preprocessor.anomalous,
         "threshold": ck.threshold,
         "feature_names": ck.preprocessor.feature_names,
         "preprocessing": ck.preprocessor,
@@ -173,7 +180,7 @@ pub fn model_card(
     });
     format!(
         "{front}\n# {name}\n\nA network-traffic anomaly detector trained with [anomaly](https://github.com/) {version}: an MLP \
-         ({input} → {hidden:?} → 1, {act:?}) over {n} features of flow records, scoring each row's probability of being \
+         ({input} → {hidden:?} → {outputs}, {act:?}) over {n} features of flow records, scoring each row's probability of being \
          anomalous; rows scoring at least {thr:.4} are flagged.\n\n## Test metrics\n\n{table}\n## Use\n\n\
          ```\nanomaly test --checkpoint {ck} --data your_flows.csv\n```\n\n\
          The checkpoint carries the preprocessing (column encodings, imputation, scaling) and the threshold, so a CSV with \
@@ -183,6 +190,7 @@ pub fn model_card(
         version = env!("CARGO_PKG_VERSION"),
         input = ck.model.input_dim,
         hidden = ck.model.hidden_dims,
+        outputs = ck.model.outputs,
         act = ck.model.activation,
         n = ck.preprocessor.n_features(),
         thr = ck.threshold,

@@ -53,9 +53,9 @@ pub fn run(args: AugmentArgs) -> Result<()> {
         };
     }
     let cfg = &config.data;
-    let data = read_labeled(&cfg.path, cfg, None)?;
+    let data = read_labeled(&cfg.path, cfg, config.task, None)?;
     // The test rows are set aside exactly as `train` sets them aside, before anything else.
-    let split = split_rows(&data.y, cfg);
+    let split = split_rows(&data, cfg);
     let plan = augment::plan(
         &data.table,
         &data.y,

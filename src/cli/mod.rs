@@ -5,6 +5,7 @@ mod augment;
 mod cv;
 mod generate;
 mod info;
+mod inspect;
 mod test;
 mod train;
 mod upload;
@@ -37,6 +38,8 @@ pub enum Command {
     Assess(assess::AssessArgs),
     /// Write Gaussian-noise augmented training data with class resampling.
     Augment(augment::AugmentArgs),
+    /// Check the config's data: types, missing cells, duplicates, labels, likely leaks.
+    Inspect(inspect::InspectArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
     /// Publish a checkpoint to a Hugging Face Hub model repository.
@@ -106,5 +109,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Upload(args) => upload::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Info(args) => info::run(args),
+        Command::Inspect(args) => inspect::run(args),
     }
 }

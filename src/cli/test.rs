@@ -7,7 +7,7 @@ use crate::cli::ConfigArgs;
 use crate::data::{evaluation_source, prepare_evaluation};
 use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
-use crate::report::metrics_table;
+use crate::report::{class_table, metrics_table};
 use crate::train::checkpoint::Checkpoint;
 use crate::{device, train};
 
@@ -42,9 +42,9 @@ pub fn run(args: TestArgs) -> Result<()> {
     let device = selected.device;
     let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
     let model = ck.model(&device)?;
-    let probs = train::predict(&model, &ds, &device)?;
+    let predictions = train::evaluate(&model, &ck.preprocessor, &ds, ck.threshold, &device)?;
     let assessment = Assessment::new(
-        &probs,
+        &predictions.anomaly,
         &ds.y,
         ck.threshold,
         args.bootstrap,
@@ -69,6 +69,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "baseline": assessment.baseline,
         "beats_baseline": assessment.beats_baseline,
         "verdict": assessment.verdict,
+        "classes": predictions.classes,
         "notices": notices,
     });
     if !args.no_write {
@@ -84,6 +85,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         if let Some(auc) = metrics.roc_auc {
             tb.add("Metrics/AUC", auc, step);
         }
+        if let Some(r) = &predictions.classes {
+            tb.add("Metrics/Multiclass_Accuracy", r.accuracy, step);
+            tb.add("Metrics/Macro_F1", r.macro_avg.f1, step);
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -92,6 +97,10 @@ pub fn run(args: TestArgs) -> Result<()> {
             println!("note: {n}");
         }
         println!("{} on {source}", args.checkpoint.display());
+        if let Some(r) = &predictions.classes {
+            println!("{}\n", class_table(r));
+            println!("normal vs anomaly view:");
+        }
         println!("{}", metrics_table(&assessment));
     }
     Ok(())

@@ -17,6 +17,9 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its last.mpk (same data; its stored config is used).
     #[arg(long, value_name = "CHECKPOINT")]
     pub resume: Option<PathBuf>,
+    /// Check the data (as `anomaly inspect`) and the config, then stop without training.
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -37,6 +40,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     args.common.apply_device(&mut config);
+    if args.dry_run {
+        return crate::cli::inspect::check(&config, false);
+    }
     let selected = device::select(&config.device)?;
     let (device, device_note) = (selected.device, selected.note);
     // Read and check the data before anything is written, so bad input leaves no trace.

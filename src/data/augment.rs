@@ -195,6 +195,9 @@ impl Plan {
             t.labels.codes.push(t.labels.codes[s.source]);
             t.source_rows.push(t.source_rows[s.source]);
             data.y.push(data.y[s.source]);
+            if !data.class.is_empty() {
+                data.class.push(data.class[s.source]);
+            }
             rows.push(data.y.len() - 1);
         }
         rows

@@ -17,9 +17,10 @@ pub fn kfold(
 ) -> Vec<Vec<usize>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let groups: Vec<Vec<usize>> = if stratify {
-        [0.0f32, 1.0]
-            .iter()
-            .map(|&c| rows.iter().copied().filter(|&r| y[r] == c).collect())
+        let present: Vec<f32> = rows.iter().map(|&r| y[r]).collect();
+        crate::data::split::distinct(&present)
+            .into_iter()
+            .map(|c| rows.iter().copied().filter(|&r| y[r] == c).collect())
             .collect()
     } else {
         vec![rows.to_vec()]

@@ -1,4 +1,5 @@
-//! Turns the raw label column into 0 (normal) / 1 (anomaly).
+//! Turns the raw label column into 0 (normal) / 1 (anomaly), and for multiclass into a class
+//! index per row. `data.label_map` renames raw labels first (NSL-KDD attack → category).
 
 use anyhow::Result;
 
@@ -11,8 +12,54 @@ fn matches(list: &[String], value: &str) -> bool {
         .any(|l| l.trim().eq_ignore_ascii_case(value.trim()))
 }
 
-/// The 0/1 meaning of one distinct label value.
-fn classify(value: &str, cfg: &DataConfig) -> Result<f32> {
+/// Marks a row whose class the model was not trained on (multiclass test files).
+pub const UNSEEN: u32 = u32::MAX;
+
+/// A raw label's class: its `data.label_map` entry (keys trimmed, any case), else itself trimmed.
+pub fn class_name<'a>(raw: &'a str, cfg: &'a DataConfig) -> &'a str {
+    let v = raw.trim();
+    cfg.label_map
+        .iter()
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(v))
+        .map_or(v, |(_, class)| class.trim())
+}
+
+/// The classes that occur in `labels`, sorted (the model's output order).
+pub fn classes_of(labels: &Dictionary, cfg: &DataConfig) -> Vec<String> {
+    let mut used = vec![false; labels.values.len()];
+    labels.codes.iter().for_each(|&c| used[c as usize] = true);
+    let set: std::collections::BTreeSet<&str> = labels
+        .values
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| **u)
+        .map(|(v, _)| class_name(v, cfg))
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
+/// The index into `classes` of every row ([`UNSEEN`] for a class not in the list).
+pub fn class_indices(labels: &Dictionary, cfg: &DataConfig, classes: &[String]) -> Vec<u32> {
+    let per_value: Vec<u32> = labels
+        .values
+        .iter()
+        .map(|v| {
+            let name = class_name(v, cfg);
+            classes
+                .iter()
+                .position(|c| c == name)
+                .map_or(UNSEEN, |i| i as u32)
+        })
+        .collect();
+    labels
+        .codes
+        .iter()
+        .map(|&c| per_value[c as usize])
+        .collect()
+}
+
+/// The 0/1 meaning of one class name.
+pub fn classify(value: &str, cfg: &DataConfig) -> Result<f32> {
     if !cfg.positive_labels.is_empty() {
         return Ok(matches(&cfg.positive_labels, value) as u8 as f32);
     }
@@ -47,7 +94,7 @@ pub fn binarize(labels: &Dictionary, cfg: &DataConfig) -> Result<Vec<f32>> {
     let per_value: Vec<f32> = labels
         .values
         .iter()
-        .map(|v| classify(v, cfg))
+        .map(|v| classify(class_name(v, cfg), cfg))
         .collect::<Result<_>>()?;
     Ok(labels
         .codes
@@ -95,6 +142,24 @@ mod tests {
             binarize(&dict(&["Attack", "normal", "other"]), &cfg).unwrap(),
             [1., 0., 0.]
         );
+    }
+
+    #[test]
+    fn label_map_renames_before_classes_and_the_binary_view() {
+        let cfg = DataConfig {
+            label_map: [("neptune", "DoS"), ("smurf", "DoS"), ("satan", "Probe")]
+                .into_iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            negative_labels: vec!["normal".into()],
+            ..Default::default()
+        };
+        let train = dict(&["normal", "Neptune", "smurf", "satan", "normal"]);
+        let classes = classes_of(&train, &cfg);
+        assert_eq!(classes, ["DoS", "Probe", "normal"]);
+        assert_eq!(binarize(&train, &cfg).unwrap(), [0., 1., 1., 1., 0.]);
+        let test = dict(&["smurf", "mscan", "normal", "mscan"]);
+        assert_eq!(class_indices(&test, &cfg, &classes), [0, UNSEEN, 2, UNSEEN]);
     }
 
     #[test]

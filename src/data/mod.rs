@@ -3,28 +3,38 @@
 pub mod augment;
 pub mod folds;
 pub mod generate;
+pub mod inspect;
 pub mod labels;
 pub mod preprocess;
 pub mod read;
 pub mod split;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 
 use crate::bail_input;
-use crate::config::{Config, DataConfig};
+use crate::config::{Config, DataConfig, DuplicateColumns, Task};
 use augment::Outputs;
 use preprocess::{Preprocessor, apply_missing_policy};
 use read::{Kind, Table, TableSpec, read_table};
 use split::{Split, stratified_split};
 
-/// Features and 0/1 targets, row-major.
+/// Features and 0/1 (normal/anomaly) targets, row-major; for multiclass also each row's class.
 #[derive(Debug, Clone, Default)]
 pub struct Dataset {
     pub x: Vec<f32>,
     pub y: Vec<f32>,
     pub n_features: usize,
+    /// Multiclass: the class index of each row ([`labels::UNSEEN`] for a class the model was
+    /// not trained on); empty for binary.
+    pub class: Vec<u32>,
+    /// Multiclass: the rows of each class name the model was not trained on.
+    pub unseen: BTreeMap<String, Vec<usize>>,
 }
 
 impl Dataset {
@@ -42,10 +52,29 @@ impl Dataset {
 }
 
 /// A labelled table, after the missing-value policy.
+#[derive(Clone)]
 pub struct Labeled {
     pub table: Table,
     pub y: Vec<f32>,
+    /// Multiclass: class names (output order) and each row's index into them; empty for binary.
+    pub classes: Vec<String>,
+    /// Multiclass: whether each class counts as anomalous.
+    pub anomalous: Vec<bool>,
+    pub class: Vec<u32>,
+    /// The class name of each distinct raw label (`data.label_map` applied).
+    pub value_class: Vec<String>,
     pub notices: Vec<String>,
+}
+
+impl Labeled {
+    /// What splits and folds stratify on: the class for multiclass, else normal/anomaly.
+    pub fn strata(&self) -> Vec<f32> {
+        if self.classes.is_empty() {
+            self.y.clone()
+        } else {
+            self.class.iter().map(|&c| c as f32).collect()
+        }
+    }
 }
 
 fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
@@ -67,16 +96,29 @@ fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
         columns: cfg.columns.clone(),
         label_column: cfg.label_column.clone(),
         drop_columns: cfg.drop_columns.clone(),
+        drop_if_present: cfg.drop_if_present.clone(),
         forced_kinds,
         only_columns,
+        keep_first_duplicate: cfg.duplicate_columns == DuplicateColumns::KeepFirst,
     }
 }
 
-/// Reads and labels `path`. With `pre`, reads only the columns it was fitted on, with its kinds.
-pub fn read_labeled(path: &Path, cfg: &DataConfig, pre: Option<&Preprocessor>) -> Result<Labeled> {
+/// Reads and labels `path`. With `pre`, reads only the columns it was fitted on, with its kinds
+/// and classes; without, a multiclass `task` takes its classes from this file.
+pub fn read_labeled(
+    path: &Path,
+    cfg: &DataConfig,
+    task: Task,
+    pre: Option<&Preprocessor>,
+) -> Result<Labeled> {
     let load = || -> Result<Labeled> {
         let mut table = read_table(path, &spec(cfg, pre))?;
         let mut notices = Vec::new();
+        for (name, at) in &table.skipped_duplicates {
+            notices.push(format!(
+                "column '{name}' at position {at} repeats an earlier name; skipped (data.duplicate_columns: keep_first)"
+            ));
+        }
         for c in table.columns.iter().filter(|c| c.missing.total() > 0) {
             notices.push(format!(
                 "column '{}': {} empty, {} NaN, {} infinite cells",
@@ -94,19 +136,47 @@ pub fn read_labeled(path: &Path, cfg: &DataConfig, pre: Option<&Preprocessor>) -
             bail_input!("no rows left after dropping rows with missing cells");
         }
         let y = labels::binarize(&table.labels, cfg)?;
-        Ok(Labeled { table, y, notices })
+        let classes = match pre {
+            Some(p) => p.classes.clone(),
+            None if task == Task::Multiclass => labels::classes_of(&table.labels, cfg),
+            None => Vec::new(),
+        };
+        let class = if classes.is_empty() {
+            Vec::new()
+        } else {
+            labels::class_indices(&table.labels, cfg, &classes)
+        };
+        let anomalous = classes
+            .iter()
+            .map(|c| Ok(labels::classify(c, cfg)? == 1.0))
+            .collect::<Result<_>>()?;
+        let value_class = table
+            .labels
+            .values
+            .iter()
+            .map(|v| labels::class_name(v, cfg).to_string())
+            .collect();
+        Ok(Labeled {
+            table,
+            y,
+            classes,
+            anomalous,
+            class,
+            value_class,
+            notices,
+        })
     };
     load().with_context(|| format!("reading {}", path.display()))
 }
 
 /// The split of a training file that `train`, `test` and `assess` all agree on.
-pub fn split_rows(y: &[f32], cfg: &DataConfig) -> Split {
+pub fn split_rows(data: &Labeled, cfg: &DataConfig) -> Split {
     let test_frac = if cfg.test_path.is_some() {
         0.0
     } else {
         cfg.test_size
     };
-    stratified_split(y, test_frac, cfg.val_size, cfg.random_state)
+    stratified_split(&data.strata(), test_frac, cfg.val_size, cfg.random_state)
 }
 
 /// Encodes `rows` of a labelled table into a dataset, with a notice for unseen categories.
@@ -124,10 +194,39 @@ pub fn encode(
             "column '{col}': {n} cells hold categories unseen in training (encoded as all zeros)"
         ));
     }
+    let class: Vec<u32> = if pre.classes.is_empty() {
+        Vec::new()
+    } else {
+        rows.iter().map(|&r| data.class[r]).collect()
+    };
+    let mut unseen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (&r, _)) in rows
+        .iter()
+        .zip(&class)
+        .enumerate()
+        .filter(|(_, (_, c))| **c == labels::UNSEEN)
+    {
+        let name = &data.value_class[data.table.labels.codes[r] as usize];
+        unseen.entry(name.clone()).or_default().push(i);
+    }
+    if !unseen.is_empty() {
+        let list: Vec<String> = unseen
+            .iter()
+            .map(|(c, r)| format!("{c} ({})", r.len()))
+            .collect();
+        notices.push(format!(
+            "{} rows belong to classes the model was not trained on: {}; they are left out of \
+             the per-class metrics and kept in the normal-vs-anomaly view",
+            unseen.values().map(Vec::len).sum::<usize>(),
+            list.join(", ")
+        ));
+    }
     Ok(Dataset {
         x,
         y: rows.iter().map(|&r| data.y[r]).collect(),
         n_features: pre.n_features(),
+        class,
+        unseen,
     })
 }
 
@@ -157,9 +256,28 @@ pub fn prepare_rows(
             train.len() - pos
         );
     }
-    let (pre, mut notices) = Preprocessor::fit(&data.table, train, cfg.missing, cfg.scaler)
-        .with_context(|| format!("fitting preprocessing on {path}"))?;
-    notices.splice(0..0, data.notices.iter().cloned());
+    let mut notices = data.notices.clone();
+    let kept;
+    let train = match cfg.undersample {
+        Some(ratio) => {
+            kept = undersample(&data.strata(), train, ratio, cfg.random_state);
+            notices.push(format!(
+                "undersampled the largest class: {} of {} training rows kept",
+                kept.len(),
+                train.len()
+            ));
+            &kept[..]
+        }
+        None => train,
+    };
+    let (pre, fit_notices) = Preprocessor::fit(
+        &data.table,
+        train,
+        cfg,
+        (data.classes.clone(), data.anomalous.clone()),
+    )
+    .with_context(|| format!("fitting preprocessing on {path}"))?;
+    notices.extend(fit_notices);
     let train = encode(&pre, data, train, &mut notices)?;
     let val = encode(&pre, data, val, &mut notices)?;
     let test = Dataset {
@@ -175,6 +293,38 @@ pub fn prepare_rows(
     })
 }
 
+/// `rows` with the largest stratum cut at random to at most `ratio` times the other rows
+/// together (the CIC-IDS2017 trainer's undersampling of BENIGN). Keeps file order.
+pub fn undersample(strata: &[f32], rows: &[usize], ratio: f64, seed: u64) -> Vec<usize> {
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for &r in rows {
+        *counts.entry(strata[r].to_bits()).or_insert(0) += 1;
+    }
+    let (&largest, &n_largest) = counts
+        .iter()
+        .max_by_key(|(k, n)| (**n, std::cmp::Reverse(**k)))
+        .expect("training rows are not empty");
+    let cap = ((rows.len() - n_largest) as f64 * ratio).round() as usize;
+    if n_largest <= cap {
+        return rows.to_vec();
+    }
+    let mut majority: Vec<usize> = rows
+        .iter()
+        .copied()
+        .filter(|&r| strata[r].to_bits() == largest)
+        .collect();
+    majority.shuffle(&mut StdRng::seed_from_u64(seed));
+    majority.truncate(cap.max(1));
+    let mut keep: Vec<usize> = rows
+        .iter()
+        .copied()
+        .filter(|&r| strata[r].to_bits() != largest)
+        .chain(majority)
+        .collect();
+    keep.sort_unstable();
+    keep
+}
+
 /// Reads a whole labelled file with a fitted preprocessor.
 fn encode_file(
     path: &Path,
@@ -182,7 +332,7 @@ fn encode_file(
     pre: &Preprocessor,
     notices: &mut Vec<String>,
 ) -> Result<Dataset> {
-    let t = read_labeled(path, cfg, Some(pre))?;
+    let t = read_labeled(path, cfg, Task::Binary, Some(pre))?;
     notices.extend(t.notices.iter().map(|n| format!("{}: {n}", path.display())));
     let rows: Vec<usize> = (0..t.y.len()).collect();
     encode(pre, &t, &rows, notices)
@@ -205,15 +355,15 @@ pub fn prepare_training(config: &Config) -> Result<Prepared> {
     let cfg = &config.data;
     if cfg.use_augmented_data {
         let out = Outputs::in_dir(&config.augmentation.output_dir);
-        let data = read_labeled(augmented_file(&out.train)?, cfg, None)?;
+        let data = read_labeled(augmented_file(&out.train)?, cfg, config.task, None)?;
         let rows: Vec<usize> = (0..data.y.len()).collect();
         let mut p = prepare_rows(cfg, &data, &rows, &[])?;
         p.val = encode_file(augmented_file(&out.val)?, cfg, &p.pre, &mut p.notices)?;
         p.test = encode_file(augmented_file(&out.test)?, cfg, &p.pre, &mut p.notices)?;
         return Ok(p);
     }
-    let data = read_labeled(&cfg.path, cfg, None)?;
-    let split = split_rows(&data.y, cfg);
+    let data = read_labeled(&cfg.path, cfg, config.task, None)?;
+    let split = split_rows(&data, cfg);
     if split.val.is_empty() {
         bail_input!(
             "{}: too few rows for a validation split (data.val_size)",
@@ -253,8 +403,8 @@ pub fn evaluation_sets(
             ),
         ]);
     }
-    let t = read_labeled(&cfg.path, cfg, None)?;
-    let split = split_rows(&t.y, cfg);
+    let t = read_labeled(&cfg.path, cfg, config.task, None)?;
+    let split = split_rows(&t, cfg);
     let test = match &cfg.test_path {
         Some(p) => encode_file(p, cfg, pre, &mut notices)?,
         None => encode(pre, &t, &split.test, &mut notices)?,
@@ -290,11 +440,31 @@ pub fn prepare_evaluation(
         Some(p) => encode_file(&p, cfg, pre, &mut notices)?,
         None => {
             // The same rows as at training time: same file, policy and seed give the same split.
-            let t = read_labeled(&cfg.path, cfg, None)?;
+            let t = read_labeled(&cfg.path, cfg, config.task, None)?;
             notices.extend(t.notices.iter().cloned());
-            let split = split_rows(&t.y, cfg);
+            let split = split_rows(&t, cfg);
             encode(pre, &t, &split.test, &mut notices)?
         }
     };
     Ok((ds, notices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undersampling_cuts_only_the_largest_class_and_is_seeded() {
+        let strata: Vec<f32> = (0..100)
+            .map(|i| [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 2.0][i % 10])
+            .collect();
+        let rows: Vec<usize> = (0..100).collect();
+        let kept = undersample(&strata, &rows, 1.0, 7);
+        let count = |c: f32| kept.iter().filter(|&&r| strata[r] == c).count();
+        assert_eq!((count(0.0), count(1.0), count(2.0)), (30, 20, 10));
+        assert!(kept.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(kept, undersample(&strata, &rows, 1.0, 7));
+        assert_ne!(kept, undersample(&strata, &rows, 1.0, 8));
+        assert_eq!(undersample(&strata, &rows, 3.0, 7), rows);
+    }
 }

@@ -7,16 +7,18 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
-use crate::config::{MissingPolicy, ScalerKind};
+use crate::config::{DataConfig, MissingPolicy, QuantileOutput, ScalerKind, Transform};
 use crate::data::read::{ColumnData, Kind, Table};
 
 /// How one input column becomes features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Encoding {
-    /// One feature; missing cells take the training median.
+    /// One feature; missing cells take the training median; `log1p` maps x to ln(1 + max(x, 0)).
     Numeric {
         fill: f32,
+        #[serde(default)]
+        log1p: bool,
     },
     Boolean {
         fill: f32,
@@ -50,12 +52,21 @@ impl InputColumn {
     }
 }
 
-/// `x' = (x - offset) * scale`, per feature.
+/// `x' = (x - offset) * scale` per feature, or for `quantile` the position of x among the
+/// training quantiles (`quantiles[j]`, `n_quantiles` values from the 0th to the 100th percentile).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
     pub kind: ScalerKind,
     pub offset: Vec<f32>,
     pub scale: Vec<f32>,
+    #[serde(default)]
+    pub quantiles: Vec<Vec<f32>>,
+    #[serde(default = "uniform")]
+    pub output: QuantileOutput,
+}
+
+fn uniform() -> QuantileOutput {
+    QuantileOutput::Uniform
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +75,12 @@ pub struct Preprocessor {
     pub feature_names: Vec<String>,
     pub scaler: Scaler,
     pub missing: MissingPolicy,
+    /// Multiclass: the class names in output order (empty for a binary model), and which of
+    /// them count as anomalous in the normal-vs-anomaly view.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub anomalous: Vec<bool>,
 }
 
 /// What encoding a file met that training had not seen.
@@ -74,16 +91,25 @@ pub struct EncodeReport {
 }
 
 impl Preprocessor {
-    /// Fits imputation, categories and the scaler on `train` rows. Columns that are constant
-    /// on those rows carry no information and are left out (the notices say which).
+    /// Fits imputation, transforms, categories and the scaler on `train` rows. Columns that are
+    /// constant on those rows carry no information and are left out (the notices say which).
     pub fn fit(
         table: &Table,
         train: &[usize],
-        missing: MissingPolicy,
-        scaler: ScalerKind,
+        cfg: &DataConfig,
+        (classes, anomalous): (Vec<String>, Vec<bool>),
     ) -> Result<(Preprocessor, Vec<String>)> {
+        for name in &cfg.transform_columns {
+            if !table.columns.iter().any(|c| c.name == name.trim()) {
+                bail_input!(
+                    "data.transform_columns: no feature column '{}'",
+                    name.trim()
+                );
+            }
+        }
         let mut columns = Vec::new();
         let mut notices = Vec::new();
+        let mut logged = Vec::new();
         for col in &table.columns {
             let encoding = match &col.data {
                 ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
@@ -107,7 +133,16 @@ impl Preprocessor {
                         continue;
                     }
                     if matches!(col.data, ColumnData::Numeric(_)) {
-                        Encoding::Numeric { fill }
+                        let log1p = cfg.transform == Transform::Log1p
+                            && if cfg.transform_columns.is_empty() {
+                                heavy_tailed(&seen)
+                            } else {
+                                cfg.transform_columns.iter().any(|c| c.trim() == col.name)
+                            };
+                        if log1p {
+                            logged.push(col.name.clone());
+                        }
+                        Encoding::Numeric { fill, log1p }
                     } else {
                         Encoding::Boolean { fill }
                     }
@@ -144,6 +179,13 @@ impl Preprocessor {
                 "no usable feature columns: every column is constant or empty in the training rows"
             );
         }
+        if !logged.is_empty() {
+            notices.push(format!(
+                "log1p on {} columns: {}",
+                logged.len(),
+                logged.join(", ")
+            ));
+        }
         let feature_names = columns
             .iter()
             .flat_map(|c| match &c.encoding {
@@ -157,20 +199,42 @@ impl Preprocessor {
         let mut pre = Preprocessor {
             columns,
             feature_names,
-            scaler: Scaler {
-                kind: ScalerKind::None,
-                offset: vec![],
-                scale: vec![],
-            },
-            missing,
+            scaler: Scaler::identity(),
+            missing: cfg.missing,
+            classes,
+            anomalous,
         };
         let (raw, _) = pre.encode(table, train)?;
-        pre.scaler = Scaler::fit(scaler, &raw, pre.n_features());
+        pre.scaler = Scaler::fit(cfg, &raw, pre.n_features());
         Ok((pre, notices))
     }
 
     pub fn n_features(&self) -> usize {
         self.columns.iter().map(InputColumn::width).sum()
+    }
+
+    /// Model outputs: 1 (an anomaly logit) or one per class.
+    pub fn n_outputs(&self) -> usize {
+        self.classes.len().max(1)
+    }
+
+    /// Each row's anomaly probability from the model's probabilities (`n_outputs` per row):
+    /// for multiclass, the total probability of the anomalous classes.
+    pub fn anomaly_scores(&self, probs: &[f32]) -> Vec<f32> {
+        if self.classes.is_empty() {
+            return probs.to_vec();
+        }
+        probs
+            .chunks_exact(self.classes.len())
+            .map(|row| {
+                row.iter()
+                    .zip(&self.anomalous)
+                    .filter(|(_, a)| **a)
+                    .map(|(p, _)| p)
+                    .sum::<f32>()
+                    .min(1.0)
+            })
+            .collect()
     }
 
     /// The column kinds a file must be read with to be encoded by this preprocessor.
@@ -201,8 +265,13 @@ impl Preprocessor {
                 );
             };
             match (&input.encoding, &col.data) {
-                (Encoding::Numeric { fill }, ColumnData::Numeric(v))
-                | (Encoding::Boolean { fill }, ColumnData::Boolean(v)) => {
+                (Encoding::Numeric { fill, log1p }, ColumnData::Numeric(v)) => {
+                    for (i, &r) in rows.iter().enumerate() {
+                        let val = if v[r].is_finite() { v[r] } else { *fill };
+                        x[i * width + at] = if *log1p { val.max(0.0).ln_1p() } else { val };
+                    }
+                }
+                (Encoding::Boolean { fill }, ColumnData::Boolean(v)) => {
                     for (i, &r) in rows.iter().enumerate() {
                         let val = v[r];
                         x[i * width + at] = if val.is_finite() { val } else { *fill };
@@ -246,6 +315,22 @@ fn kind_of(data: &ColumnData) -> Kind {
     }
 }
 
+/// Non-negative with a long right tail (sample skewness above 2): byte and packet counts,
+/// durations. `values` are sorted and finite.
+fn heavy_tailed(values: &[f32]) -> bool {
+    if values.first().is_none_or(|&v| v < 0.0) {
+        return false;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let (m2, m3) = values.iter().fold((0.0, 0.0), |(m2, m3), &v| {
+        let d = v as f64 - mean;
+        (m2 + d * d, m3 + d * d * d)
+    });
+    let (m2, m3) = (m2 / n, m3 / n);
+    m2 > 0.0 && m3 / m2.powf(1.5) > 2.0
+}
+
 /// Sorts `values` and returns their median (`None` when empty).
 fn median(values: &mut [f32]) -> Option<f32> {
     if values.is_empty() {
@@ -261,14 +346,31 @@ fn median(values: &mut [f32]) -> Option<f32> {
 }
 
 impl Scaler {
-    fn fit(kind: ScalerKind, x: &[f32], width: usize) -> Scaler {
+    fn identity() -> Scaler {
+        Scaler {
+            kind: ScalerKind::None,
+            offset: vec![],
+            scale: vec![],
+            quantiles: vec![],
+            output: QuantileOutput::Uniform,
+        }
+    }
+
+    fn fit(cfg: &DataConfig, x: &[f32], width: usize) -> Scaler {
+        let kind = cfg.scaler;
         let n = (x.len() / width.max(1)).max(1) as f64;
         let mut offset = vec![0.0f32; width];
         let mut scale = vec![1.0f32; width];
+        let mut quantiles = Vec::new();
         for j in 0..width {
             let col = x.iter().skip(j).step_by(width).map(|&v| v as f64);
             match kind {
                 ScalerKind::None => {}
+                ScalerKind::Quantile => {
+                    let mut sorted: Vec<f32> = x.iter().skip(j).step_by(width).copied().collect();
+                    sorted.sort_unstable_by(f32::total_cmp);
+                    quantiles.push(percentiles(&sorted, cfg.n_quantiles));
+                }
                 ScalerKind::Standard => {
                     let mean = col.clone().sum::<f64>() / n;
                     let var = col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -296,19 +398,120 @@ impl Scaler {
             kind,
             offset,
             scale,
+            quantiles,
+            output: cfg.quantile_output,
         }
     }
 
     fn apply(&self, x: &mut [f32]) {
-        if self.kind == ScalerKind::None {
-            return;
-        }
-        let width = self.offset.len();
-        for row in x.chunks_exact_mut(width) {
-            for ((v, o), s) in row.iter_mut().zip(&self.offset).zip(&self.scale) {
-                *v = (*v - o) * s;
+        match self.kind {
+            ScalerKind::None => {}
+            ScalerKind::Quantile => {
+                let width = self.quantiles.len();
+                for row in x.chunks_exact_mut(width) {
+                    for (v, q) in row.iter_mut().zip(&self.quantiles) {
+                        let u = quantile_position(*v, q);
+                        *v = match self.output {
+                            QuantileOutput::Uniform => u as f32,
+                            // scikit-learn clips to (1e-7, 1 - 1e-7) so the tails stay finite.
+                            QuantileOutput::Normal => {
+                                normal_quantile(u.clamp(1e-7, 1.0 - 1e-7)) as f32
+                            }
+                        };
+                    }
+                }
+            }
+            ScalerKind::Standard | ScalerKind::Minmax => {
+                let width = self.offset.len();
+                for row in x.chunks_exact_mut(width) {
+                    for ((v, o), s) in row.iter_mut().zip(&self.offset).zip(&self.scale) {
+                        *v = (*v - o) * s;
+                    }
+                }
             }
         }
+    }
+}
+
+/// `n` evenly spaced percentiles of sorted values, interpolated linearly (numpy's default).
+fn percentiles(sorted: &[f32], n: usize) -> Vec<f32> {
+    let last = (sorted.len() - 1) as f64;
+    (0..n)
+        .map(|i| {
+            let pos = last * i as f64 / (n - 1) as f64;
+            let (lo, frac) = (pos.floor() as usize, pos.fract());
+            let hi = (lo + 1).min(sorted.len() - 1);
+            (sorted[lo] as f64 + frac * (sorted[hi] as f64 - sorted[lo] as f64)) as f32
+        })
+        .collect()
+}
+
+/// Where x falls among quantiles `q` (references evenly spaced on [0, 1]), interpolated from
+/// below and from above and averaged, as scikit-learn does, so a value repeated across many
+/// quantiles (a spike at 0) lands in the middle of its run.
+fn quantile_position(x: f32, q: &[f32]) -> f64 {
+    let n = q.len();
+    let r = |i: usize| i as f64 / (n - 1) as f64;
+    if x <= q[0] {
+        return 0.0;
+    }
+    if x >= q[n - 1] {
+        return 1.0;
+    }
+    let between =
+        |j: usize| r(j) + (x - q[j]) as f64 / (q[j + 1] - q[j]) as f64 * (r(j + 1) - r(j));
+    // From below: the last quantile <= x. From above: the first quantile >= x.
+    let up = between(q.partition_point(|&v| v <= x) - 1);
+    let k = q.partition_point(|&v| v < x);
+    let down = if q[k] == x { r(k) } else { between(k - 1) };
+    0.5 * (up + down)
+}
+
+/// The standard normal quantile function (Acklam's rational approximation, relative error
+/// below 1.2e-9), for `quantile_output: normal`.
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -372,13 +575,8 @@ mod tests {
         let t = table(
             "a,proto,k,flag,label\n1,tcp,5,true,0\n3,udp,5,false,1\n,tcp,5,true,0\n100,icmp,5,true,1\n",
         );
-        let (pre, notices) = Preprocessor::fit(
-            &t,
-            &[0, 1, 2],
-            MissingPolicy::ImputeMedian,
-            ScalerKind::None,
-        )
-        .unwrap();
+        let (pre, notices) =
+            Preprocessor::fit(&t, &[0, 1, 2], &cfg(ScalerKind::None), Default::default()).unwrap();
         assert_eq!(pre.feature_names, ["a", "proto=tcp", "proto=udp", "flag"]);
         assert_eq!(
             notices,
@@ -394,13 +592,92 @@ mod tests {
     fn standard_and_minmax_scaling_use_training_statistics() {
         let t = table("a,label\n0,0\n2,1\n4,0\n10,1\n");
         let (pre, _) =
-            Preprocessor::fit(&t, &[0, 1, 2], MissingPolicy::Error, ScalerKind::Minmax).unwrap();
+            Preprocessor::fit(&t, &[0, 1, 2], &cfg(ScalerKind::Minmax), Default::default())
+                .unwrap();
         assert_eq!(pre.transform(&t, &[3]).unwrap().0, [2.5]);
-        let (pre, _) =
-            Preprocessor::fit(&t, &[0, 1, 2], MissingPolicy::Error, ScalerKind::Standard).unwrap();
+        let (pre, _) = Preprocessor::fit(
+            &t,
+            &[0, 1, 2],
+            &cfg(ScalerKind::Standard),
+            Default::default(),
+        )
+        .unwrap();
         let x = pre.transform(&t, &[0, 1, 2]).unwrap().0;
         assert!((x.iter().sum::<f32>()).abs() < 1e-6);
         assert!((x.iter().map(|v| v * v).sum::<f32>() / 3.0 - 1.0).abs() < 1e-5);
+    }
+
+    fn cfg(scaler: ScalerKind) -> DataConfig {
+        DataConfig {
+            scaler,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn quantile_scaling_matches_scikit_learn() {
+        // QuantileTransformer(n_quantiles=5).fit([[0],[0],[0],[1],[10]]) has quantiles
+        // [0, 0, 0, 1, 10]; transform gives 0 at the minimum, 0.75 for 1, 0.75 + 0.25/9 for 2
+        // (between 1 and 10) and 1 above the maximum.
+        let t = table("a,label\n0,0\n0,1\n0,0\n1,1\n10,0\n2,1\n50,0\n");
+        let c = DataConfig {
+            scaler: ScalerKind::Quantile,
+            n_quantiles: 5,
+            ..Default::default()
+        };
+        let (pre, _) = Preprocessor::fit(&t, &[0, 1, 2, 3, 4], &c, Default::default()).unwrap();
+        let x = pre.transform(&t, &[0, 3, 5, 6]).unwrap().0;
+        let want = [0.0, 0.75, 0.75 + 0.25 / 9.0, 1.0];
+        assert!(
+            x.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{x:?}"
+        );
+        let normal = DataConfig {
+            quantile_output: QuantileOutput::Normal,
+            ..c
+        };
+        let (pre, _) =
+            Preprocessor::fit(&t, &[0, 1, 2, 3, 4], &normal, Default::default()).unwrap();
+        let x = pre.transform(&t, &[0, 3]).unwrap().0;
+        // The minimum is clipped to norm.ppf(1e-7) = -5.199337582605575; norm.ppf(0.75) = 0.6744897501960817.
+        assert!(
+            (x[0] + 5.199_337_6).abs() < 1e-5 && (x[1] - 0.674_489_75).abs() < 1e-6,
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn log1p_goes_to_detected_heavy_tailed_columns_or_the_named_ones() {
+        let mut body = String::from("bytes,ratio,label\n");
+        for i in 0..50 {
+            let bytes = if i % 10 == 0 { 100_000 } else { i };
+            body += &format!("{bytes},{},{}\n", (i as f32 - 25.0) / 10.0, i % 2);
+        }
+        let t = table(&body);
+        let rows: Vec<usize> = (0..50).collect();
+        let c = DataConfig {
+            transform: Transform::Log1p,
+            scaler: ScalerKind::None,
+            ..Default::default()
+        };
+        let (pre, notices) = Preprocessor::fit(&t, &rows, &c, Default::default()).unwrap();
+        assert!(
+            notices.iter().any(|n| n == "log1p on 1 columns: bytes"),
+            "{notices:?}"
+        );
+        assert_eq!(
+            pre.transform(&t, &[0]).unwrap().0,
+            [100_000f32.ln_1p(), -2.5]
+        );
+        let named = DataConfig {
+            transform_columns: vec!["nope".into()],
+            ..c
+        };
+        let err = Preprocessor::fit(&t, &rows, &named, Default::default()).unwrap_err();
+        assert!(
+            crate::error::one_line(&err)
+                .contains("data.transform_columns: no feature column 'nope'")
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct Table {
     pub labels: Dictionary,
     /// For each row, its 0-based data-record number in the file (rows may have been dropped).
     pub source_rows: Vec<usize>,
+    /// Repeated column names skipped by `keep_first`, with their 1-based positions.
+    pub skipped_duplicates: Vec<(String, usize)>,
 }
 
 impl Table {
@@ -153,10 +155,14 @@ pub struct TableSpec {
     pub columns: Vec<String>,
     pub label_column: String,
     pub drop_columns: Vec<String>,
+    /// Dropped when present.
+    pub drop_if_present: Vec<String>,
     /// Kinds that are not to be inferred (a checkpoint's schema, or `data.categorical_columns`).
     pub forced_kinds: HashMap<String, Kind>,
     /// When set, only these feature columns are read; others are skipped (test time).
     pub only_columns: Option<Vec<String>>,
+    /// Skip the later columns of a repeated name instead of refusing the file.
+    pub keep_first_duplicate: bool,
 }
 
 /// Opens a file, transparently gunzipping it when it starts with the gzip magic bytes.
@@ -324,27 +330,43 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         .buffer_capacity(1 << 20)
         .from_reader(open_maybe_gz(path)?);
 
-    let mut record = csv::StringRecord::new();
+    // Bytes, not strings: CIC-IDS2017 writes some attack names in Windows-1252 ("Web Attack
+    // \x96 Brute Force"); such cells are read with U+FFFD in place of the odd byte.
+    let mut record = csv::ByteRecord::new();
     let names: Vec<String> = if spec.header {
         if !next_record(&mut reader, &mut record)? {
             bail_input!("the file is empty: expected a header row");
         }
         record
             .iter()
-            .map(|s| s.trim_start_matches('\u{feff}').trim().to_string())
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_start_matches('\u{feff}')
+                    .trim()
+                    .to_string()
+            })
             .collect()
     } else {
         spec.columns.iter().map(|s| s.trim().to_string()).collect()
     };
 
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut duplicate = vec![false; names.len()];
+    let mut skipped_duplicates = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        if let Some(first) = seen.insert(name.as_str(), i) {
-            bail_input!(
-                "duplicate column name '{name}' at positions {} and {}",
-                first + 1,
-                i + 1
-            );
+        if let Some(&first) = seen.get(name.as_str()) {
+            if !spec.keep_first_duplicate {
+                bail_input!(
+                    "duplicate column name '{name}' at positions {} and {} \
+                     (data.duplicate_columns: keep_first keeps the first)",
+                    first + 1,
+                    i + 1
+                );
+            }
+            duplicate[i] = true;
+            skipped_duplicates.push((name.clone(), i + 1));
+        } else {
+            seen.insert(name.as_str(), i);
         }
     }
     let label = spec.label_column.trim();
@@ -370,10 +392,17 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
     let mut builders = Vec::new();
     let slots: Vec<Slot> = names
         .iter()
-        .map(|name| {
-            if name == label {
+        .zip(&duplicate)
+        .map(|(name, &dup)| {
+            if dup {
+                Slot::Skip
+            } else if name == label {
                 Slot::Label
-            } else if spec.drop_columns.iter().any(|d| d.trim() == name)
+            } else if spec
+                .drop_columns
+                .iter()
+                .chain(&spec.drop_if_present)
+                .any(|d| d.trim() == name)
                 || spec
                     .only_columns
                     .as_ref()
@@ -401,16 +430,16 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
                 record.len()
             );
         }
-        for (cell, slot) in record.iter().zip(&slots) {
+        for (bytes, slot) in record.iter().zip(&slots) {
             match slot {
                 Slot::Skip => {}
                 Slot::Label => {
-                    if cell.is_empty() {
+                    if bytes.is_empty() {
                         bail_input!("line {line}: the label column '{label}' is empty");
                     }
-                    labels.push(cell);
+                    labels.push(&String::from_utf8_lossy(bytes));
                 }
-                Slot::Feature(i) => builders[*i].push(cell, line)?,
+                Slot::Feature(i) => builders[*i].push(&String::from_utf8_lossy(bytes), line)?,
             }
         }
     }
@@ -422,15 +451,13 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         columns: builders.into_iter().map(Builder::finish).collect(),
         source_rows: (0..labels.codes.len()).collect(),
         labels,
+        skipped_duplicates,
     })
 }
 
 /// `csv`'s own errors (ragged rows, bad UTF-8, I/O) reworded with the line they occurred on.
-fn next_record<R: Read>(
-    reader: &mut csv::Reader<R>,
-    record: &mut csv::StringRecord,
-) -> Result<bool> {
-    reader.read_record(record).map_err(|e| {
+fn next_record<R: Read>(reader: &mut csv::Reader<R>, record: &mut csv::ByteRecord) -> Result<bool> {
+    reader.read_byte_record(record).map_err(|e| {
         let line = e.position().map(|p| p.line());
         match (e.kind(), line) {
             (
@@ -441,9 +468,6 @@ fn next_record<R: Read>(
             ) => bad_input(format!(
                 "line {l}: expected {expected_len} fields, found {len}"
             )),
-            (csv::ErrorKind::Utf8 { .. }, Some(l)) => {
-                bad_input(format!("line {l}: the row is not valid UTF-8 text"))
-            }
             (csv::ErrorKind::Io(io), _) => bad_input(format!("cannot read the file: {io}")),
             _ => bad_input(e.to_string()),
         }
@@ -494,6 +518,34 @@ mod tests {
         assert_eq!(t.column("flag").unwrap().kind(), Kind::Boolean);
         assert_eq!(t.column("proto").unwrap().kind(), Kind::Categorical);
         assert_eq!(t.labels.value(1), "1.0");
+    }
+
+    #[test]
+    fn keeps_the_first_of_duplicate_columns_and_reads_windows_1252_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "cic.csv",
+            b" Flow Bytes/s, Fwd Header Length, Fwd Header Length, Label\n1,2,3,BENIGN\n4,5,6,Web Attack \x96 Brute Force\n",
+        );
+        let err = read_table(&p, &spec("Label")).unwrap_err();
+        assert!(
+            one_line(&err)
+                .contains("duplicate column name 'Fwd Header Length' at positions 2 and 3")
+        );
+        let s = TableSpec {
+            keep_first_duplicate: true,
+            ..spec("Label")
+        };
+        let t = read_table(&p, &s).unwrap();
+        let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Flow Bytes/s", "Fwd Header Length"]);
+        let ColumnData::Numeric(v) = &t.column("Fwd Header Length").unwrap().data else {
+            panic!()
+        };
+        assert_eq!(v, &[2.0, 5.0]);
+        assert_eq!(t.skipped_duplicates, [("Fwd Header Length".to_string(), 3)]);
+        assert_eq!(t.labels.value(1), "Web Attack \u{fffd} Brute Force");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn stratified_split(y: &[f32], test_frac: f64, val_frac: f64, seed: u64) -> 
         val: vec![],
         test: vec![],
     };
-    for class in [0.0f32, 1.0] {
+    for class in distinct(y) {
         let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
         rows.shuffle(&mut rng);
         let n_test = (rows.len() as f64 * test_frac).round() as usize;
@@ -35,6 +35,14 @@ pub fn stratified_split(y: &[f32], test_frac: f64, val_frac: f64, seed: u64) -> 
     split.val.sort_unstable();
     split.test.sort_unstable();
     split
+}
+
+/// The distinct values of `y`, ascending (classes: 0/1, or class indices for multiclass).
+pub fn distinct(y: &[f32]) -> Vec<f32> {
+    let mut v = y.to_vec();
+    v.sort_unstable_by(f32::total_cmp);
+    v.dedup();
+    v
 }
 
 #[cfg(test)]

@@ -3,13 +3,30 @@
 use serde::{Deserialize, Serialize};
 
 use crate::eval::Metrics;
+use crate::eval::multiclass::ClassReport;
 
-/// What one fold leaves in `fold_K/metrics.json`.
+/// What one fold leaves in `fold_K/metrics.json`: the normal-vs-anomaly metrics, and for
+/// multiclass the per-class report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FoldResult {
     pub fold: usize,
     pub best_epoch: usize,
     pub metrics: Metrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassReport>,
+}
+
+/// The multiclass figures summarised across folds.
+pub const CLASS_METRIC_NAMES: [&str; 4] = ["accuracy", "macro_f1", "weighted_f1", "macro_roc_auc"];
+
+fn class_metric(r: &ClassReport, name: &str) -> Option<f64> {
+    match name {
+        "accuracy" => Some(r.accuracy),
+        "macro_f1" => Some(r.macro_avg.f1),
+        "weighted_f1" => Some(r.weighted_avg.f1),
+        "macro_roc_auc" => r.macro_avg.roc_auc,
+        _ => None,
+    }
 }
 
 /// Spread of one metric across folds (`std` is the population standard deviation, as numpy's
@@ -61,6 +78,9 @@ pub struct Summary {
     pub folds: Vec<FoldResult>,
     /// Per metric name, in [`METRIC_NAMES`] order.
     pub spread: Vec<(String, Option<Spread>)>,
+    /// Multiclass: per [`CLASS_METRIC_NAMES`] name (empty for binary).
+    #[serde(default)]
+    pub class_spread: Vec<(String, Option<Spread>)>,
     pub mean_best_epoch: f64,
 }
 
@@ -76,12 +96,28 @@ impl Summary {
                 (name.to_string(), Spread::of(&values))
             })
             .collect();
+        let reports: Vec<&ClassReport> = folds.iter().filter_map(|f| f.classes.as_ref()).collect();
+        let class_spread = if reports.is_empty() {
+            Vec::new()
+        } else {
+            CLASS_METRIC_NAMES
+                .iter()
+                .map(|&name| {
+                    let values: Vec<f64> = reports
+                        .iter()
+                        .filter_map(|r| class_metric(r, name))
+                        .collect();
+                    (name.to_string(), Spread::of(&values))
+                })
+                .collect()
+        };
         let mean_best_epoch =
             folds.iter().map(|f| f.best_epoch as f64).sum::<f64>() / folds.len().max(1) as f64;
         Summary {
             n_splits: folds.len(),
             folds,
             spread,
+            class_spread,
             mean_best_epoch,
         }
     }
@@ -116,6 +152,14 @@ impl Summary {
         for (name, s) in &self.spread {
             if let Some(s) = s {
                 out.push_str(&format!("{name}: {:.4} ± {:.4}\n", s.mean, s.std));
+            }
+        }
+        for (name, s) in &self.class_spread {
+            if let Some(s) = s {
+                out.push_str(&format!(
+                    "multiclass {name}: {:.4} ± {:.4}\n",
+                    s.mean, s.std
+                ));
             }
         }
         out

@@ -1,27 +1,45 @@
-//! The detector: an MLP that maps a feature row to one anomaly logit.
+//! The detector: an MLP (or a residual MLP with batch norm) that maps a feature row to one
+//! anomaly logit (binary) or one logit per class (multiclass).
 
 use burn::module::{Module, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};
-use burn::nn::{Dropout, DropoutConfig, LeakyReluConfig, Linear, LinearConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyReluConfig, Linear, LinearConfig,
+};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Activation, ModelConfig};
+use crate::config::{Activation, ModelConfig, ModelKind};
 
 /// Everything needed to rebuild the network before loading its weights; stored in checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    #[serde(default = "mlp")]
+    pub kind: ModelKind,
     pub input_dim: usize,
     pub hidden_dims: Vec<usize>,
+    /// 1 for binary (a sigmoid logit), the number of classes for multiclass (softmax).
+    #[serde(default = "one")]
+    pub outputs: usize,
     pub dropout: f64,
     pub activation: Activation,
 }
 
+fn mlp() -> ModelKind {
+    ModelKind::Mlp
+}
+
+fn one() -> usize {
+    1
+}
+
 impl ModelSpec {
-    pub fn new(input_dim: usize, cfg: &ModelConfig) -> Self {
+    pub fn new(input_dim: usize, outputs: usize, cfg: &ModelConfig) -> Self {
         Self {
+            kind: cfg.kind,
             input_dim,
             hidden_dims: cfg.hidden_dims.clone(),
+            outputs,
             dropout: cfg.dropout,
             activation: cfg.activation,
         }
@@ -31,9 +49,21 @@ impl ModelSpec {
     pub fn init(&self, device: &Device) -> Mlp {
         let mut ids = 0..;
         let mut hidden = Vec::new();
+        let mut norms = Vec::new();
+        let mut skips = Vec::new();
         let mut width = self.input_dim;
         for &h in &self.hidden_dims {
             hidden.push(numbered(LinearConfig::new(width, h).init(device), &mut ids));
+            if self.kind == ModelKind::Resmlp {
+                norms.push(numbered_norm(
+                    BatchNormConfig::new(h).init(device),
+                    &mut ids,
+                ));
+                skips.push((width != h).then(|| {
+                    let proj = LinearConfig::new(width, h).with_bias(false).init(device);
+                    numbered(proj, &mut ids)
+                }));
+            }
             width = h;
         }
         let activation = match self.activation {
@@ -44,20 +74,29 @@ impl ModelSpec {
         };
         Mlp {
             hidden,
-            output: numbered(LinearConfig::new(width, 1).init(device), &mut ids),
+            norms,
+            skips,
+            output: numbered(
+                LinearConfig::new(width, self.outputs).init(device),
+                &mut ids,
+            ),
             activation: activation.init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
         }
     }
 
+    /// Trainable parameters (batch norm's running statistics are not counted).
     pub fn n_params(&self) -> usize {
         let mut width = self.input_dim;
         let mut n = 0;
-        for &h in self.hidden_dims.iter().chain(std::iter::once(&1)) {
+        for &h in &self.hidden_dims {
             n += width * h + h;
+            if self.kind == ModelKind::Resmlp {
+                n += 2 * h + if width != h { width * h } else { 0 };
+            }
             width = h;
         }
-        n
+        n + width * self.outputs + self.outputs
     }
 }
 
@@ -71,10 +110,25 @@ fn numbered(mut layer: Linear, ids: &mut std::ops::RangeFrom<u64>) -> Linear {
     layer
 }
 
-/// Linear → activation → dropout for each hidden layer, then a linear layer to one logit.
+fn numbered_norm(mut norm: BatchNorm, ids: &mut std::ops::RangeFrom<u64>) -> BatchNorm {
+    let mut next = || ParamId::from(ids.next().expect("unbounded"));
+    norm.gamma.id = next();
+    norm.beta.id = next();
+    norm.training.id = next();
+    norm.running_mean = burn::module::RunningState::with_id(next(), norm.running_mean.value());
+    norm.running_var = burn::module::RunningState::with_id(next(), norm.running_var.value());
+    norm
+}
+
+/// Per hidden layer: linear → activation → dropout; `resmlp` puts batch norm before the
+/// activation and adds the layer's input back (through a projection when the width changes).
+/// Then a linear layer to the logits.
 #[derive(Module, Debug)]
 pub struct Mlp {
     hidden: Vec<Linear>,
+    /// resmlp only (empty for mlp).
+    norms: Vec<BatchNorm>,
+    skips: Vec<Option<Linear>>,
     output: Linear,
     activation: Act,
     dropout: Dropout,
@@ -89,48 +143,76 @@ pub struct NamedTensor {
 
 impl Mlp {
     /// The weights with PyTorch's names and layout (`layers.K.weight` as [out, in]; burn keeps
-    /// [in, out]), so `torch.nn.Sequential` state dicts and other tools can load them.
+    /// [in, out]), so `torch.nn.Sequential` state dicts and other tools can load them. resmlp
+    /// adds `norms.K.{weight,bias,running_mean,running_var}` (torch.nn.BatchNorm1d) and
+    /// `skips.K.weight` for projected skip connections.
     pub fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
+        fn values<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
+            t.try_to_vec_as::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))
+        }
         let mut out = Vec::new();
+        let mut linear = |name: String, layer: &Linear| -> anyhow::Result<()> {
+            let w = layer.weight.val();
+            let [d_in, d_out] = w.dims();
+            out.push(NamedTensor {
+                name: format!("{name}.weight"),
+                shape: vec![d_out, d_in],
+                values: values(w.transpose())?,
+            });
+            if let Some(b) = &layer.bias {
+                out.push(NamedTensor {
+                    name: format!("{name}.bias"),
+                    shape: vec![d_out],
+                    values: values(b.val())?,
+                });
+            }
+            Ok(())
+        };
         for (k, layer) in self
             .hidden
             .iter()
             .chain(std::iter::once(&self.output))
             .enumerate()
         {
-            let w = layer.weight.val();
-            let [d_in, d_out] = w.dims();
-            let values = w
-                .transpose()
-                .try_to_vec_as::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
-            out.push(NamedTensor {
-                name: format!("layers.{k}.weight"),
-                shape: vec![d_out, d_in],
-                values,
-            });
-            if let Some(b) = &layer.bias {
-                let values = b
-                    .val()
-                    .try_to_vec_as::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
+            linear(format!("layers.{k}"), layer)?;
+        }
+        for (k, skip) in self.skips.iter().enumerate() {
+            if let Some(p) = skip {
+                linear(format!("skips.{k}"), p)?;
+            }
+        }
+        for (k, n) in self.norms.iter().enumerate() {
+            for (part, t) in [
+                ("weight", n.gamma.val()),
+                ("bias", n.beta.val()),
+                ("running_mean", n.running_mean.value()),
+                ("running_var", n.running_var.value()),
+            ] {
                 out.push(NamedTensor {
-                    name: format!("layers.{k}.bias"),
-                    shape: vec![d_out],
-                    values,
+                    name: format!("norms.{k}.{part}"),
+                    shape: t.dims().to_vec(),
+                    values: values(t)?,
                 });
             }
         }
         Ok(out)
     }
 
-    /// `[batch, features]` → `[batch, 1]` logits.
+    /// `[batch, features]` → `[batch, outputs]` logits.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let mut x = x;
-        for layer in &self.hidden {
-            x = self
-                .dropout
-                .forward(self.activation.forward(layer.forward(x)));
+        for (k, layer) in self.hidden.iter().enumerate() {
+            let mut h = layer.forward(x.clone());
+            if let Some(norm) = self.norms.get(k) {
+                h = norm.forward(h);
+            }
+            h = self.dropout.forward(self.activation.forward(h));
+            x = match self.skips.get(k) {
+                None => h,
+                Some(None) => h + x,
+                Some(Some(proj)) => h + proj.forward(x),
+            };
         }
         self.output.forward(x)
     }
@@ -143,9 +225,36 @@ mod tests {
     #[test]
     fn param_count_matches_the_reference_architecture() {
         // 17 → 128 → 64 → 32 → 1, as the reference pipeline's model: 12,673 parameters.
-        let spec = ModelSpec::new(17, &ModelConfig::default());
+        let spec = ModelSpec::new(17, 1, &ModelConfig::default());
         assert_eq!(spec.n_params(), 12_673);
         let device = crate::device::cpu();
         assert_eq!(spec.init(&device).num_params(), 12_673);
+    }
+
+    #[test]
+    fn resmlp_adds_norms_and_skips_and_a_multiclass_head() {
+        let cfg = ModelConfig {
+            kind: ModelKind::Resmlp,
+            hidden_dims: vec![8, 8],
+            ..Default::default()
+        };
+        let spec = ModelSpec::new(5, 3, &cfg);
+        let device = crate::device::cpu();
+        let model = spec.init(&device);
+        // 5·8+8 + 8·8+8 linear, 2·(8+8) norm, 5·8 projection (8 → 8 is an identity skip), 8·3+3 head.
+        assert_eq!(spec.n_params(), 48 + 72 + 32 + 40 + 27);
+        let names: Vec<String> = model
+            .named_weights()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert!(
+            names.contains(&"skips.0.weight".to_string())
+                && !names.contains(&"skips.1.weight".to_string())
+        );
+        assert!(names.contains(&"norms.1.running_var".to_string()));
+        let x = Tensor::<2>::zeros([4, 5], &device);
+        assert_eq!(model.valid().forward(x).dims(), [4, 3]);
     }
 }

@@ -16,6 +16,7 @@ use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
 use crate::error::bad_input;
 use crate::eval::Ranked;
 use crate::eval::assess::Assessment;
+use crate::eval::multiclass::ClassReport;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
 use crate::log::{Scalars, run_dir, utc_timestamp};
 use crate::model::Mlp;
@@ -25,7 +26,7 @@ use crate::report::figures::{
 use crate::report::html::{self, SetReport};
 use crate::train::checkpoint::Checkpoint;
 use crate::train::cv::{FoldPlan, fold_dir, folds_path};
-use crate::train::predict;
+use crate::train::evaluate;
 
 /// One set of rows scored by one model.
 struct Scored {
@@ -33,6 +34,7 @@ struct Scored {
     y: Vec<f32>,
     probs: Vec<f32>,
     assessment: Assessment,
+    classes: Option<ClassReport>,
 }
 
 /// Scores `ds` with `model`, the network of `ck` (built once per checkpoint by the caller).
@@ -44,9 +46,9 @@ fn score(
     resamples: usize,
     device: &Device,
 ) -> Result<Scored> {
-    let probs = predict(model, ds, device)?;
+    let p = evaluate(model, &ck.preprocessor, ds, ck.threshold, device)?;
     let assessment = Assessment::new(
-        &probs,
+        &p.anomaly,
         &ds.y,
         ck.threshold,
         resamples,
@@ -55,8 +57,9 @@ fn score(
     Ok(Scored {
         name: name.to_string(),
         y: ds.y.clone(),
-        probs,
+        probs: p.anomaly,
         assessment,
+        classes: p.classes,
     })
 }
 
@@ -74,6 +77,9 @@ struct MetricsFile<'a> {
     tool_version: &'static str,
     generated: String,
     sets: Vec<(&'a str, &'a Assessment)>,
+    /// Multiclass: the per-class report of each set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    classes: Vec<(&'a str, &'a ClassReport)>,
     folds: Option<&'a Summary>,
 }
 
@@ -105,8 +111,9 @@ pub fn assess_checkpoint(
         },
     )?);
     let body = format!(
-        "<h2>Metrics</h2>{}<h2>Figures</h2>{}",
+        "<h2>Metrics</h2>{}{}<h2>Figures</h2>{}",
         html::metrics_table(&set_reports(&sets)),
+        class_tables(&sets),
         figures.iter().map(html::figure).collect::<String>()
     );
     write_report(
@@ -139,7 +146,7 @@ pub fn assess_folds(
     })?;
     let plan: FoldPlan = serde_json::from_str(&text)
         .map_err(|e| bad_input(format!("{}: {e}", plan_path.display())))?;
-    let data = read_labeled(&config.data.path, &config.data, None)?;
+    let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
     let table_row: std::collections::HashMap<usize, usize> = data
         .table
         .source_rows
@@ -198,6 +205,7 @@ pub fn assess_folds(
             y,
             probs,
             assessment,
+            classes: None,
         }
     };
     let summary = Summary::new(
@@ -207,6 +215,7 @@ pub fn assess_folds(
                 fold: *k,
                 best_epoch: *best,
                 metrics: s.assessment.metrics.clone(),
+                classes: s.classes.clone(),
             })
             .collect(),
     );
@@ -265,9 +274,10 @@ pub fn assess_folds(
     let mut all = sets;
     all.push(pooled);
     let body = format!(
-        "<h2>Across folds</h2>{}<h2>Metrics</h2>{}<h2>Figures</h2>{}",
+        "<h2>Across folds</h2>{}<h2>Metrics</h2>{}{}<h2>Figures</h2>{}",
         html::key_values(&aggregate),
         html::metrics_table(&set_reports(&all)),
+        class_tables(&all),
         figures.iter().map(html::figure).collect::<String>()
     );
     let name = format!(
@@ -286,6 +296,13 @@ pub fn assess_folds(
         Some(&summary),
         out,
     )
+}
+
+/// Multiclass: a per-class table and confusion matrix for each set.
+fn class_tables(sets: &[Scored]) -> String {
+    sets.iter()
+        .filter_map(|s| Some(html::class_table(&s.name, s.classes.as_ref()?)))
+        .collect()
 }
 
 fn set_reports(sets: &[Scored]) -> Vec<SetReport<'_>> {
@@ -506,6 +523,10 @@ fn write_report(
         sets: sets
             .iter()
             .map(|s| (s.name.as_str(), &s.assessment))
+            .collect(),
+        classes: sets
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.classes.as_ref()?)))
             .collect(),
         folds,
     };

@@ -2,6 +2,7 @@
 //! resources, so it opens anywhere (an air-gapped SOC laptop included).
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::multiclass::ClassReport;
 use crate::report::figures::Figure;
 
 pub fn escape(text: &str) -> String {
@@ -54,6 +55,64 @@ pub fn metrics_table(sets: &[SetReport]) -> String {
         );
     }
     out + "</tbody></table><p><small>Under each value: its 95% bootstrap interval.</small></p>"
+}
+
+/// Multiclass: per-class figures with the averages, then the confusion matrix.
+pub fn class_table(set: &str, r: &ClassReport) -> String {
+    let mut out = format!(
+        "<h3>{} per class ({} rows of known classes, accuracy {:.4})</h3><table><thead><tr>\
+         <th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th><th>ROC AUC (one vs rest)</th>\
+         </tr></thead><tbody>",
+        escape(set),
+        r.rows,
+        r.accuracy
+    );
+    for m in &r.per_class {
+        out += &format!(
+            "<tr><th>{}</th><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+            escape(&m.class),
+            m.precision,
+            m.recall,
+            m.f1,
+            m.support,
+            num(m.roc_auc)
+        );
+    }
+    for (name, a) in [
+        ("macro avg", &r.macro_avg),
+        ("weighted avg", &r.weighted_avg),
+    ] {
+        out += &format!(
+            "<tr><th>{name}</th><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+            a.precision,
+            a.recall,
+            a.f1,
+            r.rows,
+            num(a.roc_auc)
+        );
+    }
+    out += "</tbody></table><table><thead><tr><th>actual \\ predicted</th>";
+    for c in &r.classes {
+        out += &format!("<th>{}</th>", escape(c));
+    }
+    out += "</tr></thead><tbody>";
+    for (c, row) in r.classes.iter().zip(&r.confusion) {
+        out += &format!("<tr><th>{}</th>", escape(c));
+        for n in row {
+            out += &format!("<td>{n}</td>");
+        }
+        out += "</tr>";
+    }
+    out += "</tbody></table>";
+    for u in &r.unseen {
+        out += &format!(
+            "<p>{} rows of class <b>{}</b>, not seen in training: {} flagged anomalous.</p>",
+            u.rows,
+            escape(&u.class),
+            u.flagged_anomalous
+        );
+    }
+    out
 }
 
 /// A key/value table (the report's header, aggregated fold figures).

@@ -6,6 +6,7 @@ pub mod figures;
 pub mod html;
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::multiclass::ClassReport;
 
 fn ci(i: Option<Interval>) -> String {
     i.map_or(String::new(), |i| format!("[{:.4}, {:.4}]", i.low, i.high))
@@ -58,4 +59,59 @@ pub fn metrics_table(a: &Assessment) -> String {
         c.fn_,
         c.tp,
     )
+}
+
+/// Multiclass: per-class figures, averages, the confusion matrix and unseen classes.
+pub fn class_table(r: &ClassReport) -> String {
+    let auc = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.4}"));
+    let width = r.classes.iter().map(String::len).max().unwrap_or(0).max(12);
+    let mut out = format!(
+        "per class ({} rows of known classes, accuracy {:.4})\n{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        r.rows, r.accuracy, "class", "precision", "recall", "f1", "support", "roc_auc"
+    );
+    for m in &r.per_class {
+        out += &format!(
+            "{:<width$} {:>9.4} {:>9.4} {:>9.4} {:>9} {:>9}\n",
+            m.class,
+            m.precision,
+            m.recall,
+            m.f1,
+            m.support,
+            auc(m.roc_auc)
+        );
+    }
+    for (name, a) in [
+        ("macro avg", &r.macro_avg),
+        ("weighted avg", &r.weighted_avg),
+    ] {
+        out += &format!(
+            "{name:<width$} {:>9.4} {:>9.4} {:>9.4} {:>9} {:>9}\n",
+            a.precision,
+            a.recall,
+            a.f1,
+            r.rows,
+            auc(a.roc_auc)
+        );
+    }
+    out += &format!(
+        "confusion matrix (rows: actual, columns: predicted)\n{:<width$}",
+        ""
+    );
+    let cell = r.classes.iter().map(String::len).max().unwrap_or(0).max(7);
+    for c in &r.classes {
+        out += &format!(" {c:>cell$}");
+    }
+    for (c, row) in r.classes.iter().zip(&r.confusion) {
+        out += &format!("\n{c:<width$}");
+        for n in row {
+            out += &format!(" {n:>cell$}");
+        }
+    }
+    for u in &r.unseen {
+        out += &format!(
+            "\nclass '{}' was not seen in training: {} rows, {} flagged anomalous",
+            u.class, u.rows, u.flagged_anomalous
+        );
+    }
+    out
 }

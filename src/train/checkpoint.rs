@@ -45,7 +45,6 @@ pub struct TrainState {
     pub best_val_loss: f64,
     pub best_threshold: f32,
     pub epochs_without_improvement: usize,
-    pub pos_weight: f64,
     /// Early stopping fired or the epoch budget is spent.
     pub finished: bool,
 }

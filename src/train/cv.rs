@@ -17,7 +17,7 @@ use crate::data::{Labeled, prepare_rows, read_labeled, split_rows};
 use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
 use crate::train::checkpoint::Checkpoint;
-use crate::train::{self, Observer, Outcome, predict};
+use crate::train::{self, Observer, Outcome, evaluate};
 
 /// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the
 /// input file.
@@ -52,8 +52,8 @@ pub fn folds_path(config: &Config) -> PathBuf {
 /// Reads the data, sets the test split aside and deals the rest into folds.
 pub fn plan_folds(config: &Config, run_name: &str) -> Result<CvData> {
     let cv = &config.cross_validation;
-    let data = read_labeled(&config.data.path, &config.data, None)?;
-    let split = split_rows(&data.y, &config.data);
+    let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
+    let split = split_rows(&data, &config.data);
     let mut pool: Vec<usize> = split.train.iter().chain(&split.val).copied().collect();
     pool.sort_unstable();
     let positives = pool.iter().filter(|&&r| data.y[r] == 1.0).count();
@@ -67,7 +67,7 @@ pub fn plan_folds(config: &Config, run_name: &str) -> Result<CvData> {
     }
     let folds = kfold(
         &pool,
-        &data.y,
+        &data.strata(),
         cv.n_splits,
         cv.shuffle,
         cv.stratify,
@@ -147,11 +147,7 @@ fn training_part(
     rows: Vec<usize>,
     seed: u64,
 ) -> Result<(Labeled, Vec<usize>)> {
-    let mut data = Labeled {
-        table: cv.data.table.clone(),
-        y: cv.data.y.clone(),
-        notices: cv.data.notices.clone(),
-    };
+    let mut data = cv.data.clone();
     if !config.augmentation.enabled {
         return Ok((data, rows));
     }
@@ -195,11 +191,18 @@ pub fn run_fold(
     let Outcome { best, .. } =
         train::train(&fold_cfg, &run_name, &prepared, device, resume, observer)?;
     let model = best.model(device)?;
-    let probs = predict(&model, &prepared.val, device)?;
+    let p = evaluate(
+        &model,
+        &best.preprocessor,
+        &prepared.val,
+        best.threshold,
+        device,
+    )?;
     let result = FoldResult {
         fold,
         best_epoch: best.weights_epoch,
-        metrics: Metrics::compute(&probs, &prepared.val.y, best.threshold),
+        metrics: Metrics::compute(&p.anomaly, &prepared.val.y, best.threshold),
+        classes: p.classes,
     };
     write_atomic(
         &metrics_path(config, fold),

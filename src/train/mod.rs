@@ -13,8 +13,11 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::activation::{log_sigmoid, sigmoid};
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig,
+    grad_clipping::GradientClipping,
+};
+use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -22,11 +25,13 @@ use rand::seq::SliceRandom;
 
 use crate::bail_input;
 use crate::config::{
-    Config, OptimizerKind, PosWeight, SchedulerKind, ThresholdChoice, TrainingConfig,
+    ClassWeights, Config, OptimizerKind, PosWeight, SchedulerKind, ThresholdChoice, TrainingConfig,
 };
+use crate::data::preprocess::Preprocessor;
 use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::choose_threshold;
+use crate::eval::multiclass::ClassReport;
 use crate::model::{Mlp, ModelSpec};
 use checkpoint::{
     BURN_VERSION, Checkpoint, DataShape, EpochRecord, FORMAT, FORMAT_VERSION, TrainState,
@@ -56,7 +61,7 @@ pub struct Outcome {
 /// The optimizer `training.optimizer` names, with its settings.
 pub fn optimizer(cfg: &TrainingConfig) -> ModuleOptimizer {
     let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
-    match cfg.optimizer {
+    let optim = match cfg.optimizer {
         // PyTorch's epsilon, so settings carried over from the reference behave the same.
         OptimizerKind::Adam => AdamConfig::new()
             .with_epsilon(1e-8)
@@ -74,15 +79,57 @@ pub fn optimizer(cfg: &TrainingConfig) -> ModuleOptimizer {
                 nesterov: false,
             }))
             .init(),
+    };
+    match cfg.grad_clip {
+        Some(c) => optim.with_grad_clipping(GradientClipping::Norm(c as f32)),
+        None => optim,
     }
 }
 
-/// The learning rate of a (1-based) epoch: StepLR multiplies by `gamma` every `step_size` epochs.
-pub fn learning_rate(cfg: &TrainingConfig, epoch: usize) -> f64 {
+/// The learning rate of batch `step` (0-based, counted over the whole run) in a (1-based)
+/// epoch, as PyTorch's StepLR, CosineAnnealingLR (T_max = epochs), CyclicLR (triangular) and
+/// ReduceLROnPlateau (mode min, relative threshold 1e-4) give it. Plateau replays the
+/// validation losses in `history`, so a resumed run gets the same rates.
+pub fn learning_rate(
+    cfg: &TrainingConfig,
+    epoch: usize,
+    step: u64,
+    history: &[EpochRecord],
+) -> f64 {
+    let lr = cfg.learning_rate;
     match cfg.scheduler {
-        SchedulerKind::None => cfg.learning_rate,
-        SchedulerKind::Step => {
-            cfg.learning_rate * cfg.gamma.powi(((epoch - 1) / cfg.step_size) as i32)
+        SchedulerKind::None => lr,
+        SchedulerKind::Step => lr * cfg.gamma.powi(((epoch - 1) / cfg.step_size) as i32),
+        SchedulerKind::Cosine => {
+            let t = (epoch - 1) as f64 / cfg.epochs as f64;
+            cfg.min_learning_rate
+                + (lr - cfg.min_learning_rate) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+        }
+        SchedulerKind::Cyclic => {
+            let half = cfg.cycle_steps as f64;
+            let cycle = (1.0 + step as f64 / (2.0 * half)).floor();
+            let x = (step as f64 / half - 2.0 * cycle + 1.0).abs();
+            cfg.min_learning_rate
+                + (cfg.max_learning_rate - cfg.min_learning_rate) * (1.0 - x).max(0.0)
+        }
+        SchedulerKind::Plateau => {
+            let (mut rate, mut best, mut bad) = (lr, f64::INFINITY, 0);
+            for r in history
+                .iter()
+                .filter(|r| r.epoch < epoch && !r.val_loss.is_nan())
+            {
+                if r.val_loss < best * (1.0 - 1e-4) {
+                    best = r.val_loss;
+                    bad = 0;
+                } else {
+                    bad += 1;
+                }
+                if bad > cfg.plateau_patience {
+                    rate *= cfg.gamma;
+                    bad = 0;
+                }
+            }
+            rate
         }
     }
 }
@@ -93,17 +140,81 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
         .wrapping_add(epoch as u64)
 }
 
-/// Binary cross-entropy on logits with PyTorch's `pos_weight`:
-/// `(1 - y)·x − (1 + (w − 1)·y)·log σ(x)`, averaged.
-fn bce_with_logits(logits: Tensor<2>, y: Tensor<2>, pos_weight: f64) -> Tensor<1> {
-    let weight = y.clone().mul_scalar(pos_weight - 1.0).add_scalar(1.0);
-    let log_p = log_sigmoid(logits.clone());
-    (y.neg().add_scalar(1.0) * logits - weight * log_p).mean()
+/// What a run minimises, with its weights (fixed from the training split at the start).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Objective {
+    /// Binary cross-entropy on one logit, positives weighted by PyTorch's `pos_weight`.
+    Binary { pos_weight: f64 },
+    /// Cross-entropy over softmax outputs, each class weighted (PyTorch's `weight`: the mean is
+    /// taken over the weights of the batch's targets).
+    Multiclass { weights: Vec<f64> },
+}
+
+impl Objective {
+    /// The batch's loss, from logits and the targets [`Objective::targets`] built.
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        match self {
+            // (1 - y)·x − (1 + (w − 1)·y)·log σ(x), averaged.
+            Objective::Binary { pos_weight } => {
+                let weight = targets.clone().mul_scalar(pos_weight - 1.0).add_scalar(1.0);
+                let log_p = log_sigmoid(logits.clone());
+                (targets.neg().add_scalar(1.0) * logits - weight * log_p).mean()
+            }
+            // The targets carry the one-hot class times its weight over the batch's weight sum.
+            Objective::Multiclass { .. } => (targets * log_softmax(logits, 1)).sum().neg(),
+        }
+    }
+
+    /// `[rows, 1]` 0/1 targets, or `[rows, classes]` weighted one-hot rows.
+    fn targets(&self, ds: &Dataset, rows: &[usize]) -> (Vec<f32>, [usize; 2]) {
+        match self {
+            Objective::Binary { .. } => (rows.iter().map(|&r| ds.y[r]).collect(), [rows.len(), 1]),
+            Objective::Multiclass { weights } => {
+                let k = weights.len();
+                let total: f64 = rows.iter().map(|&r| weights[ds.class[r] as usize]).sum();
+                let mut t = vec![0.0f32; rows.len() * k];
+                for (i, &r) in rows.iter().enumerate() {
+                    let c = ds.class[r] as usize;
+                    t[i * k + c] = (weights[c] / total) as f32;
+                }
+                (t, [rows.len(), k])
+            }
+        }
+    }
+
+    /// The mean loss over a whole dataset from predicted probabilities, as training weighs it.
+    fn loss_from_probs(&self, probs: &[f32], ds: &Dataset) -> f64 {
+        let ln = |p: f32| (p as f64).clamp(1e-12, 1.0).ln();
+        match self {
+            Objective::Binary { pos_weight } => {
+                probs
+                    .iter()
+                    .zip(&ds.y)
+                    .map(|(&p, &y)| {
+                        let y = y as f64;
+                        -(pos_weight * y * ln(p) + (1.0 - y) * ln(1.0 - p))
+                    })
+                    .sum::<f64>()
+                    / ds.len() as f64
+            }
+            Objective::Multiclass { weights } => {
+                let k = weights.len();
+                let (mut sum, mut total) = (0.0, 0.0);
+                for (i, &c) in ds.class.iter().enumerate() {
+                    let w = weights[c as usize];
+                    sum -= w * ln(probs[i * k + c as usize]);
+                    total += w;
+                }
+                sum / total
+            }
+        }
+    }
 }
 
 fn batch_tensors(
     ds: &Dataset,
     rows: &[usize],
+    objective: &Objective,
     x_buf: &mut Vec<f32>,
     device: &Device,
 ) -> (Tensor<2>, Tensor<2>) {
@@ -112,15 +223,14 @@ fn batch_tensors(
     for &r in rows {
         x_buf.extend_from_slice(&ds.x[r * d..(r + 1) * d]);
     }
-    let y: Vec<f32> = rows.iter().map(|&r| ds.y[r]).collect();
     let x = Tensor::from_data(TensorData::new(x_buf.clone(), [rows.len(), d]), device);
-    let y = Tensor::from_data(TensorData::new(y, [rows.len(), 1]), device);
-    (x, y)
+    let (t, shape) = objective.targets(ds, rows);
+    (x, Tensor::from_data(TensorData::new(t, shape), device))
 }
 
-/// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. Returns
-/// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss.
-/// (The benchmarks time exactly this.)
+/// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. `lr` gives
+/// the rate of each batch (by its index in this pass). Returns the model and the sum of
+/// per-row losses; `on_batch` sees each batch's mean loss. (The benchmarks time exactly this.)
 #[allow(clippy::too_many_arguments)]
 pub fn run_epoch(
     mut model: Mlp,
@@ -128,35 +238,43 @@ pub fn run_epoch(
     data: &Dataset,
     order: &[usize],
     batch_size: usize,
-    lr: f64,
-    pos_weight: f64,
+    objective: &Objective,
+    lr: &dyn Fn(usize) -> f64,
     device: &Device,
     on_batch: &mut dyn FnMut(f64),
 ) -> (Mlp, f64) {
     let mut x_buf = Vec::with_capacity(batch_size * data.n_features);
     let mut loss_sum = 0.0f64;
-    for rows in order.chunks(batch_size) {
-        let (x, y) = batch_tensors(data, rows, &mut x_buf, device);
-        let loss = bce_with_logits(model.forward(x), y, pos_weight);
+    for (i, rows) in order.chunks(batch_size).enumerate() {
+        let (x, t) = batch_tensors(data, rows, objective, &mut x_buf, device);
+        let loss = objective.loss(model.forward(x), t);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let value = loss.into_scalar::<f32>() as f64;
-        model = optim.step(lr, model, grads);
+        model = optim.step(lr(i), model, grads);
         loss_sum += value * rows.len() as f64;
         on_batch(value);
     }
     (model, loss_sum)
 }
 
-/// Anomaly probabilities for every row, in inference mode (no autodiff, no dropout).
+/// The model's probabilities for every row, in inference mode (no autodiff, no dropout):
+/// one per row (sigmoid) for a binary model, one per class (softmax) for multiclass.
 pub fn predict(model: &Mlp, ds: &Dataset, device: &Device) -> Result<Vec<f32>> {
     const BATCH: usize = 4096;
     let model = model.valid();
-    let mut probs = Vec::with_capacity(ds.len());
-    let mut buf = Vec::new();
-    let rows: Vec<usize> = (0..ds.len()).collect();
-    for chunk in rows.chunks(BATCH) {
-        let (x, _) = batch_tensors(ds, chunk, &mut buf, device);
-        let p = sigmoid(model.forward(x));
+    let mut probs = Vec::new();
+    let d = ds.n_features;
+    for chunk in ds.x.chunks(BATCH * d) {
+        let x = Tensor::from_data(
+            TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
+            device,
+        );
+        let logits = model.forward(x);
+        let p = if logits.dims()[1] == 1 {
+            sigmoid(logits)
+        } else {
+            softmax(logits, 1)
+        };
         probs.extend(
             p.try_to_vec_as::<f32>()
                 .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?,
@@ -165,36 +283,67 @@ pub fn predict(model: &Mlp, ds: &Dataset, device: &Device) -> Result<Vec<f32>> {
     Ok(probs)
 }
 
-/// Validation loss (with the training loss's weighting) and probabilities.
-fn validate(
-    model: &Mlp,
-    ds: &Dataset,
-    pos_weight: f64,
-    device: &Device,
-) -> Result<(f64, Vec<f32>)> {
-    let probs = predict(model, ds, device)?;
-    let w = pos_weight;
-    let loss: f64 = probs
-        .iter()
-        .zip(&ds.y)
-        .map(|(&p, &y)| {
-            let p = (p as f64).clamp(1e-12, 1.0 - 1e-12);
-            -(w * y as f64 * p.ln() + (1.0 - y as f64) * (1.0 - p).ln())
-        })
-        .sum::<f64>()
-        / ds.len() as f64;
-    Ok((loss, probs))
+/// A model's verdict on a dataset: each row's anomaly probability, and for multiclass the
+/// per-class report.
+pub struct Predictions {
+    pub anomaly: Vec<f32>,
+    pub classes: Option<ClassReport>,
 }
 
-fn resolve_pos_weight(cfg: &TrainingConfig, train: &Dataset) -> f64 {
-    match cfg.pos_weight {
-        None => 1.0,
-        Some(PosWeight::Value(w)) => w,
-        Some(PosWeight::Auto(_)) => {
-            let p = train.positives() as f64;
-            (train.len() as f64 - p) / p
-        }
+pub fn evaluate(
+    model: &Mlp,
+    pre: &Preprocessor,
+    ds: &Dataset,
+    threshold: f32,
+    device: &Device,
+) -> Result<Predictions> {
+    let probs = predict(model, ds, device)?;
+    let anomaly = pre.anomaly_scores(&probs);
+    let classes = (!pre.classes.is_empty())
+        .then(|| ClassReport::compute(&probs, ds, &pre.classes, &anomaly, threshold));
+    Ok(Predictions { anomaly, classes })
+}
+
+/// The objective of a run: `pos_weight` or `class_weights` resolved on the training rows.
+fn objective(cfg: &TrainingConfig, data: &Prepared) -> Result<Objective> {
+    let train = &data.train;
+    let k = data.pre.classes.len();
+    if k == 0 {
+        let pos_weight = match cfg.pos_weight {
+            None => 1.0,
+            Some(PosWeight::Value(w)) => w,
+            Some(PosWeight::Auto(_)) => {
+                let p = train.positives() as f64;
+                (train.len() as f64 - p) / p
+            }
+        };
+        return Ok(Objective::Binary { pos_weight });
     }
+    let weights = match &cfg.class_weights {
+        None => vec![1.0; k],
+        Some(ClassWeights::Values(w)) if w.len() == k => w.clone(),
+        Some(ClassWeights::Values(w)) => bail_input!(
+            "training.class_weights: {} weights for {k} classes ({})",
+            w.len(),
+            data.pre.classes.join(", ")
+        ),
+        // scikit-learn's "balanced"; a class without training rows never meets the loss.
+        Some(ClassWeights::Auto(_)) => {
+            let mut counts = vec![0usize; k];
+            train.class.iter().for_each(|&c| counts[c as usize] += 1);
+            counts
+                .iter()
+                .map(|&n| {
+                    if n == 0 {
+                        0.0
+                    } else {
+                        train.len() as f64 / (k * n) as f64
+                    }
+                })
+                .collect()
+        }
+    };
+    Ok(Objective::Multiclass { weights })
 }
 
 fn threshold_for(cfg: &TrainingConfig, probs: &[f32], y: &[f32]) -> f32 {
@@ -215,7 +364,8 @@ pub fn train(
 ) -> Result<Outcome> {
     let cfg = &config.training;
     let ad = device.clone().autodiff();
-    let spec = ModelSpec::new(data.pre.n_features(), &config.model);
+    let spec = ModelSpec::new(data.pre.n_features(), data.pre.n_outputs(), &config.model);
+    let objective = objective(cfg, data)?;
     let shape = DataShape {
         train_rows: data.train.len(),
         val_rows: data.val.len(),
@@ -233,7 +383,6 @@ pub fn train(
                 best_val_loss: f64::INFINITY,
                 best_threshold: 0.5,
                 epochs_without_improvement: 0,
-                pos_weight: resolve_pos_weight(cfg, &data.train),
                 finished: false,
             };
             (state, Vec::new(), 1)
@@ -290,24 +439,27 @@ pub fn train(
     };
 
     let n = data.train.len();
+    let batches = n.div_ceil(cfg.batch_size) as u64;
     let mut order: Vec<usize> = (0..n).collect();
-    let mut step = (first_epoch as u64 - 1) * n.div_ceil(cfg.batch_size) as u64;
+    let mut step = (first_epoch as u64 - 1) * batches;
     let mut epoch = first_epoch;
     while !state.finished && epoch <= cfg.epochs {
         let seed = epoch_seed(cfg.seed, epoch);
         ad.seed(seed);
         order.sort_unstable();
         order.shuffle(&mut StdRng::seed_from_u64(seed));
-        let lr = learning_rate(cfg, epoch);
-        observer.epoch_started(epoch, n.div_ceil(cfg.batch_size));
+        let first_step = step;
+        let lr = |i: usize| learning_rate(cfg, epoch, first_step + i as u64, &history);
+        let epoch_lr = lr(0);
+        observer.epoch_started(epoch, batches as usize);
         let (trained, loss_sum) = run_epoch(
             model,
             &mut optim,
             &data.train,
             &order,
             cfg.batch_size,
-            lr,
-            state.pos_weight,
+            &objective,
+            &lr,
             &ad,
             &mut |loss| {
                 step += 1;
@@ -316,16 +468,20 @@ pub fn train(
         );
         model = trained;
         // Without validation rows (the final model of `cv`), the latest epoch is the best one.
-        let (val_loss, val_probs) = if data.val.is_empty() {
+        let (val_loss, val_scores) = if data.val.is_empty() {
             (f64::NAN, Vec::new())
         } else {
-            validate(&model, &data.val, state.pos_weight, device)?
+            let probs = predict(&model, &data.val, device)?;
+            (
+                objective.loss_from_probs(&probs, &data.val),
+                data.pre.anomaly_scores(&probs),
+            )
         };
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / n as f64,
             val_loss,
-            learning_rate: lr,
+            learning_rate: epoch_lr,
         };
         let improved =
             data.val.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
@@ -333,7 +489,7 @@ pub fn train(
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
             state.best_weights = model_bytes(&model)?;
-            state.best_threshold = threshold_for(cfg, &val_probs, &data.val.y);
+            state.best_threshold = threshold_for(cfg, &val_scores, &data.val.y);
             state.epochs_without_improvement = 0;
         } else {
             state.epochs_without_improvement += 1;
@@ -407,18 +563,97 @@ mod tests {
             gamma: 0.5,
             ..Default::default()
         };
-        let lrs: Vec<f64> = (1..=5).map(|e| learning_rate(&cfg, e)).collect();
+        let lrs: Vec<f64> = (1..=5).map(|e| learning_rate(&cfg, e, 0, &[])).collect();
         assert_eq!(lrs, [1.0, 1.0, 0.5, 0.5, 0.25]);
     }
 
     #[test]
+    fn cosine_cyclic_and_plateau_schedules_match_pytorch() {
+        let base = TrainingConfig {
+            learning_rate: 1.0,
+            epochs: 4,
+            min_learning_rate: 0.0,
+            max_learning_rate: 2.0,
+            cycle_steps: 2,
+            gamma: 0.5,
+            plateau_patience: 1,
+            ..Default::default()
+        };
+        let cosine = TrainingConfig {
+            scheduler: SchedulerKind::Cosine,
+            ..base.clone()
+        };
+        let lrs: Vec<f64> = (1..=4).map(|e| learning_rate(&cosine, e, 0, &[])).collect();
+        let want = [1.0, 0.853_553, 0.5, 0.146_447];
+        assert!(
+            lrs.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{lrs:?}"
+        );
+        // CyclicLR(base_lr=0, max_lr=2, step_size_up=2): 0, 1, 2, 1, 0, 1, …
+        let cyclic = TrainingConfig {
+            scheduler: SchedulerKind::Cyclic,
+            ..base.clone()
+        };
+        let lrs: Vec<f64> = (0..6).map(|s| learning_rate(&cyclic, 1, s, &[])).collect();
+        assert_eq!(lrs, [0.0, 1.0, 2.0, 1.0, 0.0, 1.0]);
+        // ReduceLROnPlateau(patience=1, factor=0.5): the second epoch without improvement cuts.
+        let plateau = TrainingConfig {
+            scheduler: SchedulerKind::Plateau,
+            ..base
+        };
+        let history: Vec<EpochRecord> = [1.0, 0.9, 0.95, 0.95, 0.95, 0.95]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| EpochRecord {
+                epoch: i + 1,
+                train_loss: v,
+                val_loss: v,
+                learning_rate: 0.0,
+            })
+            .collect();
+        let lrs: Vec<f64> = (1..=7)
+            .map(|e| learning_rate(&plateau, e, 0, &history))
+            .collect();
+        assert_eq!(lrs, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]);
+    }
+
+    fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values, shape), &crate::device::cpu())
+    }
+
+    #[test]
     fn weighted_bce_matches_the_closed_form() {
-        let device = crate::device::cpu();
-        let logits = Tensor::<2>::from_data(TensorData::new(vec![2.0f32, -1.0], [2, 1]), &device);
-        let y = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [2, 1]), &device);
-        let got = bce_with_logits(logits, y, 3.0).into_scalar::<f32>() as f64;
+        let logits = tensor(vec![2.0, -1.0], [2, 1]);
+        let y = tensor(vec![1.0, 0.0], [2, 1]);
+        let got = Objective::Binary { pos_weight: 3.0 }
+            .loss(logits, y)
+            .into_scalar::<f32>() as f64;
         let s = |x: f64| 1.0 / (1.0 + (-x).exp());
         let want = (-3.0 * s(2.0).ln() - (1.0 - s(-1.0)).ln()) / 2.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn weighted_cross_entropy_matches_pytorch() {
+        // F.cross_entropy(logits, [2, 0], weight=[1, 2, 3]) = (3·nll₀ + 1·nll₁) / (3 + 1).
+        let objective = Objective::Multiclass {
+            weights: vec![1.0, 2.0, 3.0],
+        };
+        let ds = Dataset {
+            class: vec![2, 0],
+            y: vec![1.0, 0.0],
+            ..Default::default()
+        };
+        let (t, shape) = objective.targets(&ds, &[0, 1]);
+        let logits = [1.0f32, 0.5, 2.0, 0.0, 1.0, -1.0];
+        let got = objective
+            .loss(tensor(logits.to_vec(), [2, 3]), tensor(t, shape))
+            .into_scalar::<f32>() as f64;
+        let nll = |row: &[f32], c: usize| {
+            let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            z.ln() - row[c] as f64
+        };
+        let want = (3.0 * nll(&logits[..3], 2) + nll(&logits[3..], 0)) / 4.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 }

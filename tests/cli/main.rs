@@ -7,6 +7,7 @@ mod datasets;
 mod errors;
 mod gpu;
 mod hub_server;
+mod presets;
 mod tensorboard;
 mod training;
 mod upload;

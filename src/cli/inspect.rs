@@ -1,0 +1,39 @@
+use anyhow::Result;
+use clap::Args;
+
+use crate::cli::ConfigArgs;
+use crate::config::Config;
+use crate::data::inspect::DataCheck;
+use crate::data::read_labeled;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let config = args.common.load()?;
+    check(&config, args.json)
+}
+
+/// Reads the config's training file (and test file) as `train` would and reports on each.
+pub fn check(config: &Config, json: bool) -> Result<()> {
+    let cfg = &config.data;
+    let mut checks = Vec::new();
+    for path in std::iter::once(&cfg.path).chain(&cfg.test_path) {
+        let data = read_labeled(path, cfg, config.task, None)?;
+        checks.push(DataCheck::of(&data));
+    }
+    if json {
+        println!("{}", serde_json::to_string(&checks)?);
+    } else {
+        for c in &checks {
+            println!("{}", c.table());
+        }
+    }
+    Ok(())
+}
