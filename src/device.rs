@@ -44,6 +44,17 @@ pub fn cpu() -> Device {
     Device::ndarray()
 }
 
+/// Whether `device` is this build's CPU device.
+pub fn is_cpu(device: &Device) -> bool {
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    return *device == cpu();
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 fn cpu_selected(why: String) -> Result<Selected> {
     #[cfg(any(feature = "flex", feature = "ndarray"))]
     return Ok(Selected {
