@@ -45,6 +45,8 @@ pub struct Assessment {
     pub metrics: Metrics,
     pub intervals: Intervals,
     pub baseline: Baseline,
+    /// Its accuracy interval lies above the baseline's accuracy, or its ROC AUC interval
+    /// excludes chance (a real ranking, whatever the threshold makes of it).
     pub beats_baseline: bool,
     pub verdict: String,
 }
@@ -144,8 +146,15 @@ impl Assessment {
             "accuracy {:.3} (95% CI {:.3}–{:.3}) against {:.3} for always predicting '{majority_class}'",
             metrics.accuracy, intervals.accuracy.low, intervals.accuracy.high, baseline.accuracy
         );
-        let verdict = if beats_baseline {
+        let verdict = if !acc_overlaps {
             format!("The model beats the majority-class baseline: {acc_text}; {auc_text}.")
+        } else if beats_baseline {
+            format!(
+                "The model ranks anomalies above normal rows better than chance ({auc_text}), but \
+                 at threshold {:.3} its {acc_text} does not beat the baseline; a threshold chosen \
+                 on validation (training.threshold: max_f1 or youden) may serve better.",
+                metrics.threshold
+            )
         } else {
             format!(
                 "The model does not beat the majority-class baseline: {acc_text}, and the {auc_text} includes 0.5 (chance)."
@@ -182,6 +191,19 @@ mod tests {
             })
         );
         assert!((a.baseline.accuracy - 0.9).abs() < 1e-12);
+
+        // A perfect ranking whose scores all fall below the threshold: it has signal, but its
+        // accuracy is the baseline's, and the verdict says both.
+        let low: Vec<f32> = perfect.iter().map(|p| p / 3.0).collect();
+        let c = Assessment::new(&low, &y, 0.5, 300, 1);
+        assert!(c.beats_baseline);
+        assert!(
+            c.verdict
+                .starts_with("The model ranks anomalies above normal rows better than chance")
+                && c.verdict.contains("does not beat the baseline"),
+            "{}",
+            c.verdict
+        );
 
         // Scores unrelated to the labels, all below the threshold: the majority-class accuracy.
         let noise: Vec<f32> = (0..400)
