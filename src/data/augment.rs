@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::bail_input;
 use crate::config::{AugmentationConfig, DataConfig, ResampleStrategy};
 use crate::data::Labeled;
-use crate::data::read::{ColumnData, Table, open_maybe_gz};
+use crate::data::read::{ColumnData, Table, column_name, open_maybe_gz};
 
 /// A noised copy of a positive training row.
 #[derive(Debug, Clone)]
@@ -273,15 +273,7 @@ pub fn write_files(
         None
     };
     let names: Vec<String> = match &header {
-        Some(h) => h
-            .iter()
-            .map(|b| {
-                String::from_utf8_lossy(b)
-                    .trim_start_matches('\u{feff}')
-                    .trim()
-                    .to_string()
-            })
-            .collect(),
+        Some(h) => h.iter().map(column_name).collect(),
         None => cfg.columns.iter().map(|c| c.trim().to_string()).collect(),
     };
     let positions: Vec<usize> = plan

@@ -314,6 +314,15 @@ fn parse_bool(cell: &str) -> Option<bool> {
     }
 }
 
+/// A header cell as a column name: trimmed, without a UTF-8 byte-order mark, any odd byte
+/// read as U+FFFD.
+pub fn column_name(cell: &[u8]) -> String {
+    String::from_utf8_lossy(cell)
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .to_string()
+}
+
 /// Where each field of a record goes.
 enum Slot {
     Skip,
@@ -337,15 +346,7 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         if !next_record(&mut reader, &mut record)? {
             bail_input!("the file is empty: expected a header row");
         }
-        record
-            .iter()
-            .map(|b| {
-                String::from_utf8_lossy(b)
-                    .trim_start_matches('\u{feff}')
-                    .trim()
-                    .to_string()
-            })
-            .collect()
+        record.iter().map(column_name).collect()
     } else {
         spec.columns.iter().map(|s| s.trim().to_string()).collect()
     };
