@@ -2,14 +2,17 @@
 //! reference scripts in ../shared/peers, so `benches/compare.sh` can put them side by side.
 //!
 //!   cargo bench --bench throughput -- [--rows 1000000] [--reps 3] [--csv-rows 1000000]
-//!                                     [--skip-csv] [--json PATH] [--csv-out PATH]
+//!                                     [--scaling-rows 100000,1000000,4000000]
+//!                                     [--skip-csv] [--skip-scaling] [--json PATH] [--csv-out PATH]
 //!
 //! (a) training samples/s of the default MLP (17 → 128 → 64 → 32 → 1, ReLU, dropout 0.3, Adam,
 //!     BCE-with-logits) on in-memory synthetic rows at batch 64, 256, 1024, 4096: 262,144 samples
 //!     per repetition, median of `--reps`; (b) inference samples/s at batch 4096 over all rows,
 //!     and the `test` path (read CSV, encode, predict, metrics) in rows/s; (c) CSV ingestion of a
 //!     generated rows × 80 numeric CSV with a string label, plain and gzip; (d) peak RSS of
-//!     loading it, measured in a child process, against the size of the f32 matrix + labels.
+//!     loading it, measured in a child process, against the size of the f32 matrix + labels;
+//! (e) how an epoch's cost grows with rows: one full training pass at the default batch size
+//!     over each of `--scaling-rows` synthetic rows, as time per row against the middle size.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use anomaly::config::{DataConfig, ModelConfig, Task, TrainingConfig};
 use anomaly::data::read::{TableSpec, read_table};
 use anomaly::data::{Dataset, read_labeled};
 use anomaly::eval::Metrics;
-use anomaly::model::ModelSpec;
+use anomaly::model::{Mlp, ModelSpec};
 use anomaly::train::{Objective, optimizer, predict, run_epoch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -35,6 +38,7 @@ struct Args {
     reps: usize,
     csv_rows: usize,
     skip_csv: bool,
+    scaling_rows: Vec<usize>,
     json: Option<PathBuf>,
     csv_out: Option<PathBuf>,
     load_only: Option<PathBuf>,
@@ -46,6 +50,7 @@ fn args() -> Args {
         reps: 3,
         csv_rows: 1_000_000,
         skip_csv: false,
+        scaling_rows: vec![100_000, 1_000_000, 4_000_000],
         json: None,
         csv_out: None,
         load_only: None,
@@ -58,6 +63,13 @@ fn args() -> Args {
             "--reps" => a.reps = value().parse().expect("--reps N"),
             "--csv-rows" => a.csv_rows = value().parse().expect("--csv-rows N"),
             "--skip-csv" => a.skip_csv = true,
+            "--skip-scaling" => a.scaling_rows.clear(),
+            "--scaling-rows" => {
+                a.scaling_rows = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("--scaling-rows N,N,..."))
+                    .collect()
+            }
             "--json" => a.json = Some(value().into()),
             "--csv-out" => a.csv_out = Some(value().into()),
             "--load-only" => a.load_only = Some(value().into()),
@@ -159,7 +171,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let device = anomaly::device::cpu();
-    let mut results = json!({ "rows": a.rows, "reps": a.reps, "train": [], "infer": [] });
+    let mut results =
+        json!({ "rows": a.rows, "reps": a.reps, "train": [], "infer": [], "scaling": [] });
     println!(
         "anomaly {} benchmark on the {} ({} CPUs)",
         env!("CARGO_PKG_VERSION"),
@@ -196,6 +209,7 @@ fn main() -> anyhow::Result<()> {
                 batch,
                 &Objective::Binary { pos_weight: 1.0 },
                 &|_| 1e-3,
+                rep as u64,
                 &ad,
                 &mut |_| {},
             );
@@ -336,6 +350,55 @@ fn main() -> anyhow::Result<()> {
         );
         results["load_peak_rss_mib"] = json!(peak_mib);
         results["load_matrix_mib"] = json!(matrix_mib);
+    }
+    // (e) epoch time against rows
+    if !a.scaling_rows.is_empty() {
+        let batch = training.batch_size;
+        let mut points = Vec::new();
+        for &n in &a.scaling_rows {
+            let data = synthetic(n, 3);
+            let mut model = spec.init(&ad);
+            let mut optim = optimizer(&training);
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            let mut epoch = |model: Mlp, rows: &[usize], seed: u64| {
+                let objective = Objective::Binary { pos_weight: 1.0 };
+                let t = Instant::now();
+                let (m, _) = run_epoch(
+                    model,
+                    &mut optim,
+                    &data,
+                    rows,
+                    batch,
+                    &objective,
+                    &|_| 1e-3,
+                    seed,
+                    &ad,
+                    &mut |_| {},
+                );
+                (m, t.elapsed().as_secs_f64())
+            };
+            (model, _) = epoch(model, &order[..(batch * 20).min(n)], 0); // warm-up
+            let (_, secs) = epoch(model, &order, 1);
+            points.push((n, secs));
+        }
+        let mid = points[points.len() / 2];
+        let per_row = |(n, s): (usize, f64)| s / n as f64;
+        for &p in &points {
+            let off = per_row(p) / per_row(mid) - 1.0;
+            println!(
+                "epoch at {:>9} rows (batch {batch}): {:>8.2} s, {:.3} µs/row, {:+.1}% from linear through {} rows",
+                p.0,
+                p.1,
+                per_row(p) * 1e6,
+                off * 100.0,
+                mid.0
+            );
+            results["scaling"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "rows": p.0, "batch": batch, "epoch_s": p.1, "off_linear": off }));
+        }
     }
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;

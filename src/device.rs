@@ -278,3 +278,8 @@ pub mod gpu {
         cpu_selected("built without GPU support".into())
     }
 }
+
+/// burn's CPU backend keeps one global RNG: unit tests that seed it or draw from it (weight
+/// init included) hold this lock, or a parallel test could draw in between.
+#[cfg(test)]
+pub static TEST_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());

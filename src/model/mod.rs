@@ -1,7 +1,9 @@
 //! The detector: an MLP (or a residual MLP with batch norm) that maps a feature row to one
 //! anomaly logit (binary) or one logit per class (multiclass).
 
-use burn::module::{Module, ParamId};
+pub mod dropout;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyReluConfig, Linear, LinearConfig,
@@ -72,7 +74,7 @@ impl ModelSpec {
             Activation::LeakyRelu => ActivationConfig::LeakyRelu(LeakyReluConfig::new()),
             Activation::Tanh => ActivationConfig::Tanh,
         };
-        Mlp {
+        let model = Mlp {
             hidden,
             norms,
             skips,
@@ -82,7 +84,9 @@ impl ModelSpec {
             ),
             activation: activation.init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
-        }
+        };
+        model.visit(&mut Materialize);
+        model
     }
 
     /// Trainable parameters (batch norm's running statistics are not counted).
@@ -97,6 +101,17 @@ impl ModelSpec {
             width = h;
         }
         n + width * self.outputs + self.outputs
+    }
+}
+
+/// burn initialises parameters lazily, at first use, which would tie the weights to whatever
+/// the RNG holds then (say, after a pass's dropout seed) rather than to the seed set before
+/// `init`; this draws them all at once.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
     }
 }
 
@@ -142,6 +157,12 @@ pub struct NamedTensor {
 }
 
 impl Mlp {
+    /// The dropout probability and the width of each hidden layer (the shapes of its masks).
+    pub fn dropout_layout(&self) -> (f64, Vec<usize>) {
+        let widths = self.hidden.iter().map(|l| l.weight.dims()[1]).collect();
+        (self.dropout.prob, widths)
+    }
+
     /// The weights with PyTorch's names and layout (`layers.K.weight` as [out, in]; burn keeps
     /// [in, out]), so `torch.nn.Sequential` state dicts and other tools can load them. resmlp
     /// adds `norms.K.{weight,bias,running_mean,running_var}` (torch.nn.BatchNorm1d) and
@@ -199,15 +220,27 @@ impl Mlp {
         Ok(out)
     }
 
-    /// `[batch, features]` → `[batch, outputs]` logits.
+    /// `[batch, features]` → `[batch, outputs]` logits; a training-mode model on an autodiff
+    /// device applies dropout with burn's on-device RNG.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_masked(x, None)
+    }
+
+    /// [`Mlp::forward`] with the dropout masks of each hidden layer given (`[batch, width]`,
+    /// scaled, from [`dropout::HostMasks`]) instead of drawn by burn.
+    pub fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2> {
+        let mut masks = masks.map(Vec::into_iter);
         let mut x = x;
         for (k, layer) in self.hidden.iter().enumerate() {
             let mut h = layer.forward(x.clone());
             if let Some(norm) = self.norms.get(k) {
                 h = norm.forward(h);
             }
-            h = self.dropout.forward(self.activation.forward(h));
+            h = self.activation.forward(h);
+            h = match masks.as_mut() {
+                Some(m) => h * m.next().expect("one mask per hidden layer"),
+                None => self.dropout.forward(h),
+            };
             x = match self.skips.get(k) {
                 None => h,
                 Some(None) => h + x,
@@ -227,6 +260,7 @@ mod tests {
         // 17 → 128 → 64 → 32 → 1, as the reference pipeline's model: 12,673 parameters.
         let spec = ModelSpec::new(17, 1, &ModelConfig::default());
         assert_eq!(spec.n_params(), 12_673);
+        let _rng = crate::device::TEST_RNG.lock();
         let device = crate::device::cpu();
         assert_eq!(spec.init(&device).num_params(), 12_673);
     }
@@ -239,6 +273,7 @@ mod tests {
             ..Default::default()
         };
         let spec = ModelSpec::new(5, 3, &cfg);
+        let _rng = crate::device::TEST_RNG.lock();
         let device = crate::device::cpu();
         let model = spec.init(&device);
         // 5·8+8 + 8·8+8 linear, 2·(8+8) norm, 5·8 projection (8 → 8 is an identity skip), 8·3+3 head.

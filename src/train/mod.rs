@@ -32,6 +32,7 @@ use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::choose_threshold;
 use crate::eval::multiclass::ClassReport;
+use crate::model::dropout::HostMasks;
 use crate::model::{Mlp, ModelSpec};
 use checkpoint::{
     BURN_VERSION, Checkpoint, DataShape, EpochRecord, FORMAT, FORMAT_VERSION, TrainState,
@@ -229,8 +230,9 @@ fn batch_tensors(
 }
 
 /// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. `lr` gives
-/// the rate of each batch (by its index in this pass). Returns the model and the sum of
-/// per-row losses; `on_batch` sees each batch's mean loss. (The benchmarks time exactly this.)
+/// the rate of each batch (by its index in this pass); `seed` seeds the pass's dropout. Returns
+/// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss. (The
+/// benchmarks time exactly this.)
 #[allow(clippy::too_many_arguments)]
 pub fn run_epoch(
     mut model: Mlp,
@@ -240,20 +242,52 @@ pub fn run_epoch(
     batch_size: usize,
     objective: &Objective,
     lr: &dyn Fn(usize) -> f64,
+    seed: u64,
     device: &Device,
     on_batch: &mut dyn FnMut(f64),
 ) -> (Mlp, f64) {
+    let (prob, widths) = model.dropout_layout();
+    let host_masks = prob > 0.0 && crate::device::is_cpu(device);
+    if !host_masks {
+        device.seed(seed);
+    }
     let mut x_buf = Vec::with_capacity(batch_size * data.n_features);
     let mut loss_sum = 0.0f64;
-    for (i, rows) in order.chunks(batch_size).enumerate() {
-        let (x, t) = batch_tensors(data, rows, objective, &mut x_buf, device);
-        let loss = objective.loss(model.forward(x), t);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let value = loss.into_scalar::<f32>() as f64;
-        model = optim.step(lr(i), model, grads);
-        loss_sum += value * rows.len() as f64;
-        on_batch(value);
-    }
+    let model = std::thread::scope(|scope| {
+        // The next batches' masks are drawn while this one computes.
+        let masks = host_masks.then(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<f32>>>(2);
+            let widths = widths.clone();
+            scope.spawn(move || {
+                let mut draws = HostMasks::new(seed, prob);
+                for rows in order.chunks(batch_size) {
+                    let masks = widths.iter().map(|w| draws.draw(rows.len() * w));
+                    if tx.send(masks.collect()).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        });
+        for (i, rows) in order.chunks(batch_size).enumerate() {
+            let masks = masks.as_ref().map(|rx| {
+                let drawn = rx.recv().expect("the mask thread draws one set per batch");
+                drawn
+                    .into_iter()
+                    .zip(&widths)
+                    .map(|(m, &w)| Tensor::from_data(TensorData::new(m, [rows.len(), w]), device))
+                    .collect()
+            });
+            let (x, t) = batch_tensors(data, rows, objective, &mut x_buf, device);
+            let loss = objective.loss(model.forward_masked(x, masks), t);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let value = loss.into_scalar::<f32>() as f64;
+            model = optim.step(lr(i), model, grads);
+            loss_sum += value * rows.len() as f64;
+            on_batch(value);
+        }
+        model
+    });
     (model, loss_sum)
 }
 
@@ -454,7 +488,6 @@ pub fn train(
     let mut epoch = first_epoch;
     while !state.finished && epoch <= cfg.epochs {
         let seed = epoch_seed(cfg.seed, epoch);
-        ad.seed(seed);
         order.sort_unstable();
         order.shuffle(&mut StdRng::seed_from_u64(seed));
         let first_step = step;
@@ -469,6 +502,7 @@ pub fn train(
             cfg.batch_size,
             &objective,
             &lr,
+            seed,
             &ad,
             &mut |loss| {
                 step += 1;
@@ -624,6 +658,69 @@ mod tests {
             .map(|e| learning_rate(&plateau, e, 0, &history))
             .collect();
         assert_eq!(lrs, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]);
+    }
+
+    /// The host masks are a speed-up only: a pass with them trains exactly as burn's Dropout
+    /// did (same losses, bit for bit), for the MLP and for resmlp's batch norm and skips.
+    #[test]
+    fn host_dropout_masks_train_exactly_as_burns_dropout() {
+        let _rng = crate::device::TEST_RNG.lock();
+        let ad = crate::device::cpu().autodiff();
+        let rows = 50;
+        let data = Dataset {
+            x: (0..rows * 5)
+                .map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0)
+                .collect(),
+            y: (0..rows).map(|i| (i % 3 == 0) as u8 as f32).collect(),
+            n_features: 5,
+            ..Default::default()
+        };
+        let order: Vec<usize> = (0..rows).rev().collect();
+        let objective = Objective::Binary { pos_weight: 1.0 };
+        let training = TrainingConfig::default();
+        for kind in [
+            crate::config::ModelKind::Mlp,
+            crate::config::ModelKind::Resmlp,
+        ] {
+            let cfg = crate::config::ModelConfig {
+                kind,
+                hidden_dims: vec![8, 6],
+                ..Default::default()
+            };
+            let spec = ModelSpec::new(5, 1, &cfg);
+            let mut ours = Vec::new();
+            ad.seed(1);
+            let model = spec.init(&ad);
+            let mut optim = optimizer(&training);
+            run_epoch(
+                model,
+                &mut optim,
+                &data,
+                &order,
+                16,
+                &objective,
+                &|_| 1e-2,
+                7,
+                &ad,
+                &mut |loss| ours.push(loss),
+            );
+
+            let mut burns = Vec::new();
+            ad.seed(1);
+            let mut model = spec.init(&ad);
+            let mut optim = optimizer(&training);
+            ad.seed(7);
+            let mut x_buf = Vec::new();
+            for batch in order.chunks(16) {
+                let (x, t) = batch_tensors(&data, batch, &objective, &mut x_buf, &ad);
+                let loss = objective.loss(model.forward(x), t);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                burns.push(loss.into_scalar::<f32>() as f64);
+                model = optim.step(1e-2, model, grads);
+            }
+            assert_eq!(ours, burns, "{kind:?}");
+            assert_eq!(ours.len(), 4);
+        }
     }
 
     fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
