@@ -103,6 +103,25 @@ fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
     }
 }
 
+/// Keys that name feature columns must name ones the file has: a typo would otherwise leave a
+/// column silently unencoded or untransformed. (`drop_columns` is checked by the reader.)
+fn check_named_columns(table: &Table, cfg: &DataConfig) -> Result<()> {
+    for (key, names) in [
+        ("data.categorical_columns", &cfg.categorical_columns),
+        ("data.transform_columns", &cfg.transform_columns),
+    ] {
+        for name in names {
+            if table.column(name.trim()).is_none() {
+                bail_input!(
+                    "{key}: no feature column '{}' (the label and dropped columns do not count)",
+                    name.trim()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads and labels `path`. With `pre`, reads only the columns it was fitted on, with its kinds
 /// and classes; without, a multiclass `task` takes its classes from this file.
 pub fn read_labeled(
@@ -113,6 +132,9 @@ pub fn read_labeled(
 ) -> Result<Labeled> {
     let load = || -> Result<Labeled> {
         let mut table = read_table(path, &spec(cfg, pre))?;
+        if pre.is_none() {
+            check_named_columns(&table, cfg)?;
+        }
         let mut notices = Vec::new();
         for (name, at) in &table.skipped_duplicates {
             notices.push(format!(
@@ -452,6 +474,50 @@ pub fn prepare_evaluation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_keys_must_name_feature_columns_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.csv");
+        std::fs::write(&path, "bytes,proto,label\n10,tcp,0\n20,udp,1\n").unwrap();
+        let read = |cfg: DataConfig| read_labeled(&path, &cfg, Task::Binary, None);
+        assert!(
+            read(DataConfig {
+                categorical_columns: vec!["proto".into()],
+                transform_columns: vec![" bytes".into()],
+                ..Default::default()
+            })
+            .is_ok()
+        );
+        for (cfg, key, name) in [
+            (
+                DataConfig {
+                    categorical_columns: vec!["protocol".into()],
+                    ..Default::default()
+                },
+                "data.categorical_columns",
+                "protocol",
+            ),
+            (
+                DataConfig {
+                    transform_columns: vec!["label".into()],
+                    ..Default::default()
+                },
+                "data.transform_columns",
+                "label",
+            ),
+        ] {
+            let Err(err) = read(cfg) else {
+                panic!("{key} naming '{name}' was accepted")
+            };
+            let err = crate::error::one_line(&err);
+            assert!(err.contains("flows.csv"), "{err}");
+            assert!(
+                err.contains(&format!("{key}: no feature column '{name}'")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn undersampling_cuts_only_the_largest_class_and_is_seeded() {

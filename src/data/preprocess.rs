@@ -99,14 +99,6 @@ impl Preprocessor {
         cfg: &DataConfig,
         (classes, anomalous): (Vec<String>, Vec<bool>),
     ) -> Result<(Preprocessor, Vec<String>)> {
-        for name in &cfg.transform_columns {
-            if !table.columns.iter().any(|c| c.name == name.trim()) {
-                bail_input!(
-                    "data.transform_columns: no feature column '{}'",
-                    name.trim()
-                );
-            }
-        }
         let mut columns = Vec::new();
         let mut notices = Vec::new();
         let mut logged = Vec::new();
@@ -668,15 +660,6 @@ mod tests {
         assert_eq!(
             pre.transform(&t, &[0]).unwrap().0,
             [100_000f32.ln_1p(), -2.5]
-        );
-        let named = DataConfig {
-            transform_columns: vec!["nope".into()],
-            ..c
-        };
-        let err = Preprocessor::fit(&t, &rows, &named, Default::default()).unwrap_err();
-        assert!(
-            crate::error::one_line(&err)
-                .contains("data.transform_columns: no feature column 'nope'")
         );
     }
 
