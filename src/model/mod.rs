@@ -157,6 +157,11 @@ pub struct NamedTensor {
 }
 
 impl Mlp {
+    /// Whether the hidden layers normalise over the batch (resmlp).
+    pub fn has_batch_norm(&self) -> bool {
+        !self.norms.is_empty()
+    }
+
     /// The dropout probability and the width of each hidden layer (the shapes of its masks).
     pub fn dropout_layout(&self) -> (f64, Vec<usize>) {
         let widths = self.hidden.iter().map(|l| l.weight.dims()[1]).collect();

@@ -229,6 +229,19 @@ fn batch_tensors(
     (x, Tensor::from_data(TensorData::new(t, shape), device))
 }
 
+/// A pass's mini-batches of `size` rows. Batch norm cannot normalise a single row (PyTorch
+/// raises; burn would output β and shrink the running variance), so with batch norm a last
+/// batch of one row joins the batch before it.
+fn batches(order: &[usize], size: usize, batch_norm: bool) -> Vec<&[usize]> {
+    let mut batches: Vec<&[usize]> = order.chunks(size).collect();
+    if batch_norm && batches.len() > 1 && batches[batches.len() - 1].len() == 1 {
+        batches.pop();
+        let start = (batches.len() - 1) * size;
+        *batches.last_mut().expect("more than one batch") = &order[start..];
+    }
+    batches
+}
+
 /// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. `lr` gives
 /// the rate of each batch (by its index in this pass); `seed` seeds the pass's dropout. Returns
 /// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss. (The
@@ -246,6 +259,7 @@ pub fn run_epoch(
     device: &Device,
     on_batch: &mut dyn FnMut(f64),
 ) -> (Mlp, f64) {
+    let batches = batches(order, batch_size, model.has_batch_norm());
     let (prob, widths) = model.dropout_layout();
     let host_masks = prob > 0.0 && crate::device::is_cpu(device);
     if !host_masks {
@@ -257,10 +271,10 @@ pub fn run_epoch(
         // The next batches' masks are drawn while this one computes.
         let masks = host_masks.then(|| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<f32>>>(2);
-            let widths = widths.clone();
+            let (widths, batches) = (widths.clone(), &batches);
             scope.spawn(move || {
                 let mut draws = HostMasks::new(seed, prob);
-                for rows in order.chunks(batch_size) {
+                for rows in batches {
                     let masks = widths.iter().map(|w| draws.draw(rows.len() * w));
                     if tx.send(masks.collect()).is_err() {
                         return;
@@ -269,7 +283,7 @@ pub fn run_epoch(
             });
             rx
         });
-        for (i, rows) in order.chunks(batch_size).enumerate() {
+        for (i, &rows) in batches.iter().enumerate() {
             let masks = masks.as_ref().map(|rx| {
                 let drawn = rx.recv().expect("the mask thread draws one set per batch");
                 drawn
@@ -482,8 +496,8 @@ pub fn train(
     };
 
     let n = data.train.len();
-    let batches = n.div_ceil(cfg.batch_size) as u64;
     let mut order: Vec<usize> = (0..n).collect();
+    let batches = batches(&order, cfg.batch_size, model.has_batch_norm()).len() as u64;
     let mut step = (first_epoch as u64 - 1) * batches;
     let mut epoch = first_epoch;
     while !state.finished && epoch <= cfg.epochs {
@@ -658,6 +672,19 @@ mod tests {
             .map(|e| learning_rate(&plateau, e, 0, &history))
             .collect();
         assert_eq!(lrs, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25]);
+    }
+
+    #[test]
+    fn batch_norm_never_gets_a_one_row_batch() {
+        let order: Vec<usize> = (0..9).collect();
+        let lens = |size, bn| -> Vec<usize> {
+            batches(&order, size, bn).iter().map(|b| b.len()).collect()
+        };
+        assert_eq!(lens(4, false), [4, 4, 1]);
+        assert_eq!(lens(4, true), [4, 5]);
+        assert_eq!(lens(3, true), [3, 3, 3]);
+        assert_eq!(batches(&order[..1], 4, true), [&[0usize][..]]);
+        assert_eq!(batches(&order, 4, true).concat(), order);
     }
 
     /// The host masks are a speed-up only: a pass with them trains exactly as burn's Dropout
