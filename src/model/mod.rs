@@ -1,6 +1,7 @@
 //! The detector: an MLP (or a residual MLP with batch norm) that maps a feature row to one
 //! anomaly logit (binary) or one logit per class (multiclass).
 
+pub mod cpu;
 pub mod dropout;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -8,6 +9,7 @@ use burn::nn::activation::{Activation as Act, ActivationConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyReluConfig, Linear, LinearConfig,
 };
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +104,17 @@ impl ModelSpec {
         }
         n + width * self.outputs + self.outputs
     }
+}
+
+/// Logits `[rows, outputs]` to probabilities, row-major: sigmoid for one output, else softmax.
+pub fn probabilities(logits: Tensor<2>) -> anyhow::Result<Vec<f32>> {
+    let p = if logits.dims()[1] == 1 {
+        sigmoid(logits)
+    } else {
+        softmax(logits, 1)
+    };
+    p.try_to_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))
 }
 
 /// burn initialises parameters lazily, at first use, which would tie the weights to whatever

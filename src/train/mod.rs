@@ -17,7 +17,7 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig,
     grad_clipping::GradientClipping,
 };
-use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -32,8 +32,9 @@ use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::choose_threshold;
 use crate::eval::multiclass::ClassReport;
+use crate::model::cpu::CpuMlp;
 use crate::model::dropout::HostMasks;
-use crate::model::{Mlp, ModelSpec};
+use crate::model::{Mlp, ModelSpec, probabilities};
 use checkpoint::{
     BURN_VERSION, Checkpoint, DataShape, EpochRecord, FORMAT, FORMAT_VERSION, TrainState,
     model_bytes,
@@ -308,35 +309,40 @@ pub fn run_epoch(
 /// The model's probabilities for every row, in inference mode (no autodiff, no dropout):
 /// one per row (sigmoid) for a binary model, one per class (softmax) for multiclass.
 ///
-/// Batches of 4096 rows run on rayon's threads: burn's CPU backends compute one batch on one
-/// core, and each row's result does not depend on which thread scored its batch.
+/// On the CPU, batches of 4096 rows run on rayon's threads (burn's CPU backends compute one
+/// batch on one core; a row's result does not depend on which thread scored its batch), and
+/// the plain MLP skips burn's per-op tensors ([`CpuMlp`], same results).
 pub fn predict(model: &Mlp, ds: &Dataset, device: &Device) -> Result<Vec<f32>> {
+    use rayon::prelude::*;
     const BATCH: usize = 4096;
     let model = model.valid();
     let d = ds.n_features;
-    let batch = |chunk: &[f32]| -> Result<Vec<f32>> {
+    let burn_batch = |chunk: &[f32]| {
         let x = Tensor::from_data(
             TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
             device,
         );
-        let logits = model.forward(x);
-        let p = if logits.dims()[1] == 1 {
-            sigmoid(logits)
-        } else {
-            softmax(logits, 1)
-        };
-        p.try_to_vec_as::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))
+        probabilities(model.forward(x))
     };
     // A GPU already runs each batch in parallel; more host threads would only queue.
-    let parts: Vec<Vec<f32>> = if crate::device::is_cpu(device) {
-        use rayon::prelude::*;
+    if !crate::device::is_cpu(device) {
+        let parts: Vec<Vec<f32>> =
+            ds.x.chunks(BATCH * d)
+                .map(burn_batch)
+                .collect::<Result<_>>()?;
+        return Ok(parts.concat());
+    }
+    let cpu = CpuMlp::of(&model)?;
+    let parts: Vec<Vec<f32>> =
         ds.x.par_chunks(BATCH * d)
-            .map(batch)
-            .collect::<Result<_>>()?
-    } else {
-        ds.x.chunks(BATCH * d).map(batch).collect::<Result<_>>()?
-    };
+            .map_init(
+                || [Vec::new(), Vec::new()],
+                |buffers, chunk| match &cpu {
+                    Some(m) => m.predict(chunk, buffers, device),
+                    None => burn_batch(chunk),
+                },
+            )
+            .collect::<Result<_>>()?;
     Ok(parts.concat())
 }
 
