@@ -272,7 +272,7 @@ pub fn run_epoch(
         // The next batches' masks are drawn while this one computes.
         let masks = host_masks.then(|| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<f32>>>(2);
-            let (widths, batches) = (widths.clone(), &batches);
+            let (widths, batches) = (&widths, &batches);
             scope.spawn(move || {
                 let mut draws = HostMasks::new(seed, prob);
                 for rows in batches {
