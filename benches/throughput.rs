@@ -22,8 +22,9 @@ use anomaly::config::{DataConfig, ModelConfig, Task, TrainingConfig};
 use anomaly::data::read::{TableSpec, read_table};
 use anomaly::data::{Dataset, read_labeled};
 use anomaly::eval::Metrics;
+use anomaly::model::detector::Network;
 use anomaly::model::{Mlp, ModelSpec};
-use anomaly::train::{Objective, optimizer, predict, run_epoch};
+use anomaly::train::{Objective, optimizer, run_epoch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -234,7 +235,7 @@ fn main() -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for _ in 0..a.reps {
         let t = Instant::now();
-        let p = predict(&model, &data, &device)?;
+        let p = Network::new(&model, &device)?.probabilities(&data.x)?;
         assert_eq!(p.len(), a.rows);
         rates.push(a.rows as f64 / t.elapsed().as_secs_f64());
     }
@@ -283,7 +284,7 @@ fn main() -> anyhow::Result<()> {
             &pre,
             Some(&test_csv),
         )?;
-        let probs = predict(&model, &ds, &device)?;
+        let probs = Network::new(&model, &device)?.probabilities(&ds.x)?;
         let m = Metrics::compute(&probs, &ds.y, 0.5);
         assert_eq!(m.rows, a.rows);
         rates.push(a.rows as f64 / t.elapsed().as_secs_f64());

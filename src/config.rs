@@ -125,13 +125,27 @@ pub enum AutoWord {
     Auto,
 }
 
-/// How the decision threshold is chosen: a fixed probability, or a rule applied to the
-/// validation split's scores.
+/// How the decision threshold is chosen: a fixed score, a rule applied to the validation
+/// split's scores, or a rate (`{contamination: r}`, `{normal_quantile: q}`, `{target_fpr: f}`).
+/// `src/eval/decision.rs` says what each rule computes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ThresholdChoice {
     Fixed(f64),
     Rule(ThresholdRule),
+    Rate(RateRule),
+}
+
+/// The rules that take a rate, written as a one-key map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RateRule {
+    /// Flag this share of the training rows (the top scores), as PyOD's `contamination`.
+    Contamination(f64),
+    /// The q-quantile of the normal validation rows' scores.
+    NormalQuantile(f64),
+    /// The lowest threshold whose false positive rate on the validation split is at most f.
+    TargetFpr(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,8 +286,11 @@ pub struct DataConfig {
     /// Columns to one-hot encode even though their values look numeric.
     pub categorical_columns: Vec<String>,
     /// Raw label → class name (e.g. NSL-KDD attack → category), applied before anything else.
+    #[serde(deserialize_with = "label_map")]
     pub label_map: BTreeMap<String, String>,
+    #[serde(deserialize_with = "label_list")]
     pub negative_labels: Vec<String>,
+    #[serde(deserialize_with = "label_list")]
     pub positive_labels: Vec<String>,
     pub missing: MissingPolicy,
     pub transform: Transform,
@@ -320,6 +337,45 @@ impl Default for DataConfig {
             use_augmented_data: false,
         }
     }
+}
+
+/// A label value as a config may write it: text, or a YAML number or boolean
+/// (`negative_labels: [0]`, `label_map: {1: attack}`), kept as its text; `data/labels.rs`
+/// matches numbers by value, so `0` also matches a `0.0` cell.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LabelText(String);
+
+impl<'de> Deserialize<'de> for LabelText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a label value (text, number or boolean)")]
+        enum Scalar {
+            Text(String),
+            Int(i64),
+            Float(f64),
+            Bool(bool),
+        }
+        Ok(LabelText(match Scalar::deserialize(d)? {
+            Scalar::Text(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }))
+    }
+}
+
+fn label_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    let values = Vec::<LabelText>::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.0).collect())
+}
+
+fn label_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<LabelText, LabelText>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k.0, v.0)).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -472,8 +528,12 @@ impl Config {
         for item in overrides {
             apply_override(&mut value, item)?;
         }
-        // serde_path_to_error names the full key (`training.learning_rate`), also for keys
-        // that came from `--set` and so have no line in the file.
+        Self::from_value(value)
+    }
+
+    /// Typed and validated. serde_path_to_error names the full key (`training.learning_rate`),
+    /// also for keys that came from `--set` and so have no line in the file.
+    fn from_value(value: serde_yaml::Value) -> Result<Config> {
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -574,12 +634,25 @@ impl Config {
         {
             bail_input!("training.pos_weight: expected `auto` or a positive number, got {w}");
         }
-        if let ThresholdChoice::Fixed(p) = t.threshold
-            && !(p > 0.0 && p < 1.0)
-        {
-            bail_input!(
-                "training.threshold: expected a probability in (0, 1), `max_f1` or `youden`, got {p}"
-            );
+        match t.threshold {
+            ThresholdChoice::Fixed(p) if !(p > 0.0 && p < 1.0) => bail_input!(
+                "training.threshold: expected a probability in (0, 1), `max_f1`, `youden`, \
+                 {{contamination: r}}, {{normal_quantile: q}} or {{target_fpr: f}}, got {p}"
+            ),
+            ThresholdChoice::Rate(RateRule::Contamination(r)) if !(r > 0.0 && r <= 0.5) => {
+                bail_input!(
+                    "training.threshold.contamination: expected a share in (0, 0.5], got {r}"
+                )
+            }
+            ThresholdChoice::Rate(RateRule::NormalQuantile(q)) if !(q > 0.0 && q < 1.0) => {
+                bail_input!(
+                    "training.threshold.normal_quantile: expected a value in (0, 1), got {q}"
+                )
+            }
+            ThresholdChoice::Rate(RateRule::TargetFpr(f)) if !(f > 0.0 && f < 1.0) => {
+                bail_input!("training.threshold.target_fpr: expected a rate in (0, 1), got {f}")
+            }
+            _ => {}
         }
         let d = &self.data;
         if d.test_path.is_none() && !(d.test_size > 0.0 && d.test_size < 1.0) {
@@ -666,6 +739,15 @@ impl Config {
         Ok(())
     }
 
+    /// This config with `--set key=value` overrides applied, validated again.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Config> {
+        let mut value = serde_yaml::to_value(self).expect("a Config always serializes");
+        for item in overrides {
+            apply_override(&mut value, item)?;
+        }
+        Self::from_value(value)
+    }
+
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a Config always serializes")
     }
@@ -746,6 +828,52 @@ mod tests {
             ThresholdChoice::Rule(ThresholdRule::MaxF1)
         );
         assert_eq!(c.training.pos_weight, Some(PosWeight::Auto(AutoWord::Auto)));
+    }
+
+    #[test]
+    fn label_values_may_be_yaml_numbers_and_booleans() {
+        let c = Config::from_yaml(
+            "data:\n  negative_labels: [0, false]\n  label_map: {1: attack, 2.5: x, normal: normal}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.data.negative_labels, ["0", "false"]);
+        assert_eq!(c.data.label_map["1"], "attack");
+        assert_eq!(c.data.label_map["2.5"], "x");
+        let c = Config::from_yaml("", &["data.positive_labels=[1]".into()]).unwrap();
+        assert_eq!(c.data.positive_labels, ["1"]);
+        let err = Config::from_yaml("data:\n  negative_labels: [[0]]\n", &[]).unwrap_err();
+        assert!(
+            one_line(&err).contains("data.negative_labels"),
+            "{}",
+            one_line(&err)
+        );
+    }
+
+    #[test]
+    fn rate_rules_are_one_key_maps_checked_for_range() {
+        let c = Config::from_yaml("training:\n  threshold: {contamination: 0.1}\n", &[]).unwrap();
+        assert_eq!(
+            c.training.threshold,
+            ThresholdChoice::Rate(RateRule::Contamination(0.1))
+        );
+        let c = Config::from_yaml("", &["training.threshold={target_fpr: 0.01}".into()]).unwrap();
+        assert_eq!(
+            c.training.threshold,
+            ThresholdChoice::Rate(RateRule::TargetFpr(0.01))
+        );
+        for (bad, key) in [
+            ("{contamination: 0.9}", "training.threshold.contamination"),
+            (
+                "{normal_quantile: 1.5}",
+                "training.threshold.normal_quantile",
+            ),
+            ("{target_fpr: 0}", "training.threshold.target_fpr"),
+            ("{contamination: 0.1, extra: 1}", "training.threshold"),
+        ] {
+            let err = Config::from_yaml("", &[format!("training.threshold={bad}")]).unwrap_err();
+            assert!(one_line(&err).contains(key), "{bad}: {}", one_line(&err));
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn split_repo_id(repo_id: &str) -> Result<(&str, &str)> {
 /// The weights in safetensors format, PyTorch names and layout.
 pub fn safetensors_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     let device = crate::device::select(&Default::default())?.device;
-    let tensors = ck.model(&device)?.named_weights()?;
+    let tensors = ck.network()?.model(&device)?.named_weights()?;
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .into_iter()
         .map(|t| {
@@ -98,19 +98,20 @@ pub fn safetensors_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
 }
 
 /// `config.json`: everything another tool needs to use the weights.
-pub fn config_json(ck: &Checkpoint) -> serde_json::Value {
+pub fn config_json(ck: &Checkpoint) -> Result<serde_json::Value> {
     let d = &ck.config.data;
-    json!({
+    let spec = &ck.network()?.spec;
+    Ok(json!({
         "library": "anomaly",
         "tool_version": env!("CARGO_PKG_VERSION"),
         "checkpoint_format_version": ck.format_version,
         "architecture": {
-            "type": ck.model.kind,
-            "input_dim": ck.model.input_dim,
-            "hidden_dims": ck.model.hidden_dims,
-            "outputs": ck.model.outputs,
-            "activation": ck.model.activation,
-            "dropout": ck.model.dropout,
+            "type": spec.kind,
+            "input_dim": spec.input_dim,
+            "hidden_dims": spec.hidden_dims,
+            "outputs": spec.outputs,
+            "activation": spec.activation,
+            "dropout": spec.dropout,
             "output": if ck.preprocessor.classes.is_empty() {
                 "one logit; sigmoid gives the anomaly probability"
             } else {
@@ -134,7 +135,7 @@ pub fn config_json(ck: &Checkpoint) -> serde_json::Value {
             "epochs": ck.epoch,
             "best_epoch": ck.weights_epoch,
         },
-    })
+    }))
 }
 
 /// The model card, with front matter the Hub reads (model-index carries the test metrics).
@@ -143,7 +144,8 @@ pub fn model_card(
     repo_id: &str,
     checkpoint_name: &str,
     metrics: Option<&Metrics>,
-) -> String {
+) -> Result<String> {
+    let spec = &ck.network()?.spec;
     let name = repo_id.rsplit('/').next().unwrap_or(repo_id);
     let data = ck
         .config
@@ -178,20 +180,20 @@ pub fn model_card(
             m.accuracy, m.precision, m.recall, m.f1, f(m.roc_auc), f(m.pr_auc), m.rows
         )
     });
-    format!(
+    Ok(format!(
         "{front}\n# {name}\n\nA network-traffic anomaly detector trained with [anomaly](https://github.com/) {version}: an MLP \
          ({input} → {hidden:?} → {outputs}, {act:?}) over {n} features of flow records, scoring each row's probability of being \
          anomalous; rows scoring at least {thr:.4} are flagged.\n\n## Test metrics\n\n{table}\n## Use\n\n\
-         ```\nanomaly test --checkpoint {ck} --data your_flows.csv\n```\n\n\
+         ```\nanomaly predict --checkpoint {ck} --data your_flows.csv --out scores.csv\n```\n\n\
          The checkpoint carries the preprocessing (column encodings, imputation, scaling) and the threshold, so a CSV with \
          the training columns is all it needs. `model.safetensors` holds the same weights for other frameworks \
          (`layers.K.weight` / `layers.K.bias`, PyTorch layout); `config.json` describes the architecture and preprocessing.\n\n\
          ## Training\n\n- data: `{data}` (label column `{label}`)\n- epochs run: {epochs}, best epoch: {best}\n- features: {features}\n",
         version = env!("CARGO_PKG_VERSION"),
-        input = ck.model.input_dim,
-        hidden = ck.model.hidden_dims,
-        outputs = ck.model.outputs,
-        act = ck.model.activation,
+        input = spec.input_dim,
+        hidden = spec.hidden_dims,
+        outputs = spec.outputs,
+        act = spec.activation,
         n = ck.preprocessor.n_features(),
         thr = ck.threshold,
         ck = checkpoint_name,
@@ -199,7 +201,7 @@ pub fn model_card(
         epochs = ck.epoch,
         best = ck.weights_epoch,
         features = ck.preprocessor.feature_names.join(", "),
-    )
+    ))
 }
 
 /// Rewords hub errors with the repository they concern; never the token.
@@ -269,11 +271,11 @@ pub fn upload(req: &UploadRequest) -> Result<Vec<String>> {
         ("model.safetensors".into(), safetensors_bytes(&ck)?),
         (
             "config.json".into(),
-            (serde_json::to_string_pretty(&config_json(&ck))? + "\n").into_bytes(),
+            (serde_json::to_string_pretty(&config_json(&ck)?)? + "\n").into_bytes(),
         ),
         (
             "README.md".into(),
-            model_card(&ck, req.repo_id, &ck_name, metrics.as_ref()).into_bytes(),
+            model_card(&ck, req.repo_id, &ck_name, metrics.as_ref())?.into_bytes(),
         ),
     ];
     if metrics.is_some() {

@@ -14,4 +14,5 @@ pub mod hub;
 pub mod log;
 pub mod model;
 pub mod report;
+pub mod score;
 pub mod train;

@@ -2,13 +2,16 @@
 //! log in `logs/<run>.log`, and progress on the terminal (plain lines when stdout is not one).
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tensorboard_rs::summary_writer::SummaryWriter;
+use protobuf::Message;
+use tensorboard_proto::event::Event;
+use tensorboard_proto::summary::Summary;
+use tensorboard_rs::record_writer::RecordWriter;
 
 use crate::config::LoggingConfig;
 use crate::train::Observer;
@@ -45,30 +48,107 @@ pub fn utc_timestamp() -> String {
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
-/// TensorBoard scalars for one run directory. Dropping it flushes the file: tensorboard-rs
-/// writes on a background thread that only finishes its file when the writer is dropped.
+/// TensorBoard events for one run directory: `events.out.tfevents.*`, TFRecord-framed `Event`
+/// protos built with tensorboard-rs's summaries. Written here rather than by tensorboard-rs's
+/// writer, which panics on its background thread when a write fails (a full disk): here a
+/// failed write is one warning on stderr, and the run goes on without further events.
 pub struct Scalars {
-    writer: SummaryWriter,
+    dir: PathBuf,
+    writer: Option<RecordWriter<BufWriter<File>>>,
 }
 
 impl Scalars {
     pub fn open(dir: &Path) -> Result<Scalars> {
-        // tensorboard-rs panics if it cannot create the folder; create it first to get an error.
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Scalars {
-            writer: SummaryWriter::new(dir),
-        })
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "events.out.tfevents.{:010}.{}.{}.0",
+            now.as_secs(),
+            hostname(),
+            std::process::id()
+        );
+        let path = dir.join(name);
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut scalars = Scalars {
+            dir: dir.to_path_buf(),
+            writer: Some(RecordWriter::new(BufWriter::new(file))),
+        };
+        let mut first = Event::new();
+        first.set_file_version("brain.Event:2".into());
+        scalars.write(first, 0);
+        Ok(scalars)
     }
 
     pub fn add(&mut self, tag: &str, value: f64, step: usize) {
-        self.writer.add_scalar(tag, value as f32, step);
+        self.summary(tensorboard_rs::summary::scalar(tag, value as f32), step);
     }
 
     /// An RGB image, row-major. tensorboard-rs reads `dim` as [channels, width, height]
     /// (despite its CHW name), so that is the order it gets.
     pub fn image(&mut self, tag: &str, rgb: &[u8], width: u32, height: u32, step: usize) {
-        self.writer
-            .add_image(tag, rgb, &[3, width as usize, height as usize], step);
+        let dim = [3, width as usize, height as usize];
+        self.summary(tensorboard_rs::summary::image(tag, rgb, &dim), step);
+    }
+
+    fn summary(&mut self, summary: Summary, step: usize) {
+        let mut event = Event::new();
+        event.set_summary(summary);
+        self.write(event, step);
+    }
+
+    fn write(&mut self, mut event: Event, step: usize) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        event.set_wall_time(now.as_secs_f64());
+        event.set_step(step as i64);
+        let written = event
+            .write_to_bytes()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| writer.write(&bytes));
+        if let Err(e) = written {
+            self.fail(e);
+        }
+    }
+
+    /// Pushes buffered events to the file (each epoch, and when dropped).
+    pub fn flush(&mut self) {
+        if let Some(Err(e)) = self.writer.as_mut().map(RecordWriter::flush) {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        eprintln!(
+            "warning: cannot write TensorBoard events to {}: {e}; no further events are written",
+            self.dir.display()
+        );
+        self.writer = None;
+    }
+}
+
+impl Drop for Scalars {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// This machine's name, as TensorBoard's own writers put it in event file names.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..len]).replace(['/', '\\'], "_");
+    if ok && !name.is_empty() {
+        name
+    } else {
+        "localhost".into()
     }
 }
 
@@ -189,6 +269,7 @@ impl Observer for RunLog {
         s.add("Loss/Validation", r.val_loss, r.epoch);
         s.add("LearningRate", r.learning_rate, r.epoch);
         s.add("Best/ValidationLoss", best, r.epoch);
+        s.flush();
         self.say(&format!(
             "epoch {:>3}/{}  train_loss {:.5}  val_loss {:.5}  lr {:.2e}{}",
             r.epoch,
@@ -198,5 +279,31 @@ impl Observer for RunLog {
             r.learning_rate,
             if improved { "  * best" } else { "" }
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk that fills mid-run (`/dev/full` refuses every write): one warning, no more
+    /// events, and the run goes on; never a panic.
+    #[test]
+    fn a_failed_event_write_stops_the_events_without_a_panic() {
+        let Ok(full) = File::options().write(true).open("/dev/full") else {
+            println!("skipped: /dev/full is not available on this system");
+            return;
+        };
+        let mut s = Scalars {
+            dir: PathBuf::from("/dev/full"),
+            writer: Some(RecordWriter::new(BufWriter::with_capacity(64, full))),
+        };
+        for step in 0..100 {
+            s.add("Loss/Train", 0.5, step);
+        }
+        s.flush();
+        assert!(s.writer.is_none());
+        s.add("Loss/Train", 0.5, 100);
+        s.flush();
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
-use crate::cli::ConfigArgs;
+use crate::cli::{ConfigArgs, check_bootstrap};
 use crate::device;
 use crate::report::assess::{assess_checkpoint, assess_folds};
 use crate::train::checkpoint::Checkpoint;
@@ -30,9 +30,7 @@ pub struct AssessArgs {
 }
 
 pub fn run(args: AssessArgs) -> Result<()> {
-    if args.bootstrap == 0 {
-        bail_input!("--bootstrap 0: expected at least 1 resample");
-    }
+    check_bootstrap(args.bootstrap)?;
     let config = args.common.load()?;
     let device = device::select(&config.device)?.device;
     let written = match (&args.checkpoint, args.use_folds) {

@@ -6,6 +6,7 @@ mod cv;
 mod generate;
 mod info;
 mod inspect;
+mod predict;
 mod test;
 mod train;
 mod upload;
@@ -42,6 +43,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
+    /// Score new traffic (a file or a stream on stdin): one result row per input row.
+    Predict(predict::PredictArgs),
     /// Publish a checkpoint to a Hugging Face Hub model repository.
     Upload(upload::UploadArgs),
     /// Versions, compiled backends and the GPU adapters this machine offers.
@@ -99,10 +102,19 @@ impl ConfigArgs {
     }
 }
 
+/// `--bootstrap N` of `test` and `assess`: intervals need at least one resample.
+pub fn check_bootstrap(resamples: usize) -> Result<()> {
+    if resamples == 0 {
+        crate::bail_input!("--bootstrap 0: expected at least 1 resample");
+    }
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Cv(args) => cv::run(args),
         Command::Augment(args) => augment::run(args),
         Command::Assess(args) => assess::run(args),

@@ -3,13 +3,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::cli::ConfigArgs;
+use crate::cli::{ConfigArgs, check_bootstrap};
 use crate::data::{evaluation_source, prepare_evaluation};
+use crate::device;
 use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
 use crate::report::{class_table, metrics_table};
+use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
-use crate::{device, train};
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
@@ -33,6 +34,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> Result<()> {
+    check_bootstrap(args.bootstrap)?;
     let ck = Checkpoint::load(&args.checkpoint)?;
     // The checkpoint decides how data is read and scored; the local config (or --device)
     // decides where.
@@ -41,8 +43,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let selected = device::select(&local.device)?;
     let device = selected.device;
     let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
-    let model = ck.model(&device)?;
-    let predictions = train::evaluate(&model, &ck.preprocessor, &ds, ck.threshold, &device)?;
+    let predictions = Scorer::from_checkpoint(&ck, &device)?.evaluate(&ds)?;
     let assessment = Assessment::new(
         &predictions.anomaly,
         &ds.y,

@@ -4,6 +4,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
+use crate::bail_input;
 use crate::cli::ConfigArgs;
 use crate::data::prepare_training;
 use crate::log::{RunLog, default_run_name, run_dir};
@@ -14,12 +15,39 @@ use crate::{device, train};
 pub struct TrainArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// Continue an interrupted run from its last.mpk (same data; its stored config is used).
+    /// Continue an interrupted run from its last.mpk (same data and stored config; only
+    /// `--set training.epochs=N` may extend it).
     #[arg(long, value_name = "CHECKPOINT")]
     pub resume: Option<PathBuf>,
     /// Check the data (as `anomaly inspect`) and the config, then stop without training.
     #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
+}
+
+/// A resumed run keeps its stored config, so it ends where an uninterrupted run would have;
+/// only `--set training.epochs=N` (to extend a run) may change it, and anything else is refused
+/// rather than silently ignored.
+fn resumed_config(args: &TrainArgs, ck: &Checkpoint) -> Result<crate::config::Config> {
+    if let Some(path) = &args.common.config {
+        bail_input!(
+            "--resume continues under the checkpoint's stored config; --config {} would not be \
+             applied (to extend the run: --set training.epochs=N)",
+            path.display()
+        );
+    }
+    for item in &args.common.overrides {
+        let key = item
+            .split_once('=')
+            .map_or(item.as_str(), |(k, _)| k)
+            .trim();
+        if key != "training.epochs" {
+            bail_input!(
+                "--set {key}: a resumed run keeps its stored config; only training.epochs can \
+                 change (to extend the run)"
+            );
+        }
+    }
+    ck.config.with_overrides(&args.common.overrides)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -28,7 +56,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // A resumed run continues under its own config and run name, so it ends where an
     // uninterrupted run would have.
     let (mut config, run_name) = match &resume {
-        Some(ck) => (ck.config.clone(), ck.run_name.clone()),
+        Some(ck) => (resumed_config(&args, ck)?, ck.run_name.clone()),
         None => {
             let config = args.common.load()?;
             let name = config

@@ -7,9 +7,16 @@ use crate::bail_input;
 use crate::config::DataConfig;
 use crate::data::read::Dictionary;
 
+/// Whether a configured label value names a cell's value: the same text (any case), or the
+/// same number (`0` names a `0.0` cell, as a YAML `0` in the config is meant to).
+fn same_label(configured: &str, cell: &str) -> bool {
+    let (a, b) = (configured.trim(), cell.trim());
+    a.eq_ignore_ascii_case(b)
+        || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
+}
+
 fn matches(list: &[String], value: &str) -> bool {
-    list.iter()
-        .any(|l| l.trim().eq_ignore_ascii_case(value.trim()))
+    list.iter().any(|l| same_label(l, value))
 }
 
 /// Marks a row whose class the model was not trained on (multiclass test files).
@@ -20,7 +27,7 @@ pub fn class_name<'a>(raw: &'a str, cfg: &'a DataConfig) -> &'a str {
     let v = raw.trim();
     cfg.label_map
         .iter()
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case(v))
+        .find(|(k, _)| same_label(k, v))
         .map_or(v, |(_, class)| class.trim())
 }
 
@@ -142,6 +149,20 @@ mod tests {
             binarize(&dict(&["Attack", "normal", "other"]), &cfg).unwrap(),
             [1., 0., 0.]
         );
+    }
+
+    #[test]
+    fn numeric_label_values_match_cells_by_value() {
+        // What `negative_labels: [0]` and `label_map: {1: attack}` in YAML become.
+        let cfg = DataConfig {
+            negative_labels: vec!["0".into()],
+            label_map: [("1".to_string(), "attack".to_string())].into(),
+            ..Default::default()
+        };
+        let labels = dict(&["0.0", "1.0", "0", " 1", "2"]);
+        assert_eq!(binarize(&labels, &cfg).unwrap(), [0., 1., 0., 1., 1.]);
+        assert_eq!(class_name("1.0", &cfg), "attack");
+        assert_eq!(class_name("2", &cfg), "2");
     }
 
     #[test]

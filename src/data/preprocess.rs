@@ -44,10 +44,31 @@ impl InputColumn {
         }
     }
 
-    fn width(&self) -> usize {
+    pub fn width(&self) -> usize {
         match &self.encoding {
             Encoding::OneHot { categories } => categories.len(),
             _ => 1,
+        }
+    }
+}
+
+impl Encoding {
+    /// A numeric or boolean cell's feature before scaling: the training median when the cell is
+    /// missing (NaN), then `log1p` where it was fitted. (One-hot columns have no such value.)
+    pub fn value(&self, v: f32) -> f32 {
+        match *self {
+            Encoding::Numeric { fill, log1p } => {
+                let v = if v.is_finite() { v } else { fill };
+                if log1p { v.max(0.0).ln_1p() } else { v }
+            }
+            Encoding::Boolean { fill } => {
+                if v.is_finite() {
+                    v
+                } else {
+                    fill
+                }
+            }
+            Encoding::OneHot { .. } => f32::NAN,
         }
     }
 }
@@ -240,8 +261,13 @@ impl Preprocessor {
     /// Encodes and scales `rows` of `table` into a row-major matrix.
     pub fn transform(&self, table: &Table, rows: &[usize]) -> Result<(Vec<f32>, EncodeReport)> {
         let (mut x, report) = self.encode(table, rows)?;
-        self.scaler.apply(&mut x);
+        self.scale(&mut x);
         Ok((x, report))
+    }
+
+    /// Scales encoded rows in place, as training did.
+    pub fn scale(&self, x: &mut [f32]) {
+        self.scaler.apply(x);
     }
 
     fn encode(&self, table: &Table, rows: &[usize]) -> Result<(Vec<f32>, EncodeReport)> {
@@ -257,16 +283,10 @@ impl Preprocessor {
                 );
             };
             match (&input.encoding, &col.data) {
-                (Encoding::Numeric { fill, log1p }, ColumnData::Numeric(v)) => {
+                (Encoding::Numeric { .. }, ColumnData::Numeric(v))
+                | (Encoding::Boolean { .. }, ColumnData::Boolean(v)) => {
                     for (i, &r) in rows.iter().enumerate() {
-                        let val = if v[r].is_finite() { v[r] } else { *fill };
-                        x[i * width + at] = if *log1p { val.max(0.0).ln_1p() } else { val };
-                    }
-                }
-                (Encoding::Boolean { fill }, ColumnData::Boolean(v)) => {
-                    for (i, &r) in rows.iter().enumerate() {
-                        let val = v[r];
-                        x[i * width + at] = if val.is_finite() { val } else { *fill };
+                        x[i * width + at] = input.encoding.value(v[r]);
                     }
                 }
                 (Encoding::OneHot { categories }, ColumnData::Categorical(d)) => {

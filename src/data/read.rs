@@ -166,13 +166,25 @@ pub struct TableSpec {
 }
 
 /// Opens a file, transparently gunzipping it when it starts with the gzip magic bytes.
-pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
-    let mut file =
+pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let file =
         File::open(path).map_err(|e| bad_input(format!("cannot open {}: {e}", path.display())))?;
+    maybe_gz(file)
+}
+
+/// Any byte stream (a file, a pipe, stdin), gunzipped when it starts with the gzip magic bytes.
+pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic)?;
+    let mut n = 0;
+    // A pipe may deliver the two bytes separately.
+    while n < 2 {
+        match stream.read(&mut magic[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
     let head = std::io::Cursor::new(magic[..n].to_vec());
-    let reader = BufReader::with_capacity(1 << 20, head.chain(file));
+    let reader = BufReader::with_capacity(1 << 20, head.chain(stream));
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(BufReader::with_capacity(
             1 << 20,
@@ -300,11 +312,11 @@ fn infer_kind(cell: &str) -> Kind {
 }
 
 /// Numbers as flow exporters write them, including `Infinity`, `inf` and `NaN`.
-fn parse_number(cell: &str) -> Option<f32> {
+pub(crate) fn parse_number(cell: &str) -> Option<f32> {
     cell.parse::<f32>().ok()
 }
 
-fn parse_bool(cell: &str) -> Option<bool> {
+pub(crate) fn parse_bool(cell: &str) -> Option<bool> {
     if cell.eq_ignore_ascii_case("true") {
         Some(true)
     } else if cell.eq_ignore_ascii_case("false") {

@@ -1,12 +1,11 @@
 //! Metrics of a binary detector: a confusion matrix at a threshold, and ranking metrics.
 
 pub mod assess;
+pub mod decision;
 pub mod multiclass;
 pub mod summary;
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::ThresholdRule;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
@@ -126,7 +125,7 @@ impl<'a> Ranked<'a> {
     }
 
     /// (score, weighted positives, weighted negatives) per group of equal scores, descending.
-    fn groups<'w>(
+    pub(crate) fn groups<'w>(
         &'w self,
         weight: &'w dyn Fn(usize) -> f64,
     ) -> impl Iterator<Item = (f32, f64, f64)> + 'w {
@@ -226,33 +225,6 @@ pub fn average_precision(scores: &[f32], y: &[f32]) -> Option<f64> {
     Ranked::new(scores, y).auc_ap(&|_| 1.0).1
 }
 
-/// The threshold a rule picks on validation scores: the score that maximises F1 or
-/// Youden's J (TPR − FPR). Falls back to 0.5 when the scores cannot decide.
-pub fn choose_threshold(probs: &[f32], y: &[f32], rule: ThresholdRule) -> f32 {
-    let ranked = Ranked::new(probs, y);
-    let one = |_| 1.0;
-    let (p, n) = ranked
-        .groups(&one)
-        .fold((0.0, 0.0), |(p, n), (_, gp, gn)| (p + gp, n + gn));
-    if p == 0.0 || n == 0.0 {
-        return 0.5;
-    }
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let mut best = (f64::NEG_INFINITY, 0.5f32);
-    for (score, gp, gn) in ranked.groups(&one) {
-        tp += gp;
-        fp += gn;
-        let value = match rule {
-            ThresholdRule::MaxF1 => 2.0 * tp / (tp + p + fp),
-            ThresholdRule::Youden => tp / p - fp / n,
-        };
-        if value > best.0 {
-            best = (value, score);
-        }
-    }
-    best.1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,12 +260,5 @@ mod tests {
         assert_eq!(roc_auc(&[0.3; 8], &Y), Some(0.5));
         assert_eq!(average_precision(&[0.3; 8], &Y), Some(0.5));
         assert_eq!(roc_auc(&P, &[0.0; 8]), None);
-    }
-
-    #[test]
-    fn threshold_rules_pick_a_validation_score() {
-        assert_eq!(choose_threshold(&P, &Y, ThresholdRule::MaxF1), 0.35);
-        // J = 0.5 at 0.8, 0.55 and 0.35: the highest threshold wins the tie.
-        assert_eq!(choose_threshold(&P, &Y, ThresholdRule::Youden), 0.8);
     }
 }

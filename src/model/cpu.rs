@@ -140,7 +140,7 @@ mod tests {
     use crate::model::ModelSpec;
     use burn::module::Module;
 
-    /// `train::predict` takes this path for the plain MLP; its probabilities must be the ones
+    /// [`crate::model::detector::Network`] takes this path for the plain MLP; its probabilities must be the ones
     /// burn's forward pass gives, bit for bit, across batch boundaries and NaN inputs.
     #[test]
     fn probabilities_are_burns_bit_for_bit() {
@@ -170,7 +170,10 @@ mod tests {
             device.seed(3);
             let model = ModelSpec::new(d, outputs, &cfg).init(&device);
             assert!(CpuMlp::of(&model).unwrap().is_some());
-            let ours = crate::train::predict(&model, &ds, &device).unwrap();
+            let ours = crate::model::detector::Network::new(&model, &device)
+                .unwrap()
+                .probabilities(&ds.x)
+                .unwrap();
             let burns: Vec<f32> = x
                 .chunks(4096 * d)
                 .flat_map(|chunk| {

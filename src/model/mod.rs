@@ -2,6 +2,7 @@
 //! anomaly logit (binary) or one logit per class (multiclass).
 
 pub mod cpu;
+pub mod detector;
 pub mod dropout;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -170,6 +171,16 @@ pub struct NamedTensor {
 }
 
 impl Mlp {
+    /// Features per input row.
+    pub fn input_width(&self) -> usize {
+        self.hidden[0].weight.dims()[0]
+    }
+
+    /// Outputs per row: 1 (the anomaly logit) or one per class.
+    pub fn output_width(&self) -> usize {
+        self.output.weight.dims()[1]
+    }
+
     /// Whether the hidden layers normalise over the batch (resmlp).
     pub fn has_batch_norm(&self) -> bool {
         !self.norms.is_empty()

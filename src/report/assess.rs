@@ -19,14 +19,13 @@ use crate::eval::assess::Assessment;
 use crate::eval::multiclass::ClassReport;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
 use crate::log::{Scalars, run_dir, utc_timestamp};
-use crate::model::Mlp;
 use crate::report::figures::{
     Bars, ConfusionPlot, Curves, Figure, HEIGHT, Scores, Training, WIDTH, render,
 };
 use crate::report::html::{self, SetReport};
+use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::cv::{FoldPlan, fold_dir, folds_path};
-use crate::train::evaluate;
 
 /// One set of rows scored by one model.
 struct Scored {
@@ -37,20 +36,19 @@ struct Scored {
     classes: Option<ClassReport>,
 }
 
-/// Scores `ds` with `model`, the network of `ck` (built once per checkpoint by the caller).
+/// Scores `ds` with `scorer`, built once per checkpoint `ck` by the caller.
 fn score(
     name: &str,
     ck: &Checkpoint,
-    model: &Mlp,
+    scorer: &Scorer,
     ds: &Dataset,
     resamples: usize,
-    device: &Device,
 ) -> Result<Scored> {
-    let p = evaluate(model, &ck.preprocessor, ds, ck.threshold, device)?;
+    let p = scorer.evaluate(ds)?;
     let assessment = Assessment::new(
         &p.anomaly,
         &ds.y,
-        ck.threshold,
+        scorer.threshold,
         resamples,
         ck.config.training.seed,
     );
@@ -91,10 +89,10 @@ pub fn assess_checkpoint(
     resamples: usize,
     device: &Device,
 ) -> Result<Written> {
-    let model = ck.model(device)?;
+    let scorer = Scorer::from_checkpoint(ck, device)?;
     let sets: Vec<Scored> = evaluation_sets(&ck.config, &ck.preprocessor)?
         .iter()
-        .map(|(name, ds)| score(name, ck, &model, ds, resamples, device))
+        .map(|(name, ds)| score(name, ck, &scorer, ds, resamples))
         .collect::<Result<_>>()?;
     let test = sets
         .iter()
@@ -138,14 +136,7 @@ pub fn assess_folds(
     device: &Device,
 ) -> Result<Written> {
     let plan_path = folds_path(config);
-    let text = std::fs::read_to_string(&plan_path).map_err(|e| {
-        bad_input(format!(
-            "{}: {e}; run `anomaly cv` first",
-            plan_path.display()
-        ))
-    })?;
-    let plan: FoldPlan = serde_json::from_str(&text)
-        .map_err(|e| bad_input(format!("{}: {e}", plan_path.display())))?;
+    let plan = FoldPlan::read(&plan_path)?;
     let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
     let table_row: std::collections::HashMap<usize, usize> = data
         .table
@@ -178,15 +169,8 @@ pub fn assess_folds(
             })
             .collect::<Result<_>>()?;
         let ds = encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?;
-        let model = ck.model(device)?;
-        sets.push(score(
-            &format!("fold_{k}"),
-            &ck,
-            &model,
-            &ds,
-            resamples,
-            device,
-        )?);
+        let scorer = Scorer::from_checkpoint(&ck, device)?;
+        sets.push(score(&format!("fold_{k}"), &ck, &scorer, &ds, resamples)?);
         histories.push((k, ck.history.clone(), ck.weights_epoch));
     }
     // All folds' validation rows together: every non-test row scored once by the model that

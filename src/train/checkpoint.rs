@@ -1,27 +1,28 @@
-//! The checkpoint file: one MessagePack map that holds everything `test` and `--resume` need.
+//! The checkpoint file: one MessagePack map that holds everything `test`, `predict` and
+//! `--resume` need.
 //!
 //! burn 0.22 dropped its `.mpk` recorders, so the envelope is ours: plain MessagePack (any
-//! msgpack reader can list its keys) whose tensor fields are burnpack byte strings written by
-//! burn's own `ModuleRecord` / optimizer records. Files are written to a temporary name and
+//! msgpack reader can list its keys). Format 2 stores the detector as a family tag and the
+//! family's payload (for the neural families, burnpack bytes written by burn's own
+//! `ModuleRecord`), the training scores' distribution, and optimizer state where there is one.
+//! Format 1 files (the MLP-only layout) still load. Files are written to a temporary name and
 //! renamed, so a killed run leaves either the previous checkpoint or the new one, never half.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use burn::module::Module;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
 use crate::config::Config;
 use crate::data::preprocess::Preprocessor;
 use crate::error::bad_input;
-use crate::model::{Mlp, ModelSpec};
+use crate::model::ModelSpec;
+use crate::model::detector::{DetectorState, NetworkState};
 
 pub const FORMAT: &str = "anomaly-checkpoint";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The burn release the weights were written with (Cargo.toml pins it; a test checks).
 pub const BURN_VERSION: &str = "0.22.1";
 
@@ -44,6 +45,9 @@ pub struct TrainState {
     pub best_epoch: usize,
     pub best_val_loss: f64,
     pub best_threshold: f32,
+    /// The best weights' training-score quantiles (empty in format 1).
+    #[serde(default)]
+    pub best_train_quantiles: Vec<f32>,
     pub epochs_without_improvement: usize,
     /// Early stopping fired or the epoch budget is spent.
     pub finished: bool,
@@ -66,17 +70,20 @@ pub struct Checkpoint {
     /// The resolved config the run used (data, split seed, model, training).
     pub config: Config,
     pub run_name: String,
-    pub model: ModelSpec,
+    pub detector: DetectorState,
     pub preprocessor: Preprocessor,
+    /// The decision threshold the config's rule chose (rows scoring at least this are flagged).
     pub threshold: f32,
+    /// The training rows' anomaly scores ([`crate::eval::decision::score_quantiles`]), so the
+    /// decision rule can be changed without refitting.
+    pub train_score_quantiles: Vec<f32>,
     /// Epochs completed when this file was written.
     pub epoch: usize,
     /// The epoch these weights come from (the best one, for `best.mpk`).
     pub weights_epoch: usize,
-    #[serde(with = "serde_bytes")]
-    pub weights: Vec<u8>,
     pub history: Vec<EpochRecord>,
     pub data: DataShape,
+    /// Optimizer and early-stopping state, for families trained by gradient descent.
     pub train_state: Option<TrainState>,
 }
 
@@ -88,24 +95,48 @@ struct Header {
     tool_version: String,
 }
 
-pub fn model_bytes(model: &Mlp) -> Result<Vec<u8>> {
-    let bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| anyhow::anyhow!("serialising model weights: {e}"))?;
-    Ok(bytes.to_vec())
+/// The format-1 layout: an MLP's spec and weights at the top level.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    tool_version: String,
+    burn_version: String,
+    config: Config,
+    run_name: String,
+    model: ModelSpec,
+    preprocessor: Preprocessor,
+    threshold: f32,
+    epoch: usize,
+    weights_epoch: usize,
+    #[serde(with = "serde_bytes")]
+    weights: Vec<u8>,
+    history: Vec<EpochRecord>,
+    data: DataShape,
+    train_state: Option<TrainState>,
 }
 
-/// Rebuilds a network from its spec and burnpack weights.
-pub fn load_model(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<Mlp> {
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
-        .map_err(|e| bad_input(format!("the weights are unreadable: {e}")))?;
-    spec.init(device).try_load_record(record).map_err(|e| {
-        bad_input(format!(
-            "the weights do not fit the stored architecture: {e}"
-        ))
-    })
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Checkpoint {
+        Checkpoint {
+            format: FORMAT.into(),
+            format_version: 1,
+            tool_version: v1.tool_version,
+            burn_version: v1.burn_version,
+            config: v1.config,
+            run_name: v1.run_name,
+            detector: DetectorState::from_network(NetworkState {
+                spec: v1.model,
+                weights: v1.weights,
+            }),
+            preprocessor: v1.preprocessor,
+            threshold: v1.threshold,
+            train_score_quantiles: Vec::new(),
+            epoch: v1.epoch,
+            weights_epoch: v1.weights_epoch,
+            history: v1.history,
+            data: v1.data,
+            train_state: v1.train_state,
+        }
+    }
 }
 
 impl Checkpoint {
@@ -156,22 +187,38 @@ impl Checkpoint {
             if header.format != FORMAT {
                 bail_input!("not an anomaly checkpoint (format {:?})", header.format);
             }
-            if header.format_version != FORMAT_VERSION {
-                bail_input!(
-                    "checkpoint format version {} (written by anomaly {}); this anomaly {} reads version {FORMAT_VERSION}",
-                    header.format_version,
+            let corrupted = |e: rmp_serde::decode::Error| {
+                bad_input(format!("the checkpoint is truncated or corrupted ({e})"))
+            };
+            let ck: Checkpoint = match header.format_version {
+                1 => rmp_serde::from_slice::<CheckpointV1>(&bytes)
+                    .map_err(corrupted)?
+                    .into(),
+                FORMAT_VERSION => rmp_serde::from_slice(&bytes).map_err(corrupted)?,
+                v => bail_input!(
+                    "checkpoint format version {v} (written by anomaly {}); this anomaly {} reads versions 1 and {FORMAT_VERSION}",
                     header.tool_version,
                     env!("CARGO_PKG_VERSION")
-                );
-            }
-            rmp_serde::from_slice(&bytes)
-                .map_err(|e| bad_input(format!("the checkpoint is truncated or corrupted ({e})")))
+                ),
+            };
+            // A checkpoint is user input too: its config passes the same checks as a file's.
+            ck.config
+                .validate()
+                .context("its stored config is invalid")?;
+            Ok(ck)
         };
         read().with_context(|| format!("checkpoint {}", path.display()))
     }
 
-    pub fn model(&self, device: &Device) -> Result<Mlp> {
-        load_model(&self.model, &self.weights, device)
+    /// The network of a neural family (what `upload` and `--resume` need).
+    pub fn network(&self) -> Result<&NetworkState> {
+        match self.detector.as_network() {
+            Some(n) => Ok(n),
+            None => bail_input!(
+                "the {} detector is not a neural network",
+                self.detector.family()
+            ),
+        }
     }
 }
 

@@ -16,8 +16,9 @@ use crate::data::folds::kfold;
 use crate::data::{Labeled, prepare_rows, read_labeled, split_rows};
 use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
+use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::{self, Observer, Outcome, evaluate};
+use crate::train::{self, Observer, Outcome};
 
 /// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the
 /// input file.
@@ -32,6 +33,26 @@ pub struct FoldPlan {
     /// The validation rows of each fold; a fold trains on the other folds' rows.
     pub folds: Vec<Vec<usize>>,
     pub test_rows: Vec<usize>,
+}
+
+impl FoldPlan {
+    /// Reads and checks `folds.json` (a hand-edited one is user input like any other).
+    pub fn read(path: &Path) -> Result<FoldPlan> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::bad_input(format!("{}: {e}; run `anomaly cv` first", path.display()))
+        })?;
+        let plan: FoldPlan = serde_json::from_str(&text)
+            .map_err(|e| crate::error::bad_input(format!("{}: {e}", path.display())))?;
+        if plan.n_splits < 2 || plan.folds.len() != plan.n_splits {
+            bail_input!(
+                "{}: n_splits is {} but the file lists {} folds (expected at least 2, one per fold)",
+                path.display(),
+                plan.n_splits,
+                plan.folds.len()
+            );
+        }
+        Ok(plan)
+    }
 }
 
 /// The data of a cv run and its folds (as table row indices).
@@ -92,10 +113,7 @@ pub fn plan_folds(config: &Config, run_name: &str) -> Result<CvData> {
 pub fn record_plan(config: &Config, plan: &FoldPlan) -> Result<FoldPlan> {
     let path = folds_path(config);
     if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let old: FoldPlan = serde_json::from_str(&text)
-            .map_err(|e| crate::error::bad_input(format!("{}: {e}", path.display())))?;
+        let old = FoldPlan::read(&path)?;
         if old.folds != plan.folds || old.test_rows != plan.test_rows {
             bail_input!(
                 "{} describes other folds (another data file, seed or fold count); move the checkpoint folder away to start a new cross-validation",
@@ -190,14 +208,7 @@ pub fn run_fold(
     };
     let Outcome { best, .. } =
         train::train(&fold_cfg, &run_name, &prepared, device, resume, observer)?;
-    let model = best.model(device)?;
-    let p = evaluate(
-        &model,
-        &best.preprocessor,
-        &prepared.val,
-        best.threshold,
-        device,
-    )?;
+    let p = Scorer::from_checkpoint(&best, device)?.evaluate(&prepared.val)?;
     let result = FoldResult {
         fold,
         best_epoch: best.weights_epoch,

@@ -10,7 +10,6 @@ pub mod cv;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
@@ -25,19 +24,17 @@ use rand::seq::SliceRandom;
 
 use crate::bail_input;
 use crate::config::{
-    ClassWeights, Config, OptimizerKind, PosWeight, SchedulerKind, ThresholdChoice, TrainingConfig,
+    ClassWeights, Config, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
 };
-use crate::data::preprocess::Preprocessor;
+use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
-use crate::eval::choose_threshold;
-use crate::eval::multiclass::ClassReport;
-use crate::model::cpu::CpuMlp;
+use crate::eval::decision::{self, RuleInputs};
+use crate::model::detector::{DetectorState, Network, NetworkState, load_model, model_bytes};
 use crate::model::dropout::HostMasks;
-use crate::model::{Mlp, ModelSpec, probabilities};
+use crate::model::{Mlp, ModelSpec};
 use checkpoint::{
     BURN_VERSION, Checkpoint, DataShape, EpochRecord, FORMAT, FORMAT_VERSION, TrainState,
-    model_bytes,
 };
 
 /// What the loop reports as it goes (progress bars, TensorBoard, the text log).
@@ -202,7 +199,10 @@ impl Objective {
             Objective::Multiclass { weights } => {
                 let k = weights.len();
                 let (mut sum, mut total) = (0.0, 0.0);
-                for (i, &c) in ds.class.iter().enumerate() {
+                // Rows of a class the training rows lack (a separate validation file) have no
+                // output to score; the per-class report counts them apart.
+                let seen = ds.class.iter().enumerate().filter(|(_, c)| **c != UNSEEN);
+                for (i, &c) in seen {
                     let w = weights[c as usize];
                     sum -= w * ln(probs[i * k + c as usize]);
                     total += w;
@@ -306,67 +306,6 @@ pub fn run_epoch(
     (model, loss_sum)
 }
 
-/// The model's probabilities for every row, in inference mode (no autodiff, no dropout):
-/// one per row (sigmoid) for a binary model, one per class (softmax) for multiclass.
-///
-/// On the CPU, batches of 4096 rows run on rayon's threads (burn's CPU backends compute one
-/// batch on one core; a row's result does not depend on which thread scored its batch), and
-/// the plain MLP skips burn's per-op tensors ([`CpuMlp`], same results).
-pub fn predict(model: &Mlp, ds: &Dataset, device: &Device) -> Result<Vec<f32>> {
-    use rayon::prelude::*;
-    const BATCH: usize = 4096;
-    let model = model.valid();
-    let d = ds.n_features;
-    let burn_batch = |chunk: &[f32]| {
-        let x = Tensor::from_data(
-            TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
-            device,
-        );
-        probabilities(model.forward(x))
-    };
-    // A GPU already runs each batch in parallel; more host threads would only queue.
-    if !crate::device::is_cpu(device) {
-        let parts: Vec<Vec<f32>> =
-            ds.x.chunks(BATCH * d)
-                .map(burn_batch)
-                .collect::<Result<_>>()?;
-        return Ok(parts.concat());
-    }
-    let cpu = CpuMlp::of(&model)?;
-    let parts: Vec<Vec<f32>> =
-        ds.x.par_chunks(BATCH * d)
-            .map_init(
-                || [Vec::new(), Vec::new()],
-                |buffers, chunk| match &cpu {
-                    Some(m) => m.predict(chunk, buffers, device),
-                    None => burn_batch(chunk),
-                },
-            )
-            .collect::<Result<_>>()?;
-    Ok(parts.concat())
-}
-
-/// A model's verdict on a dataset: each row's anomaly probability, and for multiclass the
-/// per-class report.
-pub struct Predictions {
-    pub anomaly: Vec<f32>,
-    pub classes: Option<ClassReport>,
-}
-
-pub fn evaluate(
-    model: &Mlp,
-    pre: &Preprocessor,
-    ds: &Dataset,
-    threshold: f32,
-    device: &Device,
-) -> Result<Predictions> {
-    let probs = predict(model, ds, device)?;
-    let anomaly = pre.anomaly_scores(&probs);
-    let classes = (!pre.classes.is_empty())
-        .then(|| ClassReport::compute(&probs, ds, &pre.classes, &anomaly, threshold));
-    Ok(Predictions { anomaly, classes })
-}
-
 /// The objective of a run: `pos_weight` or `class_weights` resolved on the training rows.
 fn objective(cfg: &TrainingConfig, data: &Prepared) -> Result<Objective> {
     let train = &data.train;
@@ -409,11 +348,32 @@ fn objective(cfg: &TrainingConfig, data: &Prepared) -> Result<Objective> {
     Ok(Objective::Multiclass { weights })
 }
 
-fn threshold_for(cfg: &TrainingConfig, probs: &[f32], y: &[f32]) -> f32 {
-    match cfg.threshold {
-        ThresholdChoice::Fixed(p) => p as f32,
-        ThresholdChoice::Rule(rule) => choose_threshold(probs, y, rule),
-    }
+/// Whether early stopping has fired.
+fn early_stop(cfg: &TrainingConfig, state: &TrainState) -> bool {
+    cfg.early_stopping.enabled && state.epochs_without_improvement >= cfg.early_stopping.patience
+}
+
+/// The best weights' decision: the threshold the config's rule picks, and the training scores'
+/// quantiles that every checkpoint keeps.
+fn decide(
+    cfg: &TrainingConfig,
+    network: &Network,
+    data: &Prepared,
+    val_scores: &[f32],
+) -> Result<(f32, Vec<f32>)> {
+    let train_scores = data
+        .pre
+        .anomaly_scores(&network.probabilities(&data.train.x)?);
+    let train_quantiles = decision::score_quantiles(&train_scores);
+    let inputs = RuleInputs {
+        val_scores,
+        val_y: &data.val.y,
+        train_quantiles: &train_quantiles,
+    };
+    Ok((
+        decision::threshold(cfg.threshold, &inputs)?,
+        train_quantiles,
+    ))
 }
 
 /// Trains (or resumes) a model on `data` as `config` says, writing checkpoints as it goes.
@@ -445,13 +405,15 @@ pub fn train(
                 best_epoch: 0,
                 best_val_loss: f64::INFINITY,
                 best_threshold: 0.5,
+                best_train_quantiles: Vec::new(),
                 epochs_without_improvement: 0,
                 finished: false,
             };
             (state, Vec::new(), 1)
         }
         Some(ck) => {
-            if ck.preprocessor != data.pre || ck.data != shape || ck.model != spec {
+            let network = ck.network()?;
+            if ck.preprocessor != data.pre || ck.data != shape || network.spec != spec {
                 bail_input!(
                     "--resume: the checkpoint was trained on other data or another model \
                      ({} training rows, {} features; now {}, {})",
@@ -461,17 +423,19 @@ pub fn train(
                     data.pre.n_features()
                 );
             }
-            let Some(state) = ck.train_state else {
+            model = load_model(&spec, &network.weights, &ad)?;
+            let Some(mut state) = ck.train_state else {
                 bail_input!(
                     "--resume: this checkpoint holds no training state; resume from last.mpk"
                 );
             };
-            model = checkpoint::load_model(&spec, &ck.weights, &ad)?;
             optim = optim
                 .from_bytes(Bytes::from_bytes_vec(state.optimizer.clone()))
                 .map_err(|e| {
                     bad_input(format!("--resume: the optimizer state is unreadable: {e}"))
                 })?;
+            // `training.epochs` may have been raised to extend the run.
+            state.finished = early_stop(cfg, &state) || ck.epoch >= cfg.epochs;
             (state, ck.history, ck.epoch + 1)
         }
     };
@@ -481,24 +445,27 @@ pub fn train(
     let envelope = |weights: Vec<u8>,
                     weights_epoch: usize,
                     epoch: usize,
-                    threshold: f32,
+                    st: &TrainState,
                     history: &[EpochRecord],
-                    st: Option<TrainState>| Checkpoint {
+                    resumable: bool| Checkpoint {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         burn_version: BURN_VERSION.into(),
         config: config.clone(),
         run_name: run_name.to_string(),
-        model: spec.clone(),
+        detector: DetectorState::from_network(NetworkState {
+            spec: spec.clone(),
+            weights,
+        }),
         preprocessor: data.pre.clone(),
-        threshold,
+        threshold: st.best_threshold,
+        train_score_quantiles: st.best_train_quantiles.clone(),
         epoch,
         weights_epoch,
-        weights,
         history: history.to_vec(),
         data: shape.clone(),
-        train_state: st,
+        train_state: resumable.then(|| st.clone()),
     };
 
     let n = data.train.len();
@@ -531,10 +498,11 @@ pub fn train(
         );
         model = trained;
         // Without validation rows (the final model of `cv`), the latest epoch is the best one.
+        let network = Network::new(&model, device)?;
         let (val_loss, val_scores) = if data.val.is_empty() {
             (f64::NAN, Vec::new())
         } else {
-            let probs = predict(&model, &data.val, device)?;
+            let probs = network.probabilities(&data.val.x)?;
             (
                 objective.loss_from_probs(&probs, &data.val),
                 data.pre.anomaly_scores(&probs),
@@ -552,44 +520,35 @@ pub fn train(
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;
             state.best_weights = model_bytes(&model)?;
-            state.best_threshold = threshold_for(cfg, &val_scores, &data.val.y);
+            (state.best_threshold, state.best_train_quantiles) =
+                decide(cfg, &network, data, &val_scores)?;
             state.epochs_without_improvement = 0;
         } else {
             state.epochs_without_improvement += 1;
         }
         history.push(record.clone());
-        let stop = cfg.early_stopping.enabled
-            && state.epochs_without_improvement >= cfg.early_stopping.patience;
-        state.finished = stop || epoch == cfg.epochs;
+        state.finished = early_stop(cfg, &state) || epoch == cfg.epochs;
         state.optimizer = optim
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("serialising optimizer state: {e}"))?
             .to_vec();
 
-        let current = model_bytes(&model)?;
-        let resumable = envelope(
-            current,
-            epoch,
-            epoch,
-            state.best_threshold,
-            &history,
-            Some(state.clone()),
-        );
+        let resumable = envelope(model_bytes(&model)?, epoch, epoch, &state, &history, true);
         let every = config.checkpoint.save_frequency;
         if every > 0 && epoch.is_multiple_of(every) {
             resumable.save(&save_dir.join(format!("checkpoint_epoch_{epoch}.mpk")))?;
         }
         resumable.save(&last_path)?;
         if improved {
-            envelope(
+            let best = envelope(
                 state.best_weights.clone(),
                 epoch,
                 epoch,
-                state.best_threshold,
+                &state,
                 &history,
-                None,
-            )
-            .save(&best_path)?;
+                false,
+            );
+            best.save(&best_path)?;
         }
         observer.epoch_done(&record, improved, state.best_val_loss);
         epoch += 1;
@@ -601,9 +560,9 @@ pub fn train(
         state.best_weights.clone(),
         state.best_epoch,
         last_epoch,
-        state.best_threshold,
+        &state,
         &history,
-        None,
+        false,
     );
     best.save(&best_path)
         .context("writing the final best checkpoint")?;

@@ -117,3 +117,83 @@ fn bad_checkpoints_are_refused_with_the_reason() {
     s.run(&["train", "--resume", "checkpoints/best.mpk"])
         .bad_input("resume from last.mpk");
 }
+
+#[test]
+fn test_refuses_zero_bootstrap_resamples_as_assess_does() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 300, 11);
+    s.train("d.csv", &[]).ok();
+    for cmd in ["test", "assess"] {
+        s.run(&[
+            cmd,
+            "--checkpoint",
+            "checkpoints/best.mpk",
+            "--bootstrap",
+            "0",
+        ])
+        .bad_input("--bootstrap 0: expected at least 1 resample");
+    }
+}
+
+#[test]
+fn a_hand_edited_folds_json_with_a_wrong_fold_count_is_an_error() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 300, 12);
+    s.cv("d.csv", &["--folds", "2"]).ok();
+    let path = s.path("checkpoints/folds.json");
+    let mut plan: serde_json::Value = s.read_json("checkpoints/folds.json");
+    plan["n_splits"] = 3.into();
+    std::fs::write(&path, plan.to_string()).unwrap();
+    s.run(&["assess", "--use-folds", "--set", "data.path=d.csv"])
+        .bad_input("folds.json: n_splits is 3 but the file lists 2 folds");
+}
+
+/// A separate validation file (`use_augmented_data`) may hold a class the augmented training
+/// file lacks: it is counted apart, not indexed out of bounds.
+#[test]
+fn a_validation_class_missing_from_the_augmented_training_file_is_no_crash() {
+    let s = Sandbox::new();
+    let rows = |classes: &[&str], n: usize| {
+        let mut body = String::from("bytes,label\n");
+        for i in 0..n {
+            let c = classes[i % classes.len()];
+            let base = match c {
+                "normal" => 0.0,
+                "dos" => 50.0,
+                _ => 100.0,
+            };
+            body += &format!("{},{c}\n", base + (i % 11) as f64);
+        }
+        body
+    };
+    s.write(
+        "data/augmented/train_data_augmented.csv",
+        rows(&["normal", "dos"], 200),
+    );
+    s.write(
+        "data/augmented/val_data.csv",
+        rows(&["normal", "dos", "probe"], 60),
+    );
+    s.write(
+        "data/augmented/test_data.csv",
+        rows(&["normal", "dos", "probe"], 60),
+    );
+    let multiclass = [
+        "--set",
+        "task=multiclass",
+        "--set",
+        "data.negative_labels=[normal]",
+        "--set",
+        "data.use_augmented_data=true",
+    ];
+    s.train("data/augmented/train_data_augmented.csv", &multiclass)
+        .ok();
+    let mut args = vec!["--no-write"];
+    args.extend_from_slice(&multiclass);
+    let report = s.test_json("checkpoints/best.mpk", &args);
+    assert_eq!(report["metrics"]["rows"], 60);
+    assert!(
+        report["notices"].to_string().contains("probe (20)"),
+        "{report}"
+    );
+}

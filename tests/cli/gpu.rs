@@ -25,6 +25,18 @@ fn auto_choice(s: &Sandbox, allow_software: bool) -> String {
         .to_string()
 }
 
+/// A sandbox where `--device auto` picks a GPU (a software one allowed), or `None` with the
+/// reason printed.
+fn with_gpu() -> Option<Sandbox> {
+    let s = Sandbox::new();
+    let choice = auto_choice(&s, true);
+    if !choice.contains("uses: gpu") {
+        println!("skipped: no wgpu adapter can run burn's kernels here ({choice})");
+        return None;
+    }
+    Some(s)
+}
+
 #[test]
 fn gpu_without_a_usable_adapter_is_an_error_that_lists_the_adapters() {
     let s = Sandbox::new();
@@ -71,12 +83,7 @@ fn gpu_without_a_usable_adapter_is_an_error_that_lists_the_adapters() {
 
 #[test]
 fn wgpu_training_matches_cpu_and_its_checkpoint_evaluates_on_cpu() {
-    let s = Sandbox::new();
-    let choice = auto_choice(&s, true);
-    if !choice.contains("uses: gpu") {
-        println!("skipped: no wgpu adapter can run burn's kernels here ({choice})");
-        return;
-    }
+    let Some(s) = with_gpu() else { return };
     s.sample("d.csv", 2000, 42);
     let train = |device: &str, dir: &str| {
         let d = format!("checkpoint.save_dir={dir}");
@@ -143,4 +150,51 @@ fn wgpu_training_matches_cpu_and_its_checkpoint_evaluates_on_cpu() {
         gpu["roc_auc"].as_f64().unwrap(),
     );
     assert!((a - b).abs() <= 1e-4, "roc_auc cpu {a} vs gpu {b}");
+}
+
+#[test]
+fn predict_scores_the_same_on_gpu_as_on_cpu() {
+    let Some(s) = with_gpu() else { return };
+    s.sample("d.csv", 600, 43);
+    run(
+        &s,
+        true,
+        &[
+            "train",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--set",
+            "data.path=d.csv",
+            "--set",
+            "training.epochs=3",
+        ],
+    )
+    .ok();
+    let scores = |device: &str| -> Vec<f64> {
+        let out = run(
+            &s,
+            true,
+            &[
+                "predict",
+                "--device",
+                device,
+                "--checkpoint",
+                "checkpoints/best.mpk",
+                "--data",
+                "d.csv",
+            ],
+        )
+        .ok()
+        .stdout;
+        out.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (cpu, gpu) = (scores("cpu"), scores("gpu"));
+    assert_eq!(cpu.len(), 600);
+    for (a, b) in cpu.iter().zip(&gpu) {
+        assert!((a - b).abs() < 1e-4, "cpu {a} vs gpu {b}");
+    }
 }

@@ -2,11 +2,13 @@
 
 mod assess;
 mod augment;
+mod checkpoints;
 mod cv;
 mod datasets;
 mod errors;
 mod gpu;
 mod hub_server;
+mod predict;
 mod presets;
 mod tensorboard;
 mod training;

@@ -172,7 +172,7 @@ fn nsl_kdd_preset_reads_headerless_gzip_and_maps_attacks_to_five_categories() {
         ["DoS", "Probe", "R2L", "U2R", "normal"]
     );
     assert_eq!(ck.preprocessor.anomalous, [true, true, true, true, false]);
-    assert_eq!(ck.model.outputs, 5);
+    assert_eq!(ck.network().unwrap().spec.outputs, 5);
     let report = test(&sb, "nsl-kdd");
     let classes = &report["classes"];
     let confusion = classes["confusion"].as_array().unwrap();
@@ -309,7 +309,7 @@ fn cic_ids2017_preset_handles_spaces_the_duplicate_column_infinity_and_identifie
             "Flow Packets/s"
         ]
     );
-    assert_eq!(ck.model.kind, anomaly::config::ModelKind::Resmlp);
+    assert_eq!(ck.detector.family(), "resmlp");
     // Undersampling cut BENIGN in the training split to the attack rows' count.
     assert!(ck.data.train_rows < 600 * 7 / 10);
     assert!((ck.data.train_positives as f64 / ck.data.train_rows as f64 - 0.5).abs() < 0.01);
@@ -319,6 +319,84 @@ fn cic_ids2017_preset_handles_spaces_the_duplicate_column_infinity_and_identifie
     assert!((118..=122).contains(&rows), "{rows}");
     let notices = report["notices"].to_string();
     assert!(notices.contains("infinite"), "{notices}");
+}
+
+/// The corrected CIC-IDS2017 release (Engelen et al. 2021): other identifier names, an `id`
+/// column, `Attempted Category` derived from the label, and "- Attempted" labels.
+fn improved_cic_flows(rng: &mut StdRng, n: usize) -> String {
+    let labels = ["BENIGN", "DDoS", "Portscan - Attempted"];
+    let mut out = String::from(
+        "id,Flow ID,Src IP,Src Port,Dst IP,Dst Port,Protocol,Timestamp,Flow Duration,Fwd Header Length,Flow Bytes/s,Flow Packets/s,Label,Attempted Category\n",
+    );
+    for i in 0..n {
+        let (c, v) = draw(rng, &labels, 0.7);
+        out += &format!(
+            "{i},10.0.0.{c}-{i},10.0.0.{c},{},192.168.10.50,{},6,2017-07-03 08:{:02}:00,{},{},{:.3},{:.3},{},{}\n",
+            40000 + i,
+            [80, 443, 22][rng.random_range(0..3)],
+            i % 60,
+            (v * 1000.0) as u64,
+            (v * 20.0) as u64,
+            v * 1000.0,
+            v * 3.0,
+            labels[c],
+            if c == 2 { 1 } else { -1 }
+        );
+    }
+    out
+}
+
+#[test]
+fn cic_ids2017_preset_handles_the_improved_release_too() {
+    let sb = Sandbox::new();
+    let mut rng = StdRng::seed_from_u64(6);
+    sb.write("flows.csv", improved_cic_flows(&mut rng, 600));
+    let config = preset("cic-ids2017");
+    let inspect = |extra: &[&str]| {
+        let mut args = vec![
+            "inspect",
+            "--config",
+            &config,
+            "--set",
+            "data.path=flows.csv",
+        ];
+        args.extend_from_slice(extra);
+        sb.run(&args).ok().stdout
+    };
+    let leaks = [
+        "id",
+        "Flow ID",
+        "Src IP",
+        "Src Port",
+        "Dst IP",
+        "Timestamp",
+        "Attempted Category",
+    ];
+    // No identifier (or the label-derived column) is left to separate the classes...
+    let out = inspect(&[]);
+    for c in leaks {
+        assert!(
+            !out.contains(&format!("column '{c}' alone separates")),
+            "{out}"
+        );
+    }
+    // ...as they would with the original export's names alone.
+    let out = inspect(&[
+        "--set",
+        "data.drop_if_present=[Flow ID, Source IP, Timestamp]",
+    ]);
+    assert!(out.contains("column 'Src IP' alone separates"), "{out}");
+    train(&sb, "cic-ids2017", &["--set", "data.path=flows.csv"]).ok();
+    assert_eq!(
+        checkpoint(&sb).preprocessor.feature_names,
+        [
+            "Dst Port",
+            "Flow Duration",
+            "Fwd Header Length",
+            "Flow Bytes/s",
+            "Flow Packets/s"
+        ]
+    );
 }
 
 #[test]

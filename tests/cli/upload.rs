@@ -127,7 +127,7 @@ fn upload_creates_the_repo_and_commits_every_file_with_the_token_only_in_the_hea
     let written: serde_json::Value = s.read_json("checkpoints/metrics.json");
     let accuracy = metrics[0]["value"].as_f64().unwrap();
     assert!((accuracy - written["metrics"]["accuracy"].as_f64().unwrap()).abs() < 1e-4);
-    assert!(card.contains("anomaly test --checkpoint best.mpk"));
+    assert!(card.contains("anomaly predict --checkpoint best.mpk"));
 }
 
 #[test]
@@ -183,4 +183,99 @@ fn missing_token_bad_repo_id_and_foreign_files_are_refused_before_any_request() 
     s.write("checkpoints/best.mpk", b"not a checkpoint");
     upload(&s, &hub, Some(TOKEN), &["--repo-id", "alice/x"]).bad_input("not an anomaly checkpoint");
     assert!(hub.requests().is_empty());
+}
+
+/// `model.safetensors` and `config.json` alone are enough to reproduce `predict`'s scores: an
+/// independent preprocessing and forward pass, as a Python user would write them from the two
+/// files, agree to 1e-5.
+#[test]
+fn the_published_weights_and_config_alone_reproduce_predicts_scores() {
+    let s = trained();
+    let hub = HubServer::start();
+    upload(&s, &hub, Some(TOKEN), &["--repo-id", "alice/x"]).ok();
+    let files = hub.state.lock().unwrap().files.clone();
+    let config: serde_json::Value = serde_json::from_slice(&files["config.json"]).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&files["model.safetensors"]).unwrap();
+    let tensor = |name: &str| -> (Vec<f64>, Vec<usize>) {
+        let t = tensors.tensor(name).unwrap();
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect();
+        (values, t.shape().to_vec())
+    };
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let pre = &config["preprocessing"];
+    assert_eq!(pre["scaler"]["kind"], "standard");
+    assert_eq!(config["architecture"]["activation"], "relu");
+    let (offset, scale) = (
+        numbers(&pre["scaler"]["offset"]),
+        numbers(&pre["scaler"]["scale"]),
+    );
+    let layers = config["architecture"]["hidden_dims"]
+        .as_array()
+        .unwrap()
+        .len()
+        + 1;
+
+    let scores = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
+    let mut data = csv::Reader::from_path(s.path("d.csv")).unwrap();
+    let header: Vec<String> = data.headers().unwrap().iter().map(String::from).collect();
+    for (record, line) in data.records().zip(scores.lines().skip(1)).take(25) {
+        let record = record.unwrap();
+        let cell = |name: &str| {
+            record[header.iter().position(|h| h == name).unwrap()]
+                .trim()
+                .to_string()
+        };
+        let mut x = Vec::new();
+        for col in pre["columns"].as_array().unwrap() {
+            let (name, enc) = (col["name"].as_str().unwrap(), &col["encoding"]);
+            let raw = cell(name);
+            match enc["type"].as_str().unwrap() {
+                "numeric" => {
+                    let v = raw.parse::<f64>().ok().filter(|v| v.is_finite());
+                    let v = v.unwrap_or(enc["fill"].as_f64().unwrap());
+                    x.push(if enc["log1p"] == true {
+                        v.max(0.0).ln_1p()
+                    } else {
+                        v
+                    });
+                }
+                "boolean" => x.push(if raw.eq_ignore_ascii_case("true") {
+                    1.0
+                } else {
+                    0.0
+                }),
+                other => panic!("encoding {other} is not used by this data"),
+            }
+        }
+        let mut h: Vec<f64> = x
+            .iter()
+            .zip(offset.iter().zip(&scale))
+            .map(|(v, (o, s))| (v - o) * s)
+            .collect();
+        for k in 0..layers {
+            let (w, shape) = tensor(&format!("layers.{k}.weight"));
+            let (b, _) = tensor(&format!("layers.{k}.bias"));
+            let (outs, ins) = (shape[0], shape[1]);
+            assert_eq!(ins, h.len());
+            h = (0..outs)
+                .map(|o| {
+                    let z = b[o] + (0..ins).map(|i| w[o * ins + i] * h[i]).sum::<f64>();
+                    if k + 1 < layers { z.max(0.0) } else { z }
+                })
+                .collect();
+        }
+        let ours = 1.0 / (1.0 + (-h[0]).exp());
+        let theirs: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((ours - theirs).abs() < 1e-5, "{ours} vs predict's {theirs}");
+    }
 }

@@ -122,6 +122,13 @@ impl Sandbox {
         self.run(&args)
     }
 
+    /// `predict --checkpoint <checkpoint> --data <data>` plus `extra`.
+    pub fn predict(&self, checkpoint: &str, data: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["predict", "--checkpoint", checkpoint, "--data", data];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     pub fn read_json(&self, rel: &str) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.path(rel)).unwrap()).unwrap()
     }

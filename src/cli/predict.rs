@@ -1,0 +1,162 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::bail_input;
+use crate::cli::ConfigArgs;
+use crate::data::read::{maybe_gz, open_maybe_gz};
+use crate::device;
+use crate::error::bad_input;
+use crate::score::Scorer;
+use crate::score::stream::{self, Format, Options};
+use crate::train::checkpoint::Checkpoint;
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// The checkpoint to score with; it carries the preprocessing, detector and threshold.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub checkpoint: PathBuf,
+    /// Flow records to score (CSV, plain or gzip), or `-` for standard input.
+    #[arg(long, value_name = "CSV")]
+    pub data: PathBuf,
+    /// Where to write the results (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Flag rows scoring at least this (instead of the checkpoint's threshold).
+    #[arg(long, value_name = "T", conflicts_with = "contamination")]
+    pub threshold: Option<f32>,
+    /// Flag this share of the training rows' scores (the threshold is their (1-R)-quantile).
+    #[arg(long, value_name = "R")]
+    pub contamination: Option<f64>,
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Input columns copied to each output row, e.g. `--keep "Flow ID,Src IP,Timestamp"`.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// Rows scored together.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub batch_rows: usize,
+    /// The longest a row read from standard input waits before its batch is scored.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub flush_ms: u64,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let started = Instant::now();
+    if args.batch_rows == 0 {
+        bail_input!("--batch-rows: expected at least 1");
+    }
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let local = args.common.load()?;
+    let selected = device::select(&local.device)?;
+    let mut scorer = Scorer::from_checkpoint(&ck, &selected.device)?;
+    match (args.threshold, args.contamination) {
+        (Some(t), _) if !t.is_finite() => bail_input!("--threshold: expected a number, got {t}"),
+        (Some(t), _) => scorer.threshold = t,
+        (_, Some(r)) if !(r > 0.0 && r < 1.0) => {
+            bail_input!("--contamination: expected a share in (0, 1), got {r}")
+        }
+        (_, Some(r)) => scorer
+            .use_contamination(r)
+            .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?,
+        _ => {}
+    }
+    let stdin = args.data.as_os_str() == "-";
+    let input = if stdin {
+        maybe_gz(std::io::stdin())?
+    } else {
+        open_maybe_gz(&args.data)?
+    };
+    let source = if stdin {
+        "standard input".to_string()
+    } else {
+        args.data.display().to_string()
+    };
+    let (out, tmp): (Box<dyn Write>, _) = match &args.out {
+        Some(path) => {
+            let tmp = temporary_name(path);
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| bad_input(format!("cannot write {}: {e}", tmp.display())))?;
+            (Box::new(file), Some(tmp))
+        }
+        None => (Box::new(std::io::stdout()), None),
+    };
+    let opts = Options {
+        keep: args.keep.iter().map(|k| k.trim().to_string()).collect(),
+        format: args.format,
+        batch_rows: args.batch_rows,
+        flush_after: Duration::from_millis(args.flush_ms),
+    };
+    let result = stream::run(&scorer, &ck.config.data, input, stdin, out, &opts)
+        .with_context(|| format!("reading {source}"));
+    let summary = match (result, &tmp, &args.out) {
+        (Ok(s), Some(tmp), Some(path)) => {
+            std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            s
+        }
+        (Ok(s), _, _) => s,
+        (Err(e), tmp, _) => {
+            if let Some(tmp) = tmp {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+    };
+    if !args.common.quiet {
+        report(&summary, &scorer, started.elapsed());
+    }
+    if summary.failed > 0 {
+        bail_input!(
+            "{} of {} rows could not be scored; their output rows carry the error (first: {})",
+            summary.failed,
+            summary.rows,
+            summary.first_error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `dir/.name.tmp-PID`, renamed over `path` once every row is written.
+fn temporary_name(path: &std::path::Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or("scores".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// The run's summary on stderr (stdout may carry the results).
+fn report(s: &stream::Summary, scorer: &Scorer, took: Duration) {
+    let secs = took.as_secs_f64();
+    eprintln!(
+        "scored {} rows in {secs:.2}s ({:.0} rows/s): {} flagged at threshold {} (it flags {:.2}% of the training rows){}",
+        s.rows,
+        s.rows as f64 / secs.max(1e-9),
+        s.flagged,
+        scorer.threshold,
+        100.0 * scorer.training_flag_rate(),
+        if s.failed > 0 {
+            format!(", {} could not be scored", s.failed)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(c) = s.confusion.filter(|c| c.total() > 0) {
+        eprintln!(
+            "against the label column ({} rows): accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4} (TP {}, FP {}, FN {}, TN {})",
+            c.total(),
+            c.accuracy(),
+            c.precision(),
+            c.recall(),
+            c.f1(),
+            c.tp,
+            c.fp,
+            c.fn_,
+            c.tn
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Detector families behind one face. A family is fitted by its trainer, stored in a checkpoint
+//! as a tagged payload ([`DetectorState`]), and loaded back as a [`Detector`] that scores
+//! encoded rows. Everything downstream (the scorer, `test`, `assess`, `cv`, `predict`) only
+//! sees this face, so a new family is a new variant and a new `Detector`, nothing else.
+
+use anyhow::{Result, anyhow};
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::cpu::CpuMlp;
+use super::{Mlp, ModelSpec, probabilities};
+use crate::config::ModelKind;
+use crate::error::bad_input;
+
+/// A fitted detector as checkpoints store it: the family tag and the family's own payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", content = "payload", rename_all = "snake_case")]
+pub enum DetectorState {
+    Mlp(NetworkState),
+    Resmlp(NetworkState),
+}
+
+/// A neural family's payload: the architecture and its burnpack weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkState {
+    pub spec: ModelSpec,
+    #[serde(with = "serde_bytes")]
+    pub weights: Vec<u8>,
+}
+
+/// What a detector makes of a batch of encoded rows.
+pub enum Output {
+    /// A classifier's probabilities, `width` per row (1: the anomaly probability).
+    Probabilities { values: Vec<f32>, width: usize },
+}
+
+/// A loaded detector, ready to score encoded (preprocessed, scaled) rows.
+pub trait Detector: Send + Sync {
+    /// Scores `x`, row-major with `n_features` values per row.
+    fn score(&self, x: &[f32]) -> Result<Output>;
+}
+
+impl DetectorState {
+    /// The state of a trained network (`spec.kind` names the family).
+    pub fn network(spec: &ModelSpec, model: &Mlp) -> Result<DetectorState> {
+        Ok(DetectorState::from_network(NetworkState {
+            spec: spec.clone(),
+            weights: model_bytes(model)?,
+        }))
+    }
+
+    /// A neural family's state (`spec.kind` names the family).
+    pub fn from_network(state: NetworkState) -> DetectorState {
+        match state.spec.kind {
+            ModelKind::Mlp => DetectorState::Mlp(state),
+            ModelKind::Resmlp => DetectorState::Resmlp(state),
+        }
+    }
+
+    /// The family name, as `model.kind` spells it.
+    pub fn family(&self) -> &'static str {
+        match self {
+            DetectorState::Mlp(_) => "mlp",
+            DetectorState::Resmlp(_) => "resmlp",
+        }
+    }
+
+    /// The neural payload, for families trained by gradient descent.
+    pub fn as_network(&self) -> Option<&NetworkState> {
+        match self {
+            DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
+        }
+    }
+
+    /// Builds the detector on `device`.
+    pub fn load(&self, device: &Device) -> Result<Box<dyn Detector>> {
+        match self {
+            DetectorState::Mlp(n) | DetectorState::Resmlp(n) => {
+                let model = n.model(device)?;
+                Ok(Box::new(Network::new(&model, device)?))
+            }
+        }
+    }
+}
+
+impl NetworkState {
+    /// Rebuilds the network from its spec and weights.
+    pub fn model(&self, device: &Device) -> Result<Mlp> {
+        load_model(&self.spec, &self.weights, device)
+    }
+}
+
+/// A network's weights as burnpack bytes (burn's own record format).
+pub fn model_bytes(model: &Mlp) -> Result<Vec<u8>> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow!("serialising model weights: {e}"))?;
+    Ok(bytes.to_vec())
+}
+
+/// Rebuilds a network from its spec and burnpack weights.
+pub fn load_model(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<Mlp> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
+        .map_err(|e| bad_input(format!("the weights are unreadable: {e}")))?;
+    spec.init(device).try_load_record(record).map_err(|e| {
+        bad_input(format!(
+            "the weights do not fit the stored architecture: {e}"
+        ))
+    })
+}
+
+/// A network in inference mode (no autodiff, no dropout), with the CPU fast path when the
+/// architecture allows it ([`CpuMlp`], the same results).
+pub struct Network {
+    model: Mlp,
+    cpu: Option<CpuMlp>,
+    device: Device,
+    n_features: usize,
+}
+
+impl Network {
+    pub fn new(model: &Mlp, device: &Device) -> Result<Network> {
+        let model = model.valid();
+        let cpu = if crate::device::is_cpu(device) {
+            CpuMlp::of(&model)?
+        } else {
+            None
+        };
+        let n_features = model.input_width();
+        Ok(Network {
+            model,
+            cpu,
+            device: device.clone(),
+            n_features,
+        })
+    }
+
+    /// The probabilities of every row: one per row (sigmoid) for a binary model, one per class
+    /// (softmax) for multiclass.
+    ///
+    /// On the CPU, batches of 4096 rows run on rayon's threads (burn's CPU backends compute one
+    /// batch on one core; a row's result does not depend on which thread scored its batch).
+    /// The matrix kernels pick their blocking by the number of rows, which changed a row's last
+    /// bits with the size of its batch; so a shorter batch is padded to 4096 zero rows, and a
+    /// row scores the same bits alone from a stream as inside a file.
+    pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f32>> {
+        use rayon::prelude::*;
+        const BATCH: usize = 4096;
+        let d = self.n_features;
+        let burn_batch = |chunk: &[f32]| {
+            let x = Tensor::from_data(
+                TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
+                &self.device,
+            );
+            probabilities(self.model.forward(x))
+        };
+        let cpu_batch = |buffers: &mut [Vec<f32>; 2], chunk: &[f32]| -> Result<Vec<f32>> {
+            let rows = chunk.len() / d;
+            let padded;
+            let full = if rows == BATCH {
+                chunk
+            } else {
+                padded = [chunk, &vec![0.0; (BATCH - rows) * d]].concat();
+                &padded[..]
+            };
+            let mut p = match &self.cpu {
+                Some(m) => m.predict(full, buffers, &self.device)?,
+                None => burn_batch(full)?,
+            };
+            p.truncate(rows * p.len() / BATCH);
+            Ok(p)
+        };
+        // A GPU already runs each batch in parallel; more host threads would only queue.
+        if !crate::device::is_cpu(&self.device) {
+            let parts: Vec<Vec<f32>> =
+                x.chunks(BATCH * d).map(burn_batch).collect::<Result<_>>()?;
+            return Ok(parts.concat());
+        }
+        let parts: Vec<Vec<f32>> = x
+            .par_chunks(BATCH * d)
+            .map_init(|| [Vec::new(), Vec::new()], cpu_batch)
+            .collect::<Result<_>>()?;
+        Ok(parts.concat())
+    }
+}
+
+impl Detector for Network {
+    fn score(&self, x: &[f32]) -> Result<Output> {
+        Ok(Output::Probabilities {
+            values: self.probabilities(x)?,
+            width: self.model.output_width(),
+        })
+    }
+}
