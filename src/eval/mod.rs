@@ -21,14 +21,19 @@ impl Confusion {
     pub fn at(probs: &[f32], y: &[f32], threshold: f32) -> Confusion {
         let mut c = Confusion::default();
         for (&p, &t) in probs.iter().zip(y) {
-            match (p >= threshold, t == 1.0) {
-                (true, true) => c.tp += 1,
-                (true, false) => c.fp += 1,
-                (false, true) => c.fn_ += 1,
-                (false, false) => c.tn += 1,
-            }
+            c.count(p >= threshold, t == 1.0);
         }
         c
+    }
+
+    /// Counts one row: whether it was flagged, and whether it is an anomaly.
+    pub fn count(&mut self, flagged: bool, anomaly: bool) {
+        match (flagged, anomaly) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
+            (false, false) => self.tn += 1,
+        }
     }
 
     pub fn total(&self) -> usize {

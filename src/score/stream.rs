@@ -1,11 +1,13 @@
-//! `predict`'s engine: flow records from any byte stream (a file, gzip, stdin) are encoded one
-//! by one with the checkpoint's preprocessing, scored in batches by the [`Scorer`], and written
-//! as one output row per input row, in input order, flushed after every batch. A row that
-//! cannot be scored gets an output row that says why; nothing is dropped. Memory holds one
-//! batch, whatever the number of rows.
+//! `predict`'s engine: flow records from any byte stream (a file, gzip, stdin) are read and
+//! encoded one by one with the checkpoint's preprocessing on a thread of their own, scored in
+//! batches by the [`Scorer`], and written as one output row per input row, in input order,
+//! flushed after every batch. A row that cannot be scored gets an output row that says why;
+//! nothing is dropped. Memory holds a batch or two, whatever the number of rows.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -96,7 +98,15 @@ impl Layout {
     }
 }
 
-/// One row's features before scaling, or why it has none.
+/// A cell as text: UTF-8 as it stands (the fast path), any odd byte read as U+FFFD.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s.trim()),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).trim().to_string()),
+    }
+}
+
+/// One row's features before scaling, appended to `out`, or why it has none.
 fn encode_row(
     record: &ByteRecord,
     layout: &Layout,
@@ -110,10 +120,9 @@ fn encode_row(
             record.len()
         ));
     }
-    let start = out.len();
     for (input, &field) in pre.columns.iter().zip(&layout.inputs) {
-        let text = String::from_utf8_lossy(&record[field]);
-        let cell = text.trim();
+        let cell = text(&record[field]);
+        let cell = cell.as_ref();
         let name = &input.name;
         let missing = || {
             let what = if cell.is_empty() {
@@ -167,72 +176,108 @@ fn encode_row(
             }
         }
     }
-    debug_assert_eq!(out.len() - start, pre.n_features());
     Ok(())
 }
 
-/// Where records come from: a file is read as it goes; stdin is read on a thread, so a batch
-/// can be scored when a slow producer has sent no row for a while.
-enum Source {
-    Direct(csv::Reader<Box<dyn Read + Send>>),
-    Threaded(Receiver<Result<ByteRecord>>),
+/// Rows read and encoded, in input order, with the scaled features of those that encoded.
+#[derive(Default)]
+struct Rows {
+    x: Vec<f32>,
+    info: Vec<RowInfo>,
 }
 
-enum Next {
-    Record(ByteRecord),
-    /// Nothing arrived in the time given.
-    Idle,
-    End,
+struct RowInfo {
+    /// Why the row has no features, if it has none.
+    error: Option<String>,
+    /// The `--keep` cells.
+    keep: Vec<String>,
+    /// 0/1 from the label column, when the input has one and the value is readable.
+    label: Option<f32>,
 }
 
-impl Source {
-    fn new(reader: csv::Reader<Box<dyn Read + Send>>, threaded: bool, capacity: usize) -> Source {
-        if !threaded {
-            return Source::Direct(reader);
-        }
-        let (tx, rx) = sync_channel(capacity);
-        std::thread::spawn(move || read_into(reader, tx));
-        Source::Threaded(rx)
+impl Rows {
+    fn len(&self) -> usize {
+        self.info.len()
     }
 
-    fn next(&mut self, wait: Option<Duration>) -> Result<Next> {
-        match self {
-            Source::Direct(reader) => {
-                let mut record = ByteRecord::new();
-                Ok(if read_record(reader, &mut record)? {
-                    Next::Record(record)
-                } else {
-                    Next::End
+    fn append(&mut self, mut other: Rows) {
+        self.x.append(&mut other.x);
+        self.info.append(&mut other.info);
+    }
+}
+
+/// Reading, parsing and encoding, on their own thread: the main thread scores and writes
+/// meanwhile, and waits on it with a timeout, so a slow producer's rows are scored after at
+/// most `--flush-ms`.
+struct Encoder {
+    layout: Layout,
+    pre: Preprocessor,
+    data: DataConfig,
+    /// The 0/1 meaning of each raw label value seen so far.
+    labels: HashMap<Vec<u8>, Option<f32>>,
+}
+
+impl Encoder {
+    fn push(&mut self, record: &ByteRecord, rows: &mut Rows) {
+        let mark = rows.x.len();
+        let error = encode_row(record, &self.layout, &self.pre, &mut rows.x).err();
+        if error.is_some() {
+            rows.x.truncate(mark);
+        } else {
+            self.pre.scale(&mut rows.x[mark..]);
+        }
+        let keep = self
+            .layout
+            .keep
+            .iter()
+            .map(|&i| {
+                record
+                    .get(i)
+                    .map_or(String::new(), |c| text(c).into_owned())
+            })
+            .collect();
+        let label = self
+            .layout
+            .label
+            .and_then(|i| record.get(i))
+            .and_then(|raw| {
+                let data = &self.data;
+                *self.labels.entry(raw.to_vec()).or_insert_with(|| {
+                    let raw = text(raw);
+                    labels::classify(labels::class_name(&raw, data), data).ok()
                 })
-            }
-            Source::Threaded(rx) => {
-                let got = match wait {
-                    Some(w) => rx.recv_timeout(w),
-                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match got {
-                    Ok(record) => Ok(Next::Record(record?)),
-                    Err(RecvTimeoutError::Timeout) => Ok(Next::Idle),
-                    Err(RecvTimeoutError::Disconnected) => Ok(Next::End),
+            });
+        rows.info.push(RowInfo { error, keep, label });
+    }
+
+    /// Sends groups of `group` rows until the input ends (or the receiver is gone).
+    fn run(
+        mut self,
+        mut reader: csv::Reader<Box<dyn Read + Send>>,
+        group: usize,
+        tx: SyncSender<Result<Rows>>,
+    ) {
+        let mut record = ByteRecord::new();
+        let mut rows = Rows::default();
+        loop {
+            match read_record(&mut reader, &mut record) {
+                Ok(true) => {
+                    self.push(&record, &mut rows);
+                    if rows.len() >= group && tx.send(Ok(std::mem::take(&mut rows))).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) => {
+                    if rows.len() > 0 {
+                        let _ = tx.send(Ok(rows));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
                 }
             }
-        }
-    }
-}
-
-fn read_into(mut reader: csv::Reader<Box<dyn Read + Send>>, tx: SyncSender<Result<ByteRecord>>) {
-    loop {
-        let mut record = ByteRecord::new();
-        let sent = match read_record(&mut reader, &mut record) {
-            Ok(false) => return,
-            Ok(true) => tx.send(Ok(record)),
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        if sent.is_err() {
-            return;
         }
     }
 }
@@ -250,12 +295,14 @@ fn read_record(
     })
 }
 
-/// Scores every record of `input` and writes the results to `out`.
+/// Scores every record of `input` and writes the results to `out`. `stream`: the input may
+/// pause (stdin), so rows are handed over one by one and a batch is scored when its first row
+/// has waited `flush_after`; a file is handed over a batch at a time.
 pub fn run(
     scorer: &Scorer,
     data: &DataConfig,
     input: Box<dyn Read + Send>,
-    threaded: bool,
+    stream: bool,
     out: Box<dyn Write>,
     opts: &Options,
 ) -> Result<Summary> {
@@ -273,162 +320,109 @@ pub fn run(
     } else {
         data.columns.iter().map(|c| c.trim().to_string()).collect()
     };
-    let layout = Layout::new(&names, &scorer.pre, data, &opts.keep)?;
+    let encoder = Encoder {
+        layout: Layout::new(&names, &scorer.pre, data, &opts.keep)?,
+        pre: scorer.pre.clone(),
+        data: data.clone(),
+        labels: HashMap::new(),
+    };
+    let mut summary = Summary {
+        confusion: encoder.layout.label.map(|_| Confusion::default()),
+        ..Default::default()
+    };
     let mut writer = Writer::new(out, opts.format, &opts.keep, !scorer.pre.classes.is_empty())?;
-    let mut source = Source::new(reader, threaded, opts.batch_rows);
-    let mut batch = Batch::new(&layout, scorer, data);
+    let (group, queued) = if stream {
+        (1, opts.batch_rows)
+    } else {
+        (opts.batch_rows, 2)
+    };
+    let (tx, rx) = sync_channel(queued);
+    // Not scoped: on an error here the process ends without waiting for a blocked stdin.
+    std::thread::spawn(move || encoder.run(reader, group, tx));
+    let mut pending = Rows::default();
     let mut first_at: Option<Instant> = None;
     loop {
-        let wait = first_at.map(|t| opts.flush_after.saturating_sub(t.elapsed()));
-        match source.next(wait)? {
-            Next::Record(record) => {
+        let got = match first_at {
+            Some(t) => rx.recv_timeout(opts.flush_after.saturating_sub(t.elapsed())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(rows) => {
                 first_at.get_or_insert_with(Instant::now);
-                batch.push(record);
-                if batch.len() >= opts.batch_rows {
-                    batch.flush(&mut writer)?;
-                    first_at = None;
+                pending.append(rows?);
+                if pending.len() < opts.batch_rows {
+                    continue;
                 }
             }
-            Next::Idle => {
-                batch.flush(&mut writer)?;
-                first_at = None;
-            }
-            Next::End => {
-                batch.flush(&mut writer)?;
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                write_batch(scorer, &mut pending, &mut writer, &mut summary)?;
                 break;
             }
         }
+        write_batch(scorer, &mut pending, &mut writer, &mut summary)?;
+        first_at = None;
     }
-    writer.finish()?;
-    Ok(batch.summary)
+    writer.flush()?;
+    Ok(summary)
 }
 
-/// Rows read but not yet written.
-struct Batch<'a> {
-    layout: &'a Layout,
-    scorer: &'a Scorer,
-    data: &'a DataConfig,
-    records: Vec<ByteRecord>,
-    x: Vec<f32>,
-    summary: Summary,
-}
-
-impl<'a> Batch<'a> {
-    fn new(layout: &'a Layout, scorer: &'a Scorer, data: &'a DataConfig) -> Batch<'a> {
-        let summary = Summary {
-            confusion: layout.label.map(|_| Confusion::default()),
-            ..Default::default()
-        };
-        Batch {
-            layout,
-            scorer,
-            data,
-            records: Vec::new(),
-            x: Vec::new(),
-            summary,
-        }
+/// Scores the pending rows, writes one output row for each, and flushes the output.
+fn write_batch(
+    scorer: &Scorer,
+    pending: &mut Rows,
+    writer: &mut Writer,
+    summary: &mut Summary,
+) -> Result<()> {
+    if pending.len() == 0 {
+        return Ok(());
     }
-
-    fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    fn push(&mut self, record: ByteRecord) {
-        self.records.push(record);
-    }
-
-    /// Encodes, scores and writes the pending rows, then flushes the output.
-    fn flush(&mut self, writer: &mut Writer) -> Result<()> {
-        if self.records.is_empty() {
-            return Ok(());
-        }
-        let pre = &self.scorer.pre;
-        self.x.clear();
-        let encoded: Vec<std::result::Result<(), String>> = self
-            .records
-            .iter()
-            .map(|r| {
-                let mark = self.x.len();
-                let result = encode_row(r, self.layout, pre, &mut self.x);
-                if result.is_err() {
-                    self.x.truncate(mark);
-                }
-                result
-            })
-            .collect();
-        pre.scale(&mut self.x);
-        let scored = self.scorer.score(&self.x)?;
-        let k = pre.classes.len();
-        let mut next = 0;
-        let records = std::mem::take(&mut self.records);
-        for (record, result) in records.iter().zip(encoded) {
-            self.summary.rows += 1;
-            let row = self.summary.rows;
-            let verdict = match result {
-                Ok(()) => {
-                    let score = scored.anomaly[next];
-                    let class = (k > 0).then(|| {
-                        let probs = &scored.class_probs[next * k..(next + 1) * k];
-                        let (c, p) = probs.iter().enumerate().fold(
-                            (0, f32::NEG_INFINITY),
-                            |best, (c, &p)| {
+    let pre = &scorer.pre;
+    let scored = scorer.score(&pending.x)?;
+    let k = pre.classes.len();
+    let mut next = 0;
+    for info in &pending.info {
+        summary.rows += 1;
+        let row = summary.rows;
+        let verdict = match &info.error {
+            None => {
+                let score = scored.anomaly[next];
+                let class = (k > 0).then(|| {
+                    let probs = &scored.class_probs[next * k..(next + 1) * k];
+                    let (c, p) =
+                        probs
+                            .iter()
+                            .enumerate()
+                            .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
                                 if p > best.1 { (c, p) } else { best }
-                            },
-                        );
-                        (pre.classes[c].as_str(), p)
-                    });
-                    next += 1;
-                    let flagged = self.scorer.is_anomaly(score);
-                    self.summary.flagged += flagged as usize;
-                    self.count_label(record, flagged);
-                    Ok(Verdict {
-                        score,
-                        flagged,
-                        class,
-                    })
+                            });
+                    (pre.classes[c].as_str(), p)
+                });
+                next += 1;
+                let flagged = scorer.is_anomaly(score);
+                summary.flagged += flagged as usize;
+                if let (Some(y), Some(c)) = (info.label, summary.confusion.as_mut()) {
+                    c.count(flagged, y == 1.0);
                 }
-                Err(e) => {
-                    self.summary.failed += 1;
-                    if self.summary.first_error.is_none() {
-                        self.summary.first_error = Some(format!("row {row}: {e}"));
-                    }
-                    Err(e)
-                }
-            };
-            let keep: Vec<String> = self
-                .layout
-                .keep
-                .iter()
-                .map(|&i| {
-                    record.get(i).map_or(String::new(), |c| {
-                        String::from_utf8_lossy(c).trim().to_string()
-                    })
+                Ok(Verdict {
+                    score,
+                    flagged,
+                    class,
                 })
-                .collect();
-            writer.row(row, &keep, &verdict)?;
-        }
-        // Keep the allocation for the next batch.
-        self.records = records;
-        self.records.clear();
-        writer.flush()
-    }
-
-    fn count_label(&mut self, record: &ByteRecord, flagged: bool) {
-        let (Some(i), Some(c)) = (self.layout.label, self.summary.confusion.as_mut()) else {
-            return;
+            }
+            Some(e) => {
+                summary.failed += 1;
+                if summary.first_error.is_none() {
+                    summary.first_error = Some(format!("row {row}: {e}"));
+                }
+                Err(e.as_str())
+            }
         };
-        let Some(cell) = record.get(i) else { return };
-        let raw = String::from_utf8_lossy(cell);
-        let Ok(y) = labels::classify(labels::class_name(&raw, self.data), self.data) else {
-            return;
-        };
-        match (flagged, y == 1.0) {
-            (true, true) => c.tp += 1,
-            (true, false) => c.fp += 1,
-            (false, true) => c.fn_ += 1,
-            (false, false) => c.tn += 1,
-        }
+        writer.row(row, &info.keep, &verdict)?;
     }
+    pending.x.clear();
+    pending.info.clear();
+    writer.flush()
 }
 
 /// A scored row.
@@ -439,7 +433,7 @@ struct Verdict<'a> {
     class: Option<(&'a str, f32)>,
 }
 
-/// Output rows as CSV or JSON lines.
+/// Output rows as CSV or JSON lines, written straight into the buffer.
 struct Writer {
     out: std::io::BufWriter<Box<dyn Write>>,
     format: Format,
@@ -461,15 +455,20 @@ impl Writer {
             multiclass,
         };
         if format == Format::Csv {
-            let mut header: Vec<String> = vec!["row".into()];
-            header.extend(keep.iter().cloned());
-            header.extend(["score".into(), "is_anomaly".into()]);
+            let mut header = vec!["row"];
+            header.extend(keep.iter().map(String::as_str));
+            header.extend(["score", "is_anomaly"]);
             if multiclass {
-                header.extend(["class".into(), "class_probability".into()]);
+                header.extend(["class", "class_probability"]);
             }
-            header.push("error".into());
-            let cells: Vec<String> = header.iter().map(|h| csv_cell(h)).collect();
-            writeln!(w.out, "{}", cells.join(","))?;
+            header.push("error");
+            for (i, h) in header.iter().enumerate() {
+                if i > 0 {
+                    w.out.write_all(b",")?;
+                }
+                csv_cell(&mut w.out, h)?;
+            }
+            w.out.write_all(b"\n")?;
         }
         Ok(w)
     }
@@ -478,70 +477,88 @@ impl Writer {
         &mut self,
         row: usize,
         keep: &[String],
-        verdict: &std::result::Result<Verdict, String>,
+        verdict: &std::result::Result<Verdict, &str>,
     ) -> Result<()> {
-        let line = match self.format {
-            Format::Csv => {
-                let mut cells = vec![row.to_string()];
-                cells.extend(keep.iter().map(|k| csv_cell(k)));
-                match verdict {
-                    Ok(v) => {
-                        cells.extend([v.score.to_string(), v.flagged.to_string()]);
-                        if let Some((c, p)) = v.class {
-                            cells.extend([csv_cell(c), p.to_string()]);
-                        }
-                        cells.push(String::new());
-                    }
-                    Err(e) => {
-                        let blanks = if self.multiclass { 4 } else { 2 };
-                        cells.extend(std::iter::repeat_n(String::new(), blanks));
-                        cells.push(csv_cell(e));
-                    }
-                }
-                cells.join(",")
-            }
+        let written = match self.format {
+            Format::Csv => self.csv_row(row, keep, verdict),
             Format::Jsonl => {
-                let mut obj = serde_json::Map::new();
-                obj.insert("row".into(), row.into());
-                for (name, value) in self.keep.iter().zip(keep) {
-                    obj.insert(name.clone(), value.clone().into());
-                }
-                match verdict {
-                    Ok(v) => {
-                        obj.insert("score".into(), json_number(v.score));
-                        obj.insert("is_anomaly".into(), v.flagged.into());
-                        if let Some((c, p)) = v.class {
-                            obj.insert("class".into(), c.into());
-                            obj.insert("class_probability".into(), json_number(p));
-                        }
-                    }
-                    Err(e) => {
-                        obj.insert("score".into(), serde_json::Value::Null);
-                        obj.insert("is_anomaly".into(), serde_json::Value::Null);
-                        obj.insert("error".into(), e.clone().into());
-                    }
-                }
-                serde_json::Value::Object(obj).to_string()
+                let line = self.json_row(row, keep, verdict);
+                writeln!(self.out, "{line}")
             }
         };
-        writeln!(self.out, "{line}").context("writing results")
+        written.context("writing results")
+    }
+
+    fn csv_row(
+        &mut self,
+        row: usize,
+        keep: &[String],
+        verdict: &std::result::Result<Verdict, &str>,
+    ) -> std::io::Result<()> {
+        let out = &mut self.out;
+        write!(out, "{row}")?;
+        for k in keep {
+            out.write_all(b",")?;
+            csv_cell(out, k)?;
+        }
+        match verdict {
+            Ok(v) => {
+                write!(out, ",{},{}", v.score, v.flagged)?;
+                if let Some((c, p)) = v.class {
+                    out.write_all(b",")?;
+                    csv_cell(out, c)?;
+                    write!(out, ",{p}")?;
+                }
+                out.write_all(b",\n")
+            }
+            Err(e) => {
+                out.write_all(if self.multiclass { b",,,,," } else { b",,," })?;
+                csv_cell(out, e)?;
+                out.write_all(b"\n")
+            }
+        }
+    }
+
+    fn json_row(
+        &self,
+        row: usize,
+        keep: &[String],
+        verdict: &std::result::Result<Verdict, &str>,
+    ) -> serde_json::Value {
+        let mut obj = serde_json::Map::new();
+        obj.insert("row".into(), row.into());
+        for (name, value) in self.keep.iter().zip(keep) {
+            obj.insert(name.clone(), value.clone().into());
+        }
+        match verdict {
+            Ok(v) => {
+                obj.insert("score".into(), json_number(v.score));
+                obj.insert("is_anomaly".into(), v.flagged.into());
+                if let Some((c, p)) = v.class {
+                    obj.insert("class".into(), c.into());
+                    obj.insert("class_probability".into(), json_number(p));
+                }
+            }
+            Err(e) => {
+                obj.insert("score".into(), serde_json::Value::Null);
+                obj.insert("is_anomaly".into(), serde_json::Value::Null);
+                obj.insert("error".into(), (*e).into());
+            }
+        }
+        serde_json::Value::Object(obj)
     }
 
     fn flush(&mut self) -> Result<()> {
         self.out.flush().context("writing results")
     }
-
-    fn finish(mut self) -> Result<()> {
-        self.flush()
-    }
 }
 
 /// A CSV cell, quoted when it holds a comma, a quote or a line break.
-fn csv_cell(s: &str) -> String {
+fn csv_cell(out: &mut impl Write, s: &str) -> std::io::Result<()> {
     if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        write!(out, "\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        out.write_all(s.as_bytes())
     }
 }
 
