@@ -35,8 +35,8 @@ def run(path, out, label, net_cache):
     df.columns = [c.strip() for c in df.columns]
     df = df.drop(columns=[label], errors="ignore")
     for c in df.columns:
-        if df[c].dtype == bool or df[c].dtype == object:
-            df[c] = df[c].astype(str).str.lower().map({"true": 1.0, "false": 0.0})
+        if df[c].dtype == object:  # True/False columns with gaps; read_csv makes the rest bool
+            df[c] = df[c].str.strip().str.lower().map({"true": 1.0, "false": 0.0})
     x = df.to_numpy(np.float32)
     x[~np.isfinite(x)] = np.nan
     median = np.nanmedian(x, axis=0)
