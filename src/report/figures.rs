@@ -324,7 +324,8 @@ impl Plot for Curves {
     }
 }
 
-/// The score distributions of the two classes (share of each class per bin).
+/// The score distributions of the two classes (share of each class per bin), over [0, 1] for
+/// probabilities, widened to the scores' range for detectors whose scores are not.
 pub struct Scores {
     pub title: String,
     pub normal: Vec<f32>,
@@ -335,10 +336,21 @@ pub struct Scores {
 impl Plot for Scores {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
         const BINS: usize = 40;
+        let (lo, hi) = self
+            .normal
+            .iter()
+            .chain(&self.anomalous)
+            .chain([&self.threshold])
+            .filter(|v| v.is_finite())
+            .fold((0.0f64, 1.0f64), |(lo, hi), &v| {
+                (lo.min(v as f64), hi.max(v as f64))
+            });
+        let w = (hi - lo) / BINS as f64;
         let hist = |v: &[f32]| {
             let mut h = vec![0.0f64; BINS];
             for &p in v {
-                h[((p.clamp(0.0, 1.0) * BINS as f32) as usize).min(BINS - 1)] += 1.0;
+                let at = ((p as f64 - lo) / w).clamp(0.0, (BINS - 1) as f64);
+                h[at as usize] += 1.0;
             }
             let n = v.len().max(1) as f64;
             h.iter_mut().for_each(|x| *x /= n);
@@ -351,17 +363,20 @@ impl Plot for Scores {
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..top)
+            .build_cartesian_2d(lo..hi, 0f64..top)
             .msg()?;
         chart
             .configure_mesh()
-            .x_desc("anomaly probability")
+            .x_desc(if (lo, hi) == (0.0, 1.0) {
+                "anomaly probability"
+            } else {
+                "anomaly score"
+            })
             .y_desc("share of the class's rows")
             .label_style(font(14))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .msg()?;
-        let w = 1.0 / BINS as f64;
         for (i, (label, h, n)) in [
             ("normal", &hn, self.normal.len()),
             ("anomalous", &ha, self.anomalous.len()),
@@ -373,7 +388,7 @@ impl Plot for Scores {
             chart
                 .draw_series(h.iter().enumerate().map(|(b, &v)| {
                     Rectangle::new(
-                        [(b as f64 * w, 0.0), ((b + 1) as f64 * w, v)],
+                        [(lo + b as f64 * w, 0.0), (lo + (b + 1) as f64 * w, v)],
                         color.mix(0.45).filled(),
                     )
                 }))
