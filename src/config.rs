@@ -47,6 +47,46 @@ pub enum ModelKind {
     Mlp,
     /// Each hidden layer adds batch norm and a skip connection (projected when widths differ).
     Resmlp,
+    /// Unsupervised: an isolation forest fitted on `training.fit_on` rows (`model.isolation_forest`).
+    IsolationForest,
+}
+
+impl ModelKind {
+    /// Families trained by gradient descent (the `model` keys above `isolation_forest` are theirs).
+    pub fn is_neural(self) -> bool {
+        matches!(self, ModelKind::Mlp | ModelKind::Resmlp)
+    }
+}
+
+/// Which training rows an unsupervised detector learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitOn {
+    /// The normal rows only: the detector learns what normal traffic looks like.
+    Normal,
+    /// Every row, labels ignored.
+    All,
+}
+
+/// `model.isolation_forest`: scikit-learn's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IsolationForestConfig {
+    pub n_trees: usize,
+    /// Rows drawn (without replacement) for each tree; depth is limited to log2 of it.
+    pub sample_size: usize,
+    /// The share of the features each tree may split on.
+    pub max_features: f64,
+}
+
+impl Default for IsolationForestConfig {
+    fn default() -> Self {
+        Self {
+            n_trees: 100,
+            sample_size: 256,
+            max_features: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +105,7 @@ pub struct ModelConfig {
     pub hidden_dims: Vec<usize>,
     pub dropout: f64,
     pub activation: Activation,
+    pub isolation_forest: IsolationForestConfig,
 }
 
 impl Default for ModelConfig {
@@ -74,6 +115,7 @@ impl Default for ModelConfig {
             hidden_dims: vec![128, 64, 32],
             dropout: 0.3,
             activation: Activation::Relu,
+            isolation_forest: IsolationForestConfig::default(),
         }
     }
 }
@@ -126,26 +168,27 @@ pub enum AutoWord {
 }
 
 /// How the decision threshold is chosen: a fixed score, a rule applied to the validation
-/// split's scores, or a rate (`{contamination: r}`, `{normal_quantile: q}`, `{target_fpr: f}`).
-/// `src/eval/decision.rs` says what each rule computes.
+/// split's scores, or a rate written as a one-key map (`{contamination: r}`,
+/// `{normal_quantile: q}`, `{target_fpr: f}`). `src/eval/decision.rs` says what each computes.
+/// The rates are struct variants so that they read and write the same one-key map in YAML
+/// (resolved configs) and MessagePack (checkpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum ThresholdChoice {
     Fixed(f64),
     Rule(ThresholdRule),
-    Rate(RateRule),
-}
-
-/// The rules that take a rate, written as a one-key map.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum RateRule {
     /// Flag this share of the training rows (the top scores), as PyOD's `contamination`.
-    Contamination(f64),
+    Contamination {
+        contamination: f64,
+    },
     /// The q-quantile of the normal validation rows' scores.
-    NormalQuantile(f64),
+    NormalQuantile {
+        normal_quantile: f64,
+    },
     /// The lowest threshold whose false positive rate on the validation split is at most f.
-    TargetFpr(f64),
+    TargetFpr {
+        target_fpr: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +239,9 @@ pub struct TrainingConfig {
     pub pos_weight: Option<PosWeight>,
     pub class_weights: Option<ClassWeights>,
     pub threshold: ThresholdChoice,
-    /// Seeds weight init, shuffling and dropout.
+    /// Unsupervised families: learn from the normal training rows, or from all of them.
+    pub fit_on: FitOn,
+    /// Seeds weight init, shuffling and dropout (and each tree of a forest).
     pub seed: u64,
 }
 
@@ -221,6 +266,7 @@ impl Default for TrainingConfig {
             pos_weight: None,
             class_weights: None,
             threshold: ThresholdChoice::Fixed(0.5),
+            fit_on: FitOn::Normal,
             seed: 42,
         }
     }
@@ -559,6 +605,26 @@ impl Config {
                 m.dropout
             );
         }
+        let f = &m.isolation_forest;
+        if f.n_trees == 0 || f.sample_size < 2 {
+            bail_input!(
+                "model.isolation_forest: expected n_trees >= 1 and sample_size >= 2, got {} and {}",
+                f.n_trees,
+                f.sample_size
+            );
+        }
+        if !(f.max_features > 0.0 && f.max_features <= 1.0) {
+            bail_input!(
+                "model.isolation_forest.max_features: expected a share in (0, 1], got {}",
+                f.max_features
+            );
+        }
+        if !m.kind.is_neural() && self.task == Task::Multiclass {
+            bail_input!(
+                "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",
+                m.kind
+            );
+        }
         let t = &self.training;
         if t.epochs == 0 {
             bail_input!("training.epochs: expected at least 1");
@@ -639,17 +705,17 @@ impl Config {
                 "training.threshold: expected a probability in (0, 1), `max_f1`, `youden`, \
                  {{contamination: r}}, {{normal_quantile: q}} or {{target_fpr: f}}, got {p}"
             ),
-            ThresholdChoice::Rate(RateRule::Contamination(r)) if !(r > 0.0 && r <= 0.5) => {
+            ThresholdChoice::Contamination { contamination: r } if !(r > 0.0 && r <= 0.5) => {
                 bail_input!(
                     "training.threshold.contamination: expected a share in (0, 0.5], got {r}"
                 )
             }
-            ThresholdChoice::Rate(RateRule::NormalQuantile(q)) if !(q > 0.0 && q < 1.0) => {
+            ThresholdChoice::NormalQuantile { normal_quantile: q } if !(q > 0.0 && q < 1.0) => {
                 bail_input!(
                     "training.threshold.normal_quantile: expected a value in (0, 1), got {q}"
                 )
             }
-            ThresholdChoice::Rate(RateRule::TargetFpr(f)) if !(f > 0.0 && f < 1.0) => {
+            ThresholdChoice::TargetFpr { target_fpr: f } if !(f > 0.0 && f < 1.0) => {
                 bail_input!("training.threshold.target_fpr: expected a rate in (0, 1), got {f}")
             }
             _ => {}
@@ -855,13 +921,15 @@ mod tests {
         let c = Config::from_yaml("training:\n  threshold: {contamination: 0.1}\n", &[]).unwrap();
         assert_eq!(
             c.training.threshold,
-            ThresholdChoice::Rate(RateRule::Contamination(0.1))
+            ThresholdChoice::Contamination { contamination: 0.1 }
         );
         let c = Config::from_yaml("", &["training.threshold={target_fpr: 0.01}".into()]).unwrap();
         assert_eq!(
             c.training.threshold,
-            ThresholdChoice::Rate(RateRule::TargetFpr(0.01))
+            ThresholdChoice::TargetFpr { target_fpr: 0.01 }
         );
+        // What train writes (config.yaml beside the checkpoints) reads back the same.
+        assert_eq!(Config::from_yaml(&c.to_yaml(), &[]).unwrap(), c);
         for (bad, key) in [
             ("{contamination: 0.9}", "training.threshold.contamination"),
             (

@@ -260,6 +260,10 @@ impl Observer for RunLog {
         }
     }
 
+    fn note(&mut self, message: &str) {
+        self.say(message);
+    }
+
     fn epoch_done(&mut self, r: &EpochRecord, improved: bool, best: f64) {
         if let Some(bars) = &self.bars {
             bars.epochs.inc(1);

@@ -106,7 +106,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .iter()
         .find(|r| r.epoch == best.weights_epoch)
         .map_or(f64::NAN, |r| r.val_loss);
-    log.say(&format!(
+    let written = config.checkpoint.save_dir.join("best.mpk");
+    if best.history.is_empty() {
+        // A one-pass fit: no epochs to speak of.
+        log.say(&format!(
+            "fitted {} in {:.1}s; threshold {:.4} (it flags {:.2}% of the training rows); wrote {}",
+            best.detector.family(),
+            started.elapsed().as_secs_f64(),
+            best.threshold,
+            100.0
+                * crate::eval::decision::flagged_share(&best.train_score_quantiles, best.threshold),
+            written.display()
+        ));
+    } else {
+        log.say(&format!(
         "{} after {} epochs in {:.1}s; best epoch {} (val_loss {:.5}), threshold {:.4}; wrote {}",
         if outcome.stopped_early {
             "stopped early"
@@ -118,8 +131,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         best.weights_epoch,
         best_loss,
         best.threshold,
-        config.checkpoint.save_dir.join("best.mpk").display()
+        written.display()
     ));
+    }
     if let Some(repo_id) = config
         .huggingface
         .repo_id

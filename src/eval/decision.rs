@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use crate::bail_input;
-use crate::config::{RateRule, ThresholdChoice, ThresholdRule};
+use crate::config::{ThresholdChoice, ThresholdRule};
 use crate::eval::Ranked;
 
 /// How many quantiles of the training scores a checkpoint keeps (all scores when fewer).
@@ -26,15 +26,15 @@ pub fn threshold(choice: ThresholdChoice, inputs: &RuleInputs) -> Result<f32> {
     Ok(match choice {
         ThresholdChoice::Fixed(t) => t as f32,
         ThresholdChoice::Rule(rule) => best_on_validation(inputs.val_scores, inputs.val_y, rule),
-        ThresholdChoice::Rate(RateRule::Contamination(r)) => {
+        ThresholdChoice::Contamination { contamination: r } => {
             contamination(inputs.train_quantiles, r)?
         }
-        ThresholdChoice::Rate(RateRule::NormalQuantile(q)) => {
+        ThresholdChoice::NormalQuantile { normal_quantile: q } => {
             let mut normal = normal_scores(inputs, "normal_quantile")?;
             normal.sort_unstable_by(f32::total_cmp);
             quantile(&normal, q)
         }
-        ThresholdChoice::Rate(RateRule::TargetFpr(f)) => {
+        ThresholdChoice::TargetFpr { target_fpr: f } => {
             target_fpr(&normal_scores(inputs, "target_fpr")?, f)
         }
     })
@@ -164,19 +164,27 @@ mod tests {
         // Training scores 1..=10: the 0.8-quantile is at position 0.8·9 = 7.2, i.e. 8.2, which
         // flags 9 and 10: 20%.
         let train: Vec<f32> = (1..=10).map(|v| v as f32).collect();
-        let t = rule(ThresholdChoice::Rate(RateRule::Contamination(0.2)), &train);
+        let t = rule(
+            ThresholdChoice::Contamination { contamination: 0.2 },
+            &train,
+        );
         assert!((t - 8.2).abs() < 1e-6, "{t}");
         assert_eq!(flagged_share(&train, t), 0.2);
         // Normal validation scores 0.1, 0.4, 0.2, 0.6: sorted 0.1 0.2 0.4 0.6; the
         // 0.5-quantile is at position 1.5: 0.3.
-        let t = rule(ThresholdChoice::Rate(RateRule::NormalQuantile(0.5)), &[]);
+        let t = rule(
+            ThresholdChoice::NormalQuantile {
+                normal_quantile: 0.5,
+            },
+            &[],
+        );
         assert!((t - 0.3).abs() < 1e-6, "{t}");
         // FPR at most 0.25 of 4 normal rows: one may be flagged (0.6); 0.4 may not, so the
         // threshold is just above 0.4.
-        let t = rule(ThresholdChoice::Rate(RateRule::TargetFpr(0.25)), &[]);
+        let t = rule(ThresholdChoice::TargetFpr { target_fpr: 0.25 }, &[]);
         assert_eq!(t, 0.4f32.next_up());
         // Below 1/4, none may be flagged: just above the highest normal score.
-        let t = rule(ThresholdChoice::Rate(RateRule::TargetFpr(0.2)), &[]);
+        let t = rule(ThresholdChoice::TargetFpr { target_fpr: 0.2 }, &[]);
         assert_eq!(t, 0.6f32.next_up());
     }
 

@@ -10,6 +10,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMlp;
+use super::isolation_forest::IsolationForest;
 use super::{Mlp, ModelSpec, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
@@ -20,6 +21,7 @@ use crate::error::bad_input;
 pub enum DetectorState {
     Mlp(NetworkState),
     Resmlp(NetworkState),
+    IsolationForest(IsolationForest),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -34,6 +36,8 @@ pub struct NetworkState {
 pub enum Output {
     /// A classifier's probabilities, `width` per row (1: the anomaly probability).
     Probabilities { values: Vec<f32>, width: usize },
+    /// An unsupervised detector's anomaly score per row.
+    Scores(Vec<f32>),
 }
 
 /// A loaded detector, ready to score encoded (preprocessed, scaled) rows.
@@ -43,19 +47,14 @@ pub trait Detector: Send + Sync {
 }
 
 impl DetectorState {
-    /// The state of a trained network (`spec.kind` names the family).
-    pub fn network(spec: &ModelSpec, model: &Mlp) -> Result<DetectorState> {
-        Ok(DetectorState::from_network(NetworkState {
-            spec: spec.clone(),
-            weights: model_bytes(model)?,
-        }))
-    }
-
     /// A neural family's state (`spec.kind` names the family).
-    pub fn from_network(state: NetworkState) -> DetectorState {
+    pub fn from_network(state: NetworkState) -> Result<DetectorState> {
         match state.spec.kind {
-            ModelKind::Mlp => DetectorState::Mlp(state),
-            ModelKind::Resmlp => DetectorState::Resmlp(state),
+            ModelKind::Mlp => Ok(DetectorState::Mlp(state)),
+            ModelKind::Resmlp => Ok(DetectorState::Resmlp(state)),
+            other => Err(bad_input(format!(
+                "a network stored as model kind {other:?}, which is not a neural family"
+            ))),
         }
     }
 
@@ -64,6 +63,7 @@ impl DetectorState {
         match self {
             DetectorState::Mlp(_) => "mlp",
             DetectorState::Resmlp(_) => "resmlp",
+            DetectorState::IsolationForest(_) => "isolation_forest",
         }
     }
 
@@ -71,6 +71,7 @@ impl DetectorState {
     pub fn as_network(&self) -> Option<&NetworkState> {
         match self {
             DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
+            DetectorState::IsolationForest(_) => None,
         }
     }
 
@@ -81,6 +82,7 @@ impl DetectorState {
                 let model = n.model(device)?;
                 Ok(Box::new(Network::new(&model, device)?))
             }
+            DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
         }
     }
 }

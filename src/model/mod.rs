@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod detector;
 pub mod dropout;
+pub mod isolation_forest;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};

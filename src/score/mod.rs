@@ -56,7 +56,7 @@ impl Scorer {
                 anomaly: self.pre.anomaly_scores(&values),
                 class_probs: values,
             }),
-            Output::Probabilities { values, .. } => Ok(Scored {
+            Output::Probabilities { values, .. } | Output::Scores(values) => Ok(Scored {
                 anomaly: values,
                 class_probs: Vec::new(),
             }),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
 use crate::config::Config;
+use crate::data::Prepared;
 use crate::data::preprocess::Preprocessor;
 use crate::error::bad_input;
 use crate::model::ModelSpec;
@@ -59,6 +60,16 @@ pub struct DataShape {
     pub train_rows: usize,
     pub val_rows: usize,
     pub train_positives: usize,
+}
+
+impl DataShape {
+    pub fn of(data: &Prepared) -> DataShape {
+        DataShape {
+            train_rows: data.train.len(),
+            val_rows: data.val.len(),
+            train_positives: data.train.positives(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,9 +125,11 @@ struct CheckpointV1 {
     train_state: Option<TrainState>,
 }
 
-impl From<CheckpointV1> for Checkpoint {
-    fn from(v1: CheckpointV1) -> Checkpoint {
-        Checkpoint {
+impl TryFrom<CheckpointV1> for Checkpoint {
+    type Error = anyhow::Error;
+
+    fn try_from(v1: CheckpointV1) -> Result<Checkpoint> {
+        Ok(Checkpoint {
             format: FORMAT.into(),
             format_version: 1,
             tool_version: v1.tool_version,
@@ -126,7 +139,7 @@ impl From<CheckpointV1> for Checkpoint {
             detector: DetectorState::from_network(NetworkState {
                 spec: v1.model,
                 weights: v1.weights,
-            }),
+            })?,
             preprocessor: v1.preprocessor,
             threshold: v1.threshold,
             train_score_quantiles: Vec::new(),
@@ -135,11 +148,38 @@ impl From<CheckpointV1> for Checkpoint {
             history: v1.history,
             data: v1.data,
             train_state: v1.train_state,
-        }
+        })
     }
 }
 
 impl Checkpoint {
+    /// A checkpoint of `detector` fitted on `data` under `config`, before any decision or
+    /// history is filled in (the trainers set those).
+    pub fn new(
+        config: &Config,
+        run_name: &str,
+        detector: DetectorState,
+        data: &Prepared,
+    ) -> Checkpoint {
+        Checkpoint {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: BURN_VERSION.into(),
+            config: config.clone(),
+            run_name: run_name.to_string(),
+            detector,
+            preprocessor: data.pre.clone(),
+            threshold: 0.5,
+            train_score_quantiles: Vec::new(),
+            epoch: 0,
+            weights_epoch: 0,
+            history: Vec::new(),
+            data: DataShape::of(data),
+            train_state: None,
+        }
+    }
+
     /// Writes atomically: a temporary file in the same folder, synced, then renamed.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = rmp_serde::to_vec_named(self).context("encoding checkpoint")?;
@@ -193,7 +233,7 @@ impl Checkpoint {
             let ck: Checkpoint = match header.format_version {
                 1 => rmp_serde::from_slice::<CheckpointV1>(&bytes)
                     .map_err(corrupted)?
-                    .into(),
+                    .try_into()?,
                 FORMAT_VERSION => rmp_serde::from_slice(&bytes).map_err(corrupted)?,
                 v => bail_input!(
                     "checkpoint format version {v} (written by anomaly {}); this anomaly {} reads versions 1 and {FORMAT_VERSION}",

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod cv;
+pub mod fit;
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,7 @@ use rand::seq::SliceRandom;
 
 use crate::bail_input;
 use crate::config::{
-    ClassWeights, Config, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
+    ClassWeights, Config, ModelKind, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
 };
 use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
@@ -33,15 +34,15 @@ use crate::eval::decision::{self, RuleInputs};
 use crate::model::detector::{DetectorState, Network, NetworkState, load_model, model_bytes};
 use crate::model::dropout::HostMasks;
 use crate::model::{Mlp, ModelSpec};
-use checkpoint::{
-    BURN_VERSION, Checkpoint, DataShape, EpochRecord, FORMAT, FORMAT_VERSION, TrainState,
-};
+use checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 
 /// What the loop reports as it goes (progress bars, TensorBoard, the text log).
 pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _batches: usize) {}
     fn batch_done(&mut self, _global_step: u64, _loss: f64) {}
     fn epoch_done(&mut self, _record: &EpochRecord, _improved: bool, _best_val_loss: f64) {}
+    /// A line about the run (what a one-pass fit did).
+    fn note(&mut self, _message: &str) {}
 }
 
 /// Where `best.mpk`, `last.mpk` and `checkpoint_epoch_N.mpk` go.
@@ -376,8 +377,28 @@ fn decide(
     ))
 }
 
-/// Trains (or resumes) a model on `data` as `config` says, writing checkpoints as it goes.
+/// Fits (or resumes) the detector `model.kind` names on `data`, writing its checkpoints.
 pub fn train(
+    config: &Config,
+    run_name: &str,
+    data: &Prepared,
+    device: &Device,
+    resume: Option<Checkpoint>,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    match config.model.kind {
+        ModelKind::Mlp | ModelKind::Resmlp => {
+            train_network(config, run_name, data, device, resume, observer)
+        }
+        ModelKind::IsolationForest => {
+            fit::isolation_forest(config, run_name, data, resume, observer)
+        }
+    }
+}
+
+/// The gradient trainer of the neural families: trains (or resumes), writing `best.mpk`,
+/// `last.mpk` and the periodic checkpoints as it goes.
+fn train_network(
     config: &Config,
     run_name: &str,
     data: &Prepared,
@@ -388,12 +409,14 @@ pub fn train(
     let cfg = &config.training;
     let ad = device.clone().autodiff();
     let spec = ModelSpec::new(data.pre.n_features(), data.pre.n_outputs(), &config.model);
+    // The family's variant, checked once (the dispatcher only sends neural kinds here).
+    DetectorState::from_network(NetworkState {
+        spec: spec.clone(),
+        weights: Vec::new(),
+    })?;
+    let family = |state| DetectorState::from_network(state).expect("the family was checked above");
     let objective = objective(cfg, data)?;
-    let shape = DataShape {
-        train_rows: data.train.len(),
-        val_rows: data.val.len(),
-        train_positives: data.train.positives(),
-    };
+    let shape = DataShape::of(data);
     ad.seed(cfg.seed);
     let mut model = spec.init(&ad);
     let mut optim = optimizer(cfg);
@@ -448,24 +471,21 @@ pub fn train(
                     st: &TrainState,
                     history: &[EpochRecord],
                     resumable: bool| Checkpoint {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        burn_version: BURN_VERSION.into(),
-        config: config.clone(),
-        run_name: run_name.to_string(),
-        detector: DetectorState::from_network(NetworkState {
-            spec: spec.clone(),
-            weights,
-        }),
-        preprocessor: data.pre.clone(),
         threshold: st.best_threshold,
         train_score_quantiles: st.best_train_quantiles.clone(),
         epoch,
         weights_epoch,
         history: history.to_vec(),
-        data: shape.clone(),
         train_state: resumable.then(|| st.clone()),
+        ..Checkpoint::new(
+            config,
+            run_name,
+            family(NetworkState {
+                spec: spec.clone(),
+                weights,
+            }),
+            data,
+        )
     };
 
     let n = data.train.len();

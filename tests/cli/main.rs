@@ -12,5 +12,6 @@ mod predict;
 mod presets;
 mod tensorboard;
 mod training;
+mod unsupervised;
 mod upload;
 mod util;

@@ -1,0 +1,135 @@
+//! Unsupervised families (the isolation forest so far): fitted on the rows `training.fit_on`
+//! names and used through the same scorer, checkpoints and commands as the supervised ones.
+
+use anomaly::train::checkpoint::Checkpoint;
+
+use crate::util::Sandbox;
+
+const FOREST: &[&str] = &["--set", "model.kind=isolation_forest"];
+
+fn with_forest<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = FOREST.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn an_isolation_forest_learns_normal_rows_and_scores_through_every_command() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 31);
+    let run = s
+        .run(&[
+            "train",
+            "--set",
+            "data.path=d.csv",
+            "--set",
+            "model.kind=isolation_forest",
+            "--set",
+            "training.threshold={contamination: 0.1}",
+        ])
+        .ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    let normal = ck.data.train_rows - ck.data.train_positives;
+    assert!(
+        run.stdout.contains(&format!(
+            "fitted 100 trees on {normal} of the {} training rows (training.fit_on: Normal)",
+            ck.data.train_rows
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ck.detector.family(), "isolation_forest");
+    assert!(ck.train_state.is_none());
+    assert!(ck.network().is_err(), "a forest is no network");
+    // The file round-trips exactly.
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
+    let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
+    let scores: Vec<f64> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 2000);
+    assert!(scores.iter().all(|&v| v > 0.0 && v < 1.0));
+    let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
+    assert!((flagged - 0.1).abs() < 0.03, "{flagged}");
+    s.run(&[
+        "assess",
+        "--checkpoint",
+        "checkpoints/best.mpk",
+        "--bootstrap",
+        "20",
+    ])
+    .ok();
+    s.run(&["train", "--resume", "checkpoints/best.mpk"])
+        .bad_input("nothing to resume");
+}
+
+#[test]
+fn fit_on_all_learns_from_every_row_and_the_seed_fixes_the_forest() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 600, 32);
+    let forest = |dir: &str, extra: &[&str]| {
+        let d = format!("checkpoint.save_dir={dir}");
+        s.train(
+            "d.csv",
+            &with_forest(&[&["--set", d.as_str()], extra].concat()),
+        )
+        .ok();
+        Checkpoint::load(&s.path(&format!("{dir}/best.mpk")))
+            .unwrap()
+            .detector
+    };
+    let a = forest("a", &[]);
+    assert!(a == forest("b", &[]), "the same seed gave another forest");
+    assert!(a != forest("c", &["--set", "training.fit_on=all"]));
+    assert!(a != forest("d", &["--set", "training.seed=7"]));
+}
+
+#[test]
+fn cross_validation_fits_a_forest_per_fold() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 600, 33);
+    s.cv("d.csv", &with_forest(&["--folds", "2", "--json"]))
+        .ok();
+    for k in [1, 2] {
+        let ck = Checkpoint::load(&s.path(&format!("checkpoints/fold_{k}/best.mpk"))).unwrap();
+        assert_eq!(ck.detector.family(), "isolation_forest");
+    }
+}
+
+#[test]
+fn bad_forest_settings_are_refused() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 300, 34);
+    s.train(
+        "d.csv",
+        &with_forest(&[
+            "--set",
+            "task=multiclass",
+            "--set",
+            "data.negative_labels=[0]",
+        ]),
+    )
+    .bad_input("task: multiclass needs a classifier");
+    s.train(
+        "d.csv",
+        &with_forest(&["--set", "model.isolation_forest.n_trees=0"]),
+    )
+    .bad_input("model.isolation_forest");
+    s.train(
+        "d.csv",
+        &with_forest(&["--set", "model.isolation_forest.max_features=1.5"]),
+    )
+    .bad_input("model.isolation_forest.max_features");
+    s.train(
+        "d.csv",
+        &with_forest(&["--set", "model.isolation_forest.depth=3"]),
+    )
+    .bad_input("depth");
+    assert!(!s.exists("checkpoints"));
+}
