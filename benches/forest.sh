@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The isolation forest against scikit-learn's, same data protocol, one run, as ratios.
+#
+#   bash benches/forest.sh        ROWS=1000000; PYTHON=/path/to/python with scikit-learn
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${ROWS:-1000000}
+py=${PYTHON:-python3}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/anomaly-target}"
+ours=$(cargo bench --quiet --bench forest -- --rows "$rows" | tee /dev/stderr)
+if ! "$py" -c 'import sklearn' 2>/dev/null; then
+  echo "skipped the reference: scikit-learn is not importable by $py (set PYTHON=...)"
+  exit 0
+fi
+ref=$("$py" benches/forest_reference.py --rows "$rows" | tee /dev/stderr)
+field() { echo "$1" | sed -E "s/.*$2 ([0-9]+) rows\/s.*/\1/"; }
+for what in fit score; do
+  awk -v o="$(field "$ours" "$what")" -v r="$(field "$ref" "$what")" -v w="$what" \
+    'BEGIN { printf "%s rows/s: ours %d, scikit-learn %d, ratio %.2f\n", w, o, r, o / r }'
+done
