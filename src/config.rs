@@ -49,6 +49,8 @@ pub enum ModelKind {
     Resmlp,
     /// Unsupervised: an isolation forest fitted on `training.fit_on` rows (`model.isolation_forest`).
     IsolationForest,
+    /// Unsupervised: distance to the nearest k-means centroid (`model.kmeans`).
+    Kmeans,
 }
 
 impl ModelKind {
@@ -79,6 +81,29 @@ pub struct IsolationForestConfig {
     pub max_features: f64,
 }
 
+/// `model.kmeans`: scikit-learn's `KMeans` settings, k = 8 with 10 seeded k-means++ runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KmeansConfig {
+    pub k: usize,
+    /// Runs from different seeds; the one with the lowest inertia is kept.
+    pub n_init: usize,
+    pub max_iter: usize,
+    /// Stop when the centroids move less than this times the features' mean variance.
+    pub tol: f64,
+}
+
+impl Default for KmeansConfig {
+    fn default() -> Self {
+        Self {
+            k: 8,
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-4,
+        }
+    }
+}
+
 impl Default for IsolationForestConfig {
     fn default() -> Self {
         Self {
@@ -106,6 +131,7 @@ pub struct ModelConfig {
     pub dropout: f64,
     pub activation: Activation,
     pub isolation_forest: IsolationForestConfig,
+    pub kmeans: KmeansConfig,
 }
 
 impl Default for ModelConfig {
@@ -116,6 +142,7 @@ impl Default for ModelConfig {
             dropout: 0.3,
             activation: Activation::Relu,
             isolation_forest: IsolationForestConfig::default(),
+            kmeans: KmeansConfig::default(),
         }
     }
 }
@@ -619,6 +646,16 @@ impl Config {
                 f.max_features
             );
         }
+        let k = &m.kmeans;
+        if k.k == 0 || k.n_init == 0 || k.max_iter == 0 || k.tol.is_nan() || k.tol < 0.0 {
+            bail_input!(
+                "model.kmeans: expected k, n_init and max_iter >= 1 and tol >= 0, got {}, {}, {} and {}",
+                k.k,
+                k.n_init,
+                k.max_iter,
+                k.tol
+            );
+        }
         if !m.kind.is_neural() && self.task == Task::Multiclass {
             bail_input!(
                 "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",
@@ -701,10 +738,15 @@ impl Config {
             bail_input!("training.pos_weight: expected `auto` or a positive number, got {w}");
         }
         match t.threshold {
-            ThresholdChoice::Fixed(p) if !(p > 0.0 && p < 1.0) => bail_input!(
-                "training.threshold: expected a probability in (0, 1), `max_f1`, `youden`, \
+            ThresholdChoice::Fixed(p) if m.kind == ModelKind::Kmeans && !p.is_finite() => {
+                bail_input!("training.threshold: expected a distance, got {p}")
+            }
+            ThresholdChoice::Fixed(p) if m.kind != ModelKind::Kmeans && !(p > 0.0 && p < 1.0) => {
+                bail_input!(
+                    "training.threshold: expected a probability in (0, 1), `max_f1`, `youden`, \
                  {{contamination: r}}, {{normal_quantile: q}} or {{target_fpr: f}}, got {p}"
-            ),
+                )
+            }
             ThresholdChoice::Contamination { contamination: r } if !(r > 0.0 && r <= 0.5) => {
                 bail_input!(
                     "training.threshold.contamination: expected a share in (0, 0.5], got {r}"

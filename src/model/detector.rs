@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMlp;
 use super::isolation_forest::IsolationForest;
+use super::kmeans::Kmeans;
 use super::{Mlp, ModelSpec, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
@@ -22,6 +23,7 @@ pub enum DetectorState {
     Mlp(NetworkState),
     Resmlp(NetworkState),
     IsolationForest(IsolationForest),
+    Kmeans(Kmeans),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -64,6 +66,7 @@ impl DetectorState {
             DetectorState::Mlp(_) => "mlp",
             DetectorState::Resmlp(_) => "resmlp",
             DetectorState::IsolationForest(_) => "isolation_forest",
+            DetectorState::Kmeans(_) => "kmeans",
         }
     }
 
@@ -71,7 +74,7 @@ impl DetectorState {
     pub fn as_network(&self) -> Option<&NetworkState> {
         match self {
             DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
-            DetectorState::IsolationForest(_) => None,
+            DetectorState::IsolationForest(_) | DetectorState::Kmeans(_) => None,
         }
     }
 
@@ -83,6 +86,7 @@ impl DetectorState {
                 Ok(Box::new(Network::new(&model, device)?))
             }
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
+            DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
         }
     }
 }

@@ -239,6 +239,7 @@ impl Detector for IsolationForest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::on_threads;
 
     fn cfg(n_trees: usize) -> IsolationForestConfig {
         IsolationForestConfig {
@@ -283,19 +284,13 @@ mod tests {
     fn the_same_seed_gives_the_same_forest_on_any_number_of_threads() {
         let x = cluster_and_outlier();
         let rows: Vec<usize> = (0..300).collect();
-        let on = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let f = IsolationForest::fit(&x, 3, &rows, &cfg(50), 7);
-                    let s = f.scores(&x);
-                    (f, s)
-                })
+        let fit = || {
+            let f = IsolationForest::fit(&x, 3, &rows, &cfg(50), 7);
+            let s = f.scores(&x);
+            (f, s)
         };
-        let (one, s1) = on(1);
-        let (two, s2) = on(2);
+        let (one, s1) = on_threads(1, fit);
+        let (two, s2) = on_threads(2, fit);
         assert_eq!(one, two);
         assert_eq!(
             s1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod detector;
 pub mod dropout;
 pub mod isolation_forest;
+pub mod kmeans;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};
@@ -279,6 +280,16 @@ impl Mlp {
         }
         self.output.forward(x)
     }
+}
+
+/// Runs `f` on a rayon pool of `threads` threads (tests of thread-count independence).
+#[cfg(test)]
+pub(crate) fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
 }
 
 #[cfg(test)]

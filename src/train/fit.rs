@@ -2,15 +2,17 @@
 //! same decision rules, checkpoints and observer as the gradient trainer.
 
 use anyhow::Result;
+use burn::tensor::Device;
 
 use super::checkpoint::Checkpoint;
 use super::{Observer, Outcome, checkpoint_paths};
 use crate::bail_input;
-use crate::config::{Config, FitOn};
+use crate::config::{Config, FitOn, ModelKind};
 use crate::data::{Dataset, Prepared};
 use crate::eval::decision::{self, RuleInputs};
-use crate::model::detector::DetectorState;
+use crate::model::detector::{DetectorState, Output};
 use crate::model::isolation_forest::IsolationForest;
+use crate::model::kmeans::Kmeans;
 
 /// The training rows an unsupervised detector learns from.
 fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
@@ -24,36 +26,69 @@ fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
     Ok(rows)
 }
 
-/// Fits an isolation forest and writes `best.mpk`.
-pub fn isolation_forest(
+/// The detector `model.kind` names, fitted on `rows` of `train`, and what to say about it.
+fn fit_detector(
+    config: &Config,
+    train: &Dataset,
+    d: usize,
+    rows: &[usize],
+) -> (DetectorState, String) {
+    let (m, seed) = (&config.model, config.training.seed);
+    match m.kind {
+        ModelKind::IsolationForest => {
+            let f = IsolationForest::fit(&train.x, d, rows, &m.isolation_forest, seed);
+            let said = format!("{} trees, {} rows each", f.trees.len(), f.sample_size);
+            (DetectorState::IsolationForest(f), said)
+        }
+        ModelKind::Kmeans => {
+            let k = Kmeans::fit(&train.x, d, rows, &m.kmeans, seed);
+            let said = format!(
+                "{} centroids, inertia {:.4} (best of {} runs)",
+                k.centroids.len() / d,
+                k.inertia,
+                m.kmeans.n_init
+            );
+            (DetectorState::Kmeans(k), said)
+        }
+        ModelKind::Mlp | ModelKind::Resmlp => unreachable!("neural families train by gradient"),
+    }
+}
+
+/// Fits a family without gradients in one pass and writes `best.mpk`: the detector, the
+/// threshold its decision rule picks, and the training rows' score distribution.
+pub fn one_pass(
     config: &Config,
     run_name: &str,
     data: &Prepared,
+    device: &Device,
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
+    let t = &config.training;
     if resume.is_some() {
         bail_input!(
-            "--resume: an isolation forest is fitted in one pass; there is nothing to resume (train again)"
+            "--resume: a {:?} detector is fitted in one pass; there is nothing to resume (train again)",
+            config.model.kind
         );
     }
-    let t = &config.training;
     let rows = fit_rows(t.fit_on, &data.train)?;
-    let d = data.pre.n_features();
-    let cfg = &config.model.isolation_forest;
-    let forest = IsolationForest::fit(&data.train.x, d, &rows, cfg, t.seed);
+    let (detector, said) = fit_detector(config, &data.train, data.pre.n_features(), &rows);
     observer.note(&format!(
-        "fitted {} trees on {} of the {} training rows (training.fit_on: {:?}), {} rows each",
-        cfg.n_trees,
+        "fitted {} on {} of the {} training rows (training.fit_on: {:?}): {said}",
+        detector.family(),
         rows.len(),
         data.train.len(),
         t.fit_on,
-        forest.sample_size
     ));
+    let scorer = detector.load(device)?;
+    let scores = |x: &[f32]| match scorer.score(x)? {
+        Output::Scores(s) => Ok::<_, anyhow::Error>(s),
+        Output::Probabilities { values, .. } => Ok(values),
+    };
     // Every training row's score, as for the supervised families: `contamination: r` flags
     // the top r of the training split, attacks included when there are labelled ones.
-    let train_quantiles = decision::score_quantiles(&forest.scores(&data.train.x));
-    let val_scores = forest.scores(&data.val.x);
+    let train_quantiles = decision::score_quantiles(&scores(&data.train.x)?);
+    let val_scores = scores(&data.val.x)?;
     let inputs = RuleInputs {
         val_scores: &val_scores,
         val_y: &data.val.y,
@@ -64,12 +99,7 @@ pub fn isolation_forest(
         train_score_quantiles: train_quantiles,
         epoch: 1,
         weights_epoch: 1,
-        ..Checkpoint::new(
-            config,
-            run_name,
-            DetectorState::IsolationForest(forest),
-            data,
-        )
+        ..Checkpoint::new(config, run_name, detector, data)
     };
     best.save(&checkpoint_paths(&config.checkpoint.save_dir).0)?;
     Ok(Outcome {

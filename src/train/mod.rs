@@ -390,8 +390,8 @@ pub fn train(
         ModelKind::Mlp | ModelKind::Resmlp => {
             train_network(config, run_name, data, device, resume, observer)
         }
-        ModelKind::IsolationForest => {
-            fit::isolation_forest(config, run_name, data, resume, observer)
+        ModelKind::IsolationForest | ModelKind::Kmeans => {
+            fit::one_pass(config, run_name, data, device, resume, observer)
         }
     }
 }

@@ -32,7 +32,7 @@ fn an_isolation_forest_learns_normal_rows_and_scores_through_every_command() {
     let normal = ck.data.train_rows - ck.data.train_positives;
     assert!(
         run.stdout.contains(&format!(
-            "fitted 100 trees on {normal} of the {} training rows (training.fit_on: Normal)",
+            "fitted isolation_forest on {normal} of the {} training rows (training.fit_on: Normal): 100 trees, 256 rows each",
             ck.data.train_rows
         )),
         "{}",
@@ -132,4 +132,40 @@ fn bad_forest_settings_are_refused() {
     )
     .bad_input("depth");
     assert!(!s.exists("checkpoints"));
+}
+
+#[test]
+fn kmeans_scores_the_distance_to_the_nearest_centroid_through_every_command() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 35);
+    let kmeans = |extra: &[&str]| {
+        let mut args = vec![
+            "--set",
+            "model.kind=kmeans",
+            "--set",
+            "model.kmeans.n_init=3",
+        ];
+        args.extend_from_slice(extra);
+        s.train("d.csv", &args)
+    };
+    kmeans(&["--set", "training.threshold={contamination: 0.1}"]).ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    assert_eq!(ck.detector.family(), "kmeans");
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
+    let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
+    let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
+    assert!((flagged - 0.1).abs() < 0.03, "{flagged}");
+    // A distance is no probability: a fixed threshold may exceed 1.
+    kmeans(&[
+        "--set",
+        "training.threshold=2.5",
+        "--set",
+        "checkpoint.save_dir=fixed",
+    ])
+    .ok();
+    kmeans(&["--set", "model.kmeans.k=0"])
+        .bad_input("model.kmeans: expected k, n_init and max_iter >= 1");
 }
