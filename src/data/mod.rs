@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::bail_input;
-use crate::config::{Config, DataConfig, DuplicateColumns, Task};
+use crate::config::{Config, DataConfig, DuplicateColumns, FitOn, Task};
 use augment::Outputs;
 use preprocess::{Preprocessor, apply_missing_policy};
 use read::{Kind, Table, TableSpec, read_table};
@@ -55,6 +55,8 @@ impl Dataset {
 #[derive(Clone)]
 pub struct Labeled {
     pub table: Table,
+    /// Whether the file had the label column (else every row counts as normal).
+    pub labelled: bool,
     pub y: Vec<f32>,
     /// Multiclass: class names (output order) and each row's index into them; empty for binary.
     pub classes: Vec<String>,
@@ -77,7 +79,7 @@ impl Labeled {
     }
 }
 
-fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
+fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>, label_optional: bool) -> TableSpec {
     let (forced_kinds, only_columns) = match pre {
         Some(p) => (
             p.forced_kinds(),
@@ -100,6 +102,7 @@ fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>) -> TableSpec {
         forced_kinds,
         only_columns,
         keep_first_duplicate: cfg.duplicate_columns == DuplicateColumns::KeepFirst,
+        label_optional,
     }
 }
 
@@ -130,8 +133,20 @@ pub fn read_labeled(
     task: Task,
     pre: Option<&Preprocessor>,
 ) -> Result<Labeled> {
+    read(path, cfg, task, pre, false)
+}
+
+/// [`read_labeled`], also reading a file without the label column when `label_optional` (its
+/// rows then all count as normal, and `labelled` says so).
+fn read(
+    path: &Path,
+    cfg: &DataConfig,
+    task: Task,
+    pre: Option<&Preprocessor>,
+    label_optional: bool,
+) -> Result<Labeled> {
     let load = || -> Result<Labeled> {
-        let mut table = read_table(path, &spec(cfg, pre))?;
+        let mut table = read_table(path, &spec(cfg, pre, label_optional))?;
         if pre.is_none() {
             check_named_columns(&table, cfg)?;
         }
@@ -157,7 +172,11 @@ pub fn read_labeled(
         if table.n_rows() == 0 {
             bail_input!("no rows left after dropping rows with missing cells");
         }
-        let y = labels::binarize(&table.labels, cfg)?;
+        let y = if table.labelled {
+            labels::binarize(&table.labels, cfg)?
+        } else {
+            vec![0.0; table.n_rows()]
+        };
         let classes = match pre {
             Some(p) => p.classes.clone(),
             None if task == Task::Multiclass => labels::classes_of(&table.labels, cfg),
@@ -179,6 +198,7 @@ pub fn read_labeled(
             .map(|v| labels::class_name(v, cfg).to_string())
             .collect();
         Ok(Labeled {
+            labelled: table.labelled,
             table,
             y,
             classes,
@@ -264,14 +284,16 @@ pub struct Prepared {
 /// Fits preprocessing on `train` rows of `data` and encodes `train` and `val` (the test set is
 /// left empty). Shared by `train`, each `cv` fold and the final cross-validated model.
 pub fn prepare_rows(
-    cfg: &DataConfig,
+    config: &Config,
     data: &Labeled,
     train: &[usize],
     val: &[usize],
 ) -> Result<Prepared> {
+    let cfg = &config.data;
     let path = data.table.path.display();
     let pos = train.iter().filter(|&&r| data.y[r] == 1.0).count();
-    if pos == 0 || pos == train.len() {
+    // A supervised model needs both classes; an unsupervised one may learn from normal rows only.
+    if config.model.kind.is_neural() && (pos == 0 || pos == train.len()) {
         bail_input!(
             "{path}: the training rows hold a single class ({} normal, {pos} anomalous); \
              check data.label_column and the label mapping",
@@ -379,12 +401,28 @@ pub fn prepare_training(config: &Config) -> Result<Prepared> {
         let out = Outputs::in_dir(&config.augmentation.output_dir);
         let data = read_labeled(augmented_file(&out.train)?, cfg, config.task, None)?;
         let rows: Vec<usize> = (0..data.y.len()).collect();
-        let mut p = prepare_rows(cfg, &data, &rows, &[])?;
+        let mut p = prepare_rows(config, &data, &rows, &[])?;
         p.val = encode_file(augmented_file(&out.val)?, cfg, &p.pre, &mut p.notices)?;
         p.test = encode_file(augmented_file(&out.test)?, cfg, &p.pre, &mut p.notices)?;
         return Ok(p);
     }
-    let data = read_labeled(&cfg.path, cfg, config.task, None)?;
+    // Unsupervised families learning from every row need no labels.
+    let unlabelled_ok = !config.model.kind.is_neural() && config.training.fit_on == FitOn::All;
+    let data = read(
+        &cfg.path,
+        cfg,
+        config.task,
+        None,
+        !config.model.kind.is_neural(),
+    )?;
+    if !data.labelled && !unlabelled_ok {
+        bail_input!(
+            "{}: no label column '{}' (data.label_column): training.fit_on: normal picks the \
+             normal rows by their labels; for unlabelled data set training.fit_on: all",
+            cfg.path.display(),
+            cfg.label_column.trim()
+        );
+    }
     let split = split_rows(&data, cfg);
     if split.val.is_empty() {
         bail_input!(
@@ -392,7 +430,7 @@ pub fn prepare_training(config: &Config) -> Result<Prepared> {
             cfg.path.display()
         );
     }
-    let mut p = prepare_rows(cfg, &data, &split.train, &split.val)?;
+    let mut p = prepare_rows(config, &data, &split.train, &split.val)?;
     p.test = match &cfg.test_path {
         Some(path) => encode_file(path, cfg, &p.pre, &mut p.notices)?,
         None => encode(&p.pre, &data, &split.test, &mut p.notices)?,

@@ -116,7 +116,10 @@ impl Column {
 pub struct Table {
     pub path: PathBuf,
     pub columns: Vec<Column>,
+    /// The raw label of each row; all empty when the file has no label column (`labelled`).
     pub labels: Dictionary,
+    /// Whether the file has the label column (only unsupervised training reads files without).
+    pub labelled: bool,
     /// For each row, its 0-based data-record number in the file (rows may have been dropped).
     pub source_rows: Vec<usize>,
     /// Repeated column names skipped by `keep_first`, with their 1-based positions.
@@ -163,6 +166,8 @@ pub struct TableSpec {
     pub only_columns: Option<Vec<String>>,
     /// Skip the later columns of a repeated name instead of refusing the file.
     pub keep_first_duplicate: bool,
+    /// Read a file without the label column (unsupervised training) instead of refusing it.
+    pub label_optional: bool,
 }
 
 /// Opens a file, transparently gunzipping it when it starts with the gzip magic bytes.
@@ -383,7 +388,8 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         }
     }
     let label = spec.label_column.trim();
-    if !names.iter().any(|n| n == label) {
+    let labelled = names.iter().any(|n| n == label);
+    if !labelled && !spec.label_optional {
         bail_input!(
             "no label column '{label}' (data.label_column); the columns are: {}",
             names.join(", ")
@@ -436,6 +442,9 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
     let mut line = if spec.header { 1 } else { 0 };
     while next_record(&mut reader, &mut record)? {
         line += 1;
+        if !labelled {
+            labels.push("");
+        }
         if record.len() != names.len() {
             bail_input!(
                 "line {line}: expected {} fields, found {}",
@@ -464,6 +473,7 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         columns: builders.into_iter().map(Builder::finish).collect(),
         source_rows: (0..labels.codes.len()).collect(),
         labels,
+        labelled,
         skipped_duplicates,
     })
 }

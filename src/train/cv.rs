@@ -197,7 +197,7 @@ pub fn run_fold(
         train_rows,
         config.data.random_state + fold as u64,
     )?;
-    let prepared = prepare_rows(&config.data, &data, &train_rows, val_rows)?;
+    let prepared = prepare_rows(config, &data, &train_rows, val_rows)?;
     let fold_cfg = fold_config(config, fold);
     let run_name = format!("{}/fold_{fold}", cv.plan.run_name);
     let last = fold_dir(config, fold).join("last.mpk");
@@ -256,7 +256,7 @@ pub fn final_model(
     let mut rows: Vec<usize> = cv.folds.concat();
     rows.sort_unstable();
     let (data, rows) = training_part(config, cv, rows, config.data.random_state)?;
-    let prepared = prepare_rows(&config.data, &data, &rows, &[])?;
+    let prepared = prepare_rows(config, &data, &rows, &[])?;
     let mut c = config.clone();
     c.checkpoint.save_dir = config.checkpoint.save_dir.join("final");
     c.training.epochs = summary.mean_best_epoch.round().max(1.0) as usize;

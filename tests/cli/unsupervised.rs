@@ -169,3 +169,68 @@ fn kmeans_scores_the_distance_to_the_nearest_centroid_through_every_command() {
     kmeans(&["--set", "model.kmeans.k=0"])
         .bad_input("model.kmeans: expected k, n_init and max_iter >= 1");
 }
+
+/// Live traffic has no labels: an unsupervised detector learns from every row of such a file
+/// (`fit_on: all`); what needs labels says so.
+#[test]
+fn unlabelled_files_train_with_fit_on_all_and_refuse_what_needs_labels() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 600, 36);
+    let text = std::fs::read_to_string(s.path("d.csv")).unwrap();
+    let label = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "label")
+        .unwrap();
+    let unlabelled: String = text
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(label);
+            cells.join(",") + "\n"
+        })
+        .collect();
+    s.write("live.csv", unlabelled);
+    s.train("live.csv", &with_forest(&[]))
+        .bad_input("live.csv: no label column 'label' (data.label_column): training.fit_on: normal picks the normal rows by their labels");
+    s.train("live.csv", &["--set", "model.kind=mlp"])
+        .bad_input("no label column 'label'");
+    s.train(
+        "live.csv",
+        &with_forest(&[
+            "--set",
+            "training.fit_on=all",
+            "--set",
+            "training.threshold={contamination: 0.05}",
+        ]),
+    )
+    .ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    assert_eq!((ck.data.train_rows, ck.data.train_positives), (432, 0));
+    let out = s
+        .predict("checkpoints/best.mpk", "live.csv", &[])
+        .ok()
+        .stdout;
+    let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 600.0;
+    assert!((flagged - 0.05).abs() < 0.03, "{flagged}");
+    s.run(&["test", "--checkpoint", "checkpoints/best.mpk"])
+        .bad_input("no label column 'label'");
+
+    // Labelled data of the normal class alone is enough for an unsupervised detector.
+    let normal_only: String = text
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.split(',').nth(label) == Some("0.0"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    s.write("normal.csv", normal_only);
+    s.train(
+        "normal.csv",
+        &with_forest(&["--set", "checkpoint.save_dir=normal"]),
+    )
+    .ok();
+    s.train("normal.csv", &["--set", "checkpoint.save_dir=mlp"])
+        .bad_input("the training rows hold a single class");
+}
