@@ -4,7 +4,7 @@ use clap::Args;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
 use crate::data::inspect::DataCheck;
-use crate::data::read_labeled;
+use crate::data::{read_labeled, read_training};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -24,9 +24,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
 pub fn check(config: &Config, json: bool) -> Result<()> {
     let cfg = &config.data;
     let mut checks = Vec::new();
-    for path in std::iter::once(&cfg.path).chain(&cfg.test_path) {
-        let data = read_labeled(path, cfg, config.task, None)?;
-        checks.push(DataCheck::of(&data));
+    checks.push(DataCheck::of(&read_training(config)?));
+    if let Some(path) = &cfg.test_path {
+        checks.push(DataCheck::of(&read_labeled(path, cfg, config.task, None)?));
     }
     if json {
         println!("{}", serde_json::to_string(&checks)?);

@@ -151,7 +151,8 @@ impl DataCheck {
             .values
             .iter()
             .enumerate()
-            .filter(|(i, _)| per_value[*i].0 > 0)
+            // A file without the label column (unsupervised training) has no label values.
+            .filter(|(i, _)| per_value[*i].0 > 0 && data.labelled)
             .map(|(i, v)| LabelCount {
                 label: v.clone(),
                 class: data.value_class[i].clone(),
@@ -248,10 +249,17 @@ impl DataCheck {
         for (name, at) in &self.skipped_duplicate_names {
             out += &format!("repeated column name '{name}' at position {at}: skipped\n");
         }
-        out += &format!(
-            "labels: {} normal rows, {} anomalous rows\n",
-            self.normal_rows, self.anomalous_rows
-        );
+        out += &if self.labels.is_empty() {
+            format!(
+                "labels: none (no label column); all {} rows count as normal\n",
+                self.normal_rows
+            )
+        } else {
+            format!(
+                "labels: {} normal rows, {} anomalous rows\n",
+                self.normal_rows, self.anomalous_rows
+            )
+        };
         for l in &self.labels {
             let class = if l.class == l.label.trim() {
                 String::new()

@@ -393,6 +393,23 @@ fn augmented_file(path: &Path) -> Result<&Path> {
     Ok(path)
 }
 
+/// The config's training file, as `train` reads it: unsupervised families learning from every
+/// row (`training.fit_on: all`) accept a file without the label column.
+pub fn read_training(config: &Config) -> Result<Labeled> {
+    let cfg = &config.data;
+    let unsupervised = !config.model.kind.is_neural();
+    let data = read(&cfg.path, cfg, config.task, None, unsupervised)?;
+    if !data.labelled && config.training.fit_on == FitOn::Normal {
+        bail_input!(
+            "{}: no label column '{}' (data.label_column): training.fit_on: normal picks the \
+             normal rows by their labels; for unlabelled data set training.fit_on: all",
+            cfg.path.display(),
+            cfg.label_column.trim()
+        );
+    }
+    Ok(data)
+}
+
 /// The data `train` uses: the config's file split into train/validation/test, or the files
 /// `anomaly augment` wrote when `data.use_augmented_data` is set.
 pub fn prepare_training(config: &Config) -> Result<Prepared> {
@@ -406,23 +423,7 @@ pub fn prepare_training(config: &Config) -> Result<Prepared> {
         p.test = encode_file(augmented_file(&out.test)?, cfg, &p.pre, &mut p.notices)?;
         return Ok(p);
     }
-    // Unsupervised families learning from every row need no labels.
-    let unlabelled_ok = !config.model.kind.is_neural() && config.training.fit_on == FitOn::All;
-    let data = read(
-        &cfg.path,
-        cfg,
-        config.task,
-        None,
-        !config.model.kind.is_neural(),
-    )?;
-    if !data.labelled && !unlabelled_ok {
-        bail_input!(
-            "{}: no label column '{}' (data.label_column): training.fit_on: normal picks the \
-             normal rows by their labels; for unlabelled data set training.fit_on: all",
-            cfg.path.display(),
-            cfg.label_column.trim()
-        );
-    }
+    let data = read_training(config)?;
     let split = split_rows(&data, cfg);
     if split.val.is_empty() {
         bail_input!(

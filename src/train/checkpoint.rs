@@ -255,7 +255,8 @@ impl Checkpoint {
         match self.detector.as_network() {
             Some(n) => Ok(n),
             None => bail_input!(
-                "the {} detector is not a neural network",
+                "the {} detector has no network weights (exporting them, as upload does, \
+                 covers the mlp and resmlp families)",
                 self.detector.family()
             ),
         }

@@ -193,6 +193,18 @@ fn unlabelled_files_train_with_fit_on_all_and_refuse_what_needs_labels() {
         })
         .collect();
     s.write("live.csv", unlabelled);
+    let dry = s
+        .train(
+            "live.csv",
+            &with_forest(&["--set", "training.fit_on=all", "--dry-run"]),
+        )
+        .ok();
+    assert!(
+        dry.stdout
+            .contains("labels: none (no label column); all 600 rows count as normal"),
+        "{}",
+        dry.stdout
+    );
     s.train("live.csv", &with_forest(&[]))
         .bad_input("live.csv: no label column 'label' (data.label_column): training.fit_on: normal picks the normal rows by their labels");
     s.train("live.csv", &["--set", "model.kind=mlp"])
