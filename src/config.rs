@@ -51,12 +51,20 @@ pub enum ModelKind {
     IsolationForest,
     /// Unsupervised: distance to the nearest k-means centroid (`model.kmeans`).
     Kmeans,
+    /// Unsupervised: local outlier factor in novelty mode (`model.lof`).
+    Lof,
 }
 
 impl ModelKind {
     /// Families trained by gradient descent (the `model` keys above `isolation_forest` are theirs).
     pub fn is_neural(self) -> bool {
         matches!(self, ModelKind::Mlp | ModelKind::Resmlp)
+    }
+
+    /// Whether scores lie in (0, 1), so that a fixed threshold must too (probabilities and
+    /// the isolation forest's 2^(−depth) score); k-means distances and LOF ratios do not.
+    pub fn scores_in_unit_interval(self) -> bool {
+        !matches!(self, ModelKind::Kmeans | ModelKind::Lof)
     }
 }
 
@@ -79,6 +87,25 @@ pub struct IsolationForestConfig {
     pub sample_size: usize,
     /// The share of the features each tree may split on.
     pub max_features: f64,
+}
+
+/// `model.lof`: scikit-learn's `LocalOutlierFactor(novelty=True)` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LofConfig {
+    pub n_neighbors: usize,
+    /// Exact neighbours are searched among at most this many training rows (a seeded
+    /// subsample above it): scoring costs this many distances per row.
+    pub max_fit_rows: usize,
+}
+
+impl Default for LofConfig {
+    fn default() -> Self {
+        Self {
+            n_neighbors: 20,
+            max_fit_rows: 20_000,
+        }
+    }
 }
 
 /// `model.kmeans`: scikit-learn's `KMeans` settings, k = 8 with 10 seeded k-means++ runs.
@@ -132,6 +159,7 @@ pub struct ModelConfig {
     pub activation: Activation,
     pub isolation_forest: IsolationForestConfig,
     pub kmeans: KmeansConfig,
+    pub lof: LofConfig,
 }
 
 impl Default for ModelConfig {
@@ -143,6 +171,7 @@ impl Default for ModelConfig {
             activation: Activation::Relu,
             isolation_forest: IsolationForestConfig::default(),
             kmeans: KmeansConfig::default(),
+            lof: LofConfig::default(),
         }
     }
 }
@@ -656,6 +685,13 @@ impl Config {
                 k.tol
             );
         }
+        if m.lof.n_neighbors == 0 || m.lof.max_fit_rows < 2 {
+            bail_input!(
+                "model.lof: expected n_neighbors >= 1 and max_fit_rows >= 2, got {} and {}",
+                m.lof.n_neighbors,
+                m.lof.max_fit_rows
+            );
+        }
         if !m.kind.is_neural() && self.task == Task::Multiclass {
             bail_input!(
                 "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",
@@ -738,10 +774,12 @@ impl Config {
             bail_input!("training.pos_weight: expected `auto` or a positive number, got {w}");
         }
         match t.threshold {
-            ThresholdChoice::Fixed(p) if m.kind == ModelKind::Kmeans && !p.is_finite() => {
-                bail_input!("training.threshold: expected a distance, got {p}")
+            ThresholdChoice::Fixed(p) if !p.is_finite() => {
+                bail_input!("training.threshold: expected a number, got {p}")
             }
-            ThresholdChoice::Fixed(p) if m.kind != ModelKind::Kmeans && !(p > 0.0 && p < 1.0) => {
+            ThresholdChoice::Fixed(p)
+                if m.kind.scores_in_unit_interval() && !(p > 0.0 && p < 1.0) =>
+            {
                 bail_input!(
                     "training.threshold: expected a probability in (0, 1), `max_f1`, `youden`, \
                  {{contamination: r}}, {{normal_quantile: q}} or {{target_fpr: f}}, got {p}"

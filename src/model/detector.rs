@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuMlp;
 use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
+use super::lof::Lof;
 use super::{Mlp, ModelSpec, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
@@ -24,6 +25,7 @@ pub enum DetectorState {
     Resmlp(NetworkState),
     IsolationForest(IsolationForest),
     Kmeans(Kmeans),
+    Lof(Lof),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -67,6 +69,7 @@ impl DetectorState {
             DetectorState::Resmlp(_) => "resmlp",
             DetectorState::IsolationForest(_) => "isolation_forest",
             DetectorState::Kmeans(_) => "kmeans",
+            DetectorState::Lof(_) => "lof",
         }
     }
 
@@ -74,7 +77,9 @@ impl DetectorState {
     pub fn as_network(&self) -> Option<&NetworkState> {
         match self {
             DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
-            DetectorState::IsolationForest(_) | DetectorState::Kmeans(_) => None,
+            DetectorState::IsolationForest(_)
+            | DetectorState::Kmeans(_)
+            | DetectorState::Lof(_) => None,
         }
     }
 
@@ -87,6 +92,7 @@ impl DetectorState {
             }
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
             DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
+            DetectorState::Lof(l) => Ok(Box::new(l.clone())),
         }
     }
 }

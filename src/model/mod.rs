@@ -6,6 +6,7 @@ pub mod detector;
 pub mod dropout;
 pub mod isolation_forest;
 pub mod kmeans;
+pub mod lof;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};

@@ -13,6 +13,7 @@ use crate::eval::decision::{self, RuleInputs};
 use crate::model::detector::{DetectorState, Output};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
+use crate::model::lof::Lof;
 
 /// The training rows an unsupervised detector learns from.
 fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
@@ -49,6 +50,15 @@ fn fit_detector(
                 m.kmeans.n_init
             );
             (DetectorState::Kmeans(k), said)
+        }
+        ModelKind::Lof => {
+            let l = Lof::fit(&train.x, d, rows, &m.lof, seed);
+            let said = format!(
+                "{} neighbours among {} rows",
+                l.n_neighbors,
+                l.k_distance.len()
+            );
+            (DetectorState::Lof(l), said)
         }
         ModelKind::Mlp | ModelKind::Resmlp => unreachable!("neural families train by gradient"),
     }

@@ -134,40 +134,52 @@ fn bad_forest_settings_are_refused() {
     assert!(!s.exists("checkpoints"));
 }
 
+/// k-means (distance to the nearest centroid) and LOF (the local outlier factor): scores
+/// that are not probabilities, through every command.
 #[test]
-fn kmeans_scores_the_distance_to_the_nearest_centroid_through_every_command() {
+fn kmeans_and_lof_score_through_every_command() {
     let s = Sandbox::new();
     s.sample("d.csv", 2000, 35);
-    let kmeans = |extra: &[&str]| {
-        let mut args = vec![
+    for family in ["kmeans", "lof"] {
+        let (kind, dir) = (
+            format!("model.kind={family}"),
+            format!("checkpoint.save_dir={family}"),
+        );
+        let train = |extra: &[&str]| {
+            let mut args = vec!["--set", &kind, "--set", "model.kmeans.n_init=3"];
+            args.extend_from_slice(extra);
+            s.train("d.csv", &args)
+        };
+        train(&[
             "--set",
-            "model.kind=kmeans",
+            &dir,
             "--set",
-            "model.kmeans.n_init=3",
-        ];
-        args.extend_from_slice(extra);
-        s.train("d.csv", &args)
-    };
-    kmeans(&["--set", "training.threshold={contamination: 0.1}"]).ok();
-    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
-    assert_eq!(ck.detector.family(), "kmeans");
-    ck.save(&s.path("copy.mpk")).unwrap();
-    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
-    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
-    assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
-    let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
-    let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
-    assert!((flagged - 0.1).abs() < 0.03, "{flagged}");
-    // A distance is no probability: a fixed threshold may exceed 1.
-    kmeans(&[
-        "--set",
-        "training.threshold=2.5",
-        "--set",
-        "checkpoint.save_dir=fixed",
-    ])
-    .ok();
-    kmeans(&["--set", "model.kmeans.k=0"])
+            "training.threshold={contamination: 0.1}",
+        ])
+        .ok();
+        let path = format!("{family}/best.mpk");
+        let ck = Checkpoint::load(&s.path(&path)).unwrap();
+        assert_eq!(ck.detector.family(), family);
+        ck.save(&s.path("copy.mpk")).unwrap();
+        assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+        let m = &s.test_json(&path, &["--no-write"])["metrics"];
+        assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{family}: {m}");
+        let out = s.predict(&path, "d.csv", &[]).ok().stdout;
+        let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
+        assert!((flagged - 0.1).abs() < 0.03, "{family}: {flagged}");
+        // A distance or a density ratio is no probability: a fixed threshold may exceed 1.
+        train(&[
+            "--set",
+            "training.threshold=2.5",
+            "--set",
+            "checkpoint.save_dir=fixed",
+        ])
+        .ok();
+    }
+    s.train("d.csv", &["--set", "model.kmeans.k=0"])
         .bad_input("model.kmeans: expected k, n_init and max_iter >= 1");
+    s.train("d.csv", &["--set", "model.lof.n_neighbors=0"])
+        .bad_input("model.lof: expected n_neighbors >= 1");
 }
 
 /// Live traffic has no labels: an unsupervised detector learns from every row of such a file
