@@ -1,19 +1,21 @@
-//! Isolation-forest fit and score throughput, with the protocol of
-//! `benches/forest_reference.py` (scikit-learn's IsolationForest), so `benches/forest.sh` can
-//! put them side by side:
+//! Isolation-forest and LOF throughput, with the protocol of `benches/forest_reference.py`
+//! (scikit-learn's IsolationForest and LocalOutlierFactor), so `benches/forest.sh` can put
+//! them side by side:
 //!
-//!   cargo bench --bench forest -- [--rows 1000000] [--features 40] [--reps 3]
+//!   cargo bench --bench forest -- [--rows 1000000] [--features 40] [--reps 3] [--lof-rows 100000]
 //!
 //! Rows are standard-normal features, 2% of them shifted by 4 (the anomalies), generated once
-//! from a fixed seed. Fit: 100 trees of 256 rows on all rows; score: every row. Median of
-//! `--reps`, in rows/s (fit: rows offered to the fit per second, as scikit-learn's fit also
-//! reads them all).
+//! from a fixed seed. Isolation forest: 100 trees of 256 rows fit on all rows, every row
+//! scored. LOF: 20 neighbours, fit on the first 20,000 rows (its fit subsample), the first
+//! `--lof-rows` rows scored. Median of `--reps`, in rows/s (forest fit: rows offered to the
+//! fit per second, as scikit-learn's fit also reads them all).
 
 use std::time::Instant;
 
-use anomaly::config::IsolationForestConfig;
+use anomaly::config::{IsolationForestConfig, LofConfig};
 use anomaly::eval::roc_auc;
 use anomaly::model::isolation_forest::IsolationForest;
+use anomaly::model::lof::Lof;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -62,5 +64,21 @@ fn main() {
         "anomaly isolation forest, {rows} x {features}: fit {:.0} rows/s, score {:.0} rows/s, ROC AUC {auc:.4}",
         median(fit),
         median(score)
+    );
+
+    let lof_rows = arg("--lof-rows", 100_000).min(rows);
+    let fitted: Vec<usize> = (0..20_000.min(rows)).collect();
+    let lof = Lof::fit(&x, features, &fitted, &LofConfig::default(), 42);
+    let queries = &x[..lof_rows * features];
+    let mut rates = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let s = lof.scores(queries);
+        rates.push(lof_rows as f64 / t.elapsed().as_secs_f64());
+        auc = roc_auc(&s, &y[..lof_rows]).unwrap_or(f64::NAN);
+    }
+    println!(
+        "anomaly lof, {lof_rows} x {features} scored against 20000: lof {:.0} rows/s, ROC AUC {auc:.4}",
+        median(rates)
     );
 }

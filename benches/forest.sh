@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The isolation forest against scikit-learn's, same data protocol, one run, as ratios.
+# The isolation forest and LOF against scikit-learn's, same data protocol, one run, as ratios.
 #
 #   bash benches/forest.sh        ROWS=1000000; PYTHON=/path/to/python with scikit-learn
 set -euo pipefail
@@ -13,8 +13,8 @@ if ! "$py" -c 'import sklearn' 2>/dev/null; then
   exit 0
 fi
 ref=$("$py" benches/forest_reference.py --rows "$rows" | tee /dev/stderr)
-field() { echo "$1" | sed -E "s/.*$2 ([0-9]+) rows\/s.*/\1/"; }
-for what in fit score; do
+field() { echo "$1" | grep -oE "$2 [0-9]+ rows/s" | head -1 | grep -oE "[0-9]+"; }
+for what in fit score lof; do
   awk -v o="$(field "$ours" "$what")" -v r="$(field "$ref" "$what")" -v w="$what" \
     'BEGIN { printf "%s rows/s: ours %d, scikit-learn %d, ratio %.2f\n", w, o, r, o / r }'
 done

@@ -81,9 +81,19 @@ fn nearest(
             }
             (0..q)
                 .map(|i| {
-                    let qn = norm(&block[i * d..(i + 1) * d]);
+                    let row = &block[i * d..(i + 1) * d];
                     let skip = exclude_self.then_some(b * BLOCK + i);
-                    k_smallest(&dots[i * n..(i + 1) * n], qn, &fit_norms, k, skip)
+                    let mut nb =
+                        k_smallest(&dots[i * n..(i + 1) * n], norm(row), &fit_norms, k, skip);
+                    // The product form loses precision to cancellation (as scikit-learn's
+                    // distances upcast to f64 for): the kept neighbours' distances are
+                    // recomputed exactly.
+                    for (j, dist) in nb.iter_mut() {
+                        let other = &fit[*j as usize * d..(*j as usize + 1) * d];
+                        *dist = exact_distance(row, other);
+                    }
+                    nb.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                    nb
                 })
                 .collect()
         })
@@ -91,9 +101,20 @@ fn nearest(
     blocks.concat()
 }
 
+fn exact_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = (*x - *y) as f64;
+            d * d
+        })
+        .sum::<f64>()
+        .sqrt() as f32
+}
+
 /// The `k` fitted rows nearest to a query, from its dot products with them (`dots`) and the
-/// squared norms: kept sorted by (distance, index) as the candidates stream past, so no row
-/// needs more than k slots.
+/// squared norms: kept sorted by (squared distance, index) as the candidates stream past, so
+/// no row needs more than k slots.
 fn k_smallest(
     dots: &[f32],
     query_norm: f32,
@@ -115,7 +136,6 @@ fn k_smallest(
         best.insert(at, (j as u32, squared));
         best.truncate(k);
     }
-    best.iter_mut().for_each(|e| e.1 = e.1.sqrt());
     best
 }
 
