@@ -53,6 +53,8 @@ pub enum ModelKind {
     Kmeans,
     /// Unsupervised: local outlier factor in novelty mode (`model.lof`).
     Lof,
+    /// Unsupervised: distance to the nearest DBSCAN core point (`model.dbscan`).
+    Dbscan,
 }
 
 impl ModelKind {
@@ -62,9 +64,9 @@ impl ModelKind {
     }
 
     /// Whether scores lie in (0, 1), so that a fixed threshold must too (probabilities and
-    /// the isolation forest's 2^(−depth) score); k-means distances and LOF ratios do not.
+    /// the isolation forest's 2^(−depth) score); distances and LOF ratios do not.
     pub fn scores_in_unit_interval(self) -> bool {
-        !matches!(self, ModelKind::Kmeans | ModelKind::Lof)
+        !matches!(self, ModelKind::Kmeans | ModelKind::Lof | ModelKind::Dbscan)
     }
 }
 
@@ -103,6 +105,28 @@ impl Default for LofConfig {
     fn default() -> Self {
         Self {
             n_neighbors: 20,
+            max_fit_rows: 20_000,
+        }
+    }
+}
+
+/// `model.dbscan`: scikit-learn's `DBSCAN` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbscanConfig {
+    /// The neighbourhood radius (in scaled feature units).
+    pub eps: f64,
+    /// Rows within `eps` (the row itself included) that make a core point.
+    pub min_samples: usize,
+    /// The fit looks at most at this many training rows (a seeded subsample above it).
+    pub max_fit_rows: usize,
+}
+
+impl Default for DbscanConfig {
+    fn default() -> Self {
+        Self {
+            eps: 0.5,
+            min_samples: 5,
             max_fit_rows: 20_000,
         }
     }
@@ -160,6 +184,7 @@ pub struct ModelConfig {
     pub isolation_forest: IsolationForestConfig,
     pub kmeans: KmeansConfig,
     pub lof: LofConfig,
+    pub dbscan: DbscanConfig,
 }
 
 impl Default for ModelConfig {
@@ -172,6 +197,7 @@ impl Default for ModelConfig {
             isolation_forest: IsolationForestConfig::default(),
             kmeans: KmeansConfig::default(),
             lof: LofConfig::default(),
+            dbscan: DbscanConfig::default(),
         }
     }
 }
@@ -690,6 +716,15 @@ impl Config {
                 "model.lof: expected n_neighbors >= 1 and max_fit_rows >= 2, got {} and {}",
                 m.lof.n_neighbors,
                 m.lof.max_fit_rows
+            );
+        }
+        let db = &m.dbscan;
+        if !(db.eps > 0.0 && db.eps.is_finite()) || db.min_samples == 0 || db.max_fit_rows < 2 {
+            bail_input!(
+                "model.dbscan: expected eps > 0, min_samples >= 1 and max_fit_rows >= 2, got {}, {} and {}",
+                db.eps,
+                db.min_samples,
+                db.max_fit_rows
             );
         }
         if !m.kind.is_neural() && self.task == Task::Multiclass {

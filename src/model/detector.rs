@@ -10,6 +10,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMlp;
+use super::dbscan::Dbscan;
 use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
 use super::lof::Lof;
@@ -26,6 +27,7 @@ pub enum DetectorState {
     IsolationForest(IsolationForest),
     Kmeans(Kmeans),
     Lof(Lof),
+    Dbscan(Dbscan),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -70,6 +72,7 @@ impl DetectorState {
             DetectorState::IsolationForest(_) => "isolation_forest",
             DetectorState::Kmeans(_) => "kmeans",
             DetectorState::Lof(_) => "lof",
+            DetectorState::Dbscan(_) => "dbscan",
         }
     }
 
@@ -79,7 +82,8 @@ impl DetectorState {
             DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
             DetectorState::IsolationForest(_)
             | DetectorState::Kmeans(_)
-            | DetectorState::Lof(_) => None,
+            | DetectorState::Lof(_)
+            | DetectorState::Dbscan(_) => None,
         }
     }
 
@@ -93,6 +97,7 @@ impl DetectorState {
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
             DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
             DetectorState::Lof(l) => Ok(Box::new(l.clone())),
+            DetectorState::Dbscan(m) => Ok(Box::new(m.clone())),
         }
     }
 }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
+use super::neighbors::squared_distance;
 use crate::config::KmeansConfig;
 
 const BLOCK: usize = 4096;
@@ -25,16 +26,6 @@ pub struct Kmeans {
     pub centroids: Vec<f32>,
     /// The sum of squared distances of the fitted rows to their centroids.
     pub inertia: f64,
-}
-
-fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = (*x - *y) as f64;
-            d * d
-        })
-        .sum()
 }
 
 /// The nearest centroid of `row` and its squared distance.

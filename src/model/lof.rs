@@ -3,22 +3,15 @@
 //! sparser their neighbourhood is than their neighbours' own. Exact k nearest neighbours over
 //! at most `max_fit_rows` training rows (a seeded subsample above that).
 //!
-//! Distances come from one matrix product per block of 256 query rows (‖q‖² + ‖f‖² − 2 q·f,
-//! by the `gemm` crate burn's CPU backend uses, one thread per block), so the neighbours of a
-//! row do not depend on the number of threads. Written here: the Rust k-NN crates build trees
-//! that do not help at 100+ dimensions, and LOF itself is a few lines over the neighbours.
+//! Neighbours come from `neighbors.rs` (exact, by blocked matrix products). Written here: LOF
+//! itself is a few lines over the neighbours.
 
 use anyhow::Result;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::index::sample;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
+use super::neighbors::{nearest, subsample};
 use crate::config::LofConfig;
-
-const BLOCK: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lof {
@@ -32,127 +25,11 @@ pub struct Lof {
     pub lrd: Vec<f32>,
 }
 
-/// A row's k nearest fitted rows: (index, distance), nearest first.
-type Neighbours = Vec<(u32, f32)>;
-
-/// The `k` nearest rows of `fit` to each row of `queries`; with `exclude_self`, `queries` is
-/// `fit` and a row is not its own neighbour.
-fn nearest(
-    fit: &[f32],
-    queries: &[f32],
-    d: usize,
-    k: usize,
-    exclude_self: bool,
-) -> Vec<Neighbours> {
-    let n = fit.len() / d;
-    let norm = |r: &[f32]| r.iter().map(|v| v * v).sum::<f32>();
-    let fit_norms: Vec<f32> = fit.chunks_exact(d).map(norm).collect();
-    let blocks: Vec<Vec<Neighbours>> = queries
-        .par_chunks(d * BLOCK)
-        .enumerate()
-        .map_init(Vec::new, |dots: &mut Vec<f32>, (b, block)| {
-            let q = block.len() / d;
-            dots.clear();
-            dots.resize(q * n, 0.0);
-            // SAFETY: `dots` holds q × n values (row-major), `block` q × d (row-major) and
-            // `fit` n × d (row-major), read as the d × n transpose through its strides.
-            unsafe {
-                gemm::gemm(
-                    q,
-                    n,
-                    d,
-                    dots.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    block.as_ptr(),
-                    1,
-                    d as isize,
-                    fit.as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            (0..q)
-                .map(|i| {
-                    let row = &block[i * d..(i + 1) * d];
-                    let skip = exclude_self.then_some(b * BLOCK + i);
-                    let mut nb =
-                        k_smallest(&dots[i * n..(i + 1) * n], norm(row), &fit_norms, k, skip);
-                    // The product form loses precision to cancellation (as scikit-learn's
-                    // distances upcast to f64 for): the kept neighbours' distances are
-                    // recomputed exactly.
-                    for (j, dist) in nb.iter_mut() {
-                        let other = &fit[*j as usize * d..(*j as usize + 1) * d];
-                        *dist = exact_distance(row, other);
-                    }
-                    nb.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-                    nb
-                })
-                .collect()
-        })
-        .collect();
-    blocks.concat()
-}
-
-fn exact_distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = (*x - *y) as f64;
-            d * d
-        })
-        .sum::<f64>()
-        .sqrt() as f32
-}
-
-/// The `k` fitted rows nearest to a query, from its dot products with them (`dots`) and the
-/// squared norms: kept sorted by (squared distance, index) as the candidates stream past, so
-/// no row needs more than k slots.
-fn k_smallest(
-    dots: &[f32],
-    query_norm: f32,
-    fit_norms: &[f32],
-    k: usize,
-    skip: Option<usize>,
-) -> Neighbours {
-    let mut best: Neighbours = Vec::with_capacity(k + 1);
-    for (j, (&dot, &fit_norm)) in dots.iter().zip(fit_norms).enumerate() {
-        if Some(j) == skip {
-            continue;
-        }
-        let squared = (query_norm + fit_norm - 2.0 * dot).max(0.0);
-        if best.len() == k && squared >= best[k - 1].1 {
-            continue;
-        }
-        // After equal distances: the earlier row stays ahead.
-        let at = best.partition_point(|e| e.1 <= squared);
-        best.insert(at, (j as u32, squared));
-        best.truncate(k);
-    }
-    best
-}
-
 impl Lof {
     /// Fits on `rows` of `x` (row-major, `d` features per row), subsampled to at most
     /// `max_fit_rows` with `seed`.
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &LofConfig, seed: u64) -> Lof {
-        let mut kept: Vec<usize> = if rows.len() > cfg.max_fit_rows {
-            let mut rng = StdRng::seed_from_u64(seed);
-            sample(&mut rng, rows.len(), cfg.max_fit_rows)
-                .into_iter()
-                .map(|i| rows[i])
-                .collect()
-        } else {
-            rows.to_vec()
-        };
-        kept.sort_unstable();
+        let kept = subsample(rows, cfg.max_fit_rows, seed);
         let fit: Vec<f32> = kept
             .iter()
             .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
@@ -210,24 +87,14 @@ impl Detector for Lof {
 mod tests {
     use super::*;
     use crate::model::on_threads;
-    use rand::Rng;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn cfg(n_neighbors: usize) -> LofConfig {
         LofConfig {
             n_neighbors,
             max_fit_rows: 10_000,
         }
-    }
-
-    #[test]
-    fn neighbours_are_exact_and_skip_the_row_itself() {
-        // Points on a line at 0, 1, 3, 6: the 2 nearest of 1 (itself skipped) are 0 and 3.
-        let fit = [0.0f32, 1.0, 3.0, 6.0];
-        let nb = nearest(&fit, &fit, 1, 2, true);
-        assert_eq!(nb[1], [(0, 1.0), (2, 2.0)]);
-        assert_eq!(nb[3], [(2, 3.0), (1, 5.0)]);
-        // A new point at 2.5: 3 (0.5) then 1 (1.5).
-        assert_eq!(nearest(&fit, &[2.5], 1, 2, false)[0], [(2, 0.5), (1, 1.5)]);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! anomaly logit (binary) or one logit per class (multiclass).
 
 pub mod cpu;
+pub mod dbscan;
 pub mod detector;
 pub mod dropout;
 pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;
+pub mod neighbors;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};

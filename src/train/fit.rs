@@ -10,6 +10,7 @@ use crate::bail_input;
 use crate::config::{Config, FitOn, ModelKind};
 use crate::data::{Dataset, Prepared};
 use crate::eval::decision::{self, RuleInputs};
+use crate::model::dbscan::Dbscan;
 use crate::model::detector::{DetectorState, Output};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
@@ -33,9 +34,9 @@ fn fit_detector(
     train: &Dataset,
     d: usize,
     rows: &[usize],
-) -> (DetectorState, String) {
+) -> Result<(DetectorState, String)> {
     let (m, seed) = (&config.model, config.training.seed);
-    match m.kind {
+    Ok(match m.kind {
         ModelKind::IsolationForest => {
             let f = IsolationForest::fit(&train.x, d, rows, &m.isolation_forest, seed);
             let said = format!("{} trees, {} rows each", f.trees.len(), f.sample_size);
@@ -60,8 +61,18 @@ fn fit_detector(
             );
             (DetectorState::Lof(l), said)
         }
+        ModelKind::Dbscan => {
+            let m = Dbscan::fit(&train.x, d, rows, &m.dbscan, seed)?;
+            let said = format!(
+                "{} core points; {} of the {} rows looked at are noise",
+                m.core.len() / d,
+                m.noise_rows,
+                m.fitted_rows
+            );
+            (DetectorState::Dbscan(m), said)
+        }
         ModelKind::Mlp | ModelKind::Resmlp => unreachable!("neural families train by gradient"),
-    }
+    })
 }
 
 /// Fits a family without gradients in one pass and writes `best.mpk`: the detector, the
@@ -82,7 +93,7 @@ pub fn one_pass(
         );
     }
     let rows = fit_rows(t.fit_on, &data.train)?;
-    let (detector, said) = fit_detector(config, &data.train, data.pre.n_features(), &rows);
+    let (detector, said) = fit_detector(config, &data.train, data.pre.n_features(), &rows)?;
     observer.note(&format!(
         "fitted {} on {} of the {} training rows (training.fit_on: {:?}): {said}",
         detector.family(),

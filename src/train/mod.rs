@@ -390,7 +390,7 @@ pub fn train(
         ModelKind::Mlp | ModelKind::Resmlp => {
             train_network(config, run_name, data, device, resume, observer)
         }
-        ModelKind::IsolationForest | ModelKind::Kmeans | ModelKind::Lof => {
+        ModelKind::IsolationForest | ModelKind::Kmeans | ModelKind::Lof | ModelKind::Dbscan => {
             fit::one_pass(config, run_name, data, device, resume, observer)
         }
     }

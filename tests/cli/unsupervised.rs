@@ -258,3 +258,36 @@ fn unlabelled_files_train_with_fit_on_all_and_refuse_what_needs_labels() {
     s.train("normal.csv", &["--set", "checkpoint.save_dir=mlp"])
         .bad_input("the training rows hold a single class");
 }
+
+#[test]
+fn dbscan_scores_the_distance_to_the_nearest_core_point() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 37);
+    let dbscan = |extra: &[&str]| {
+        let mut args = vec![
+            "--set",
+            "model.kind=dbscan",
+            "--set",
+            "model.dbscan.eps=1.5",
+        ];
+        args.extend_from_slice(extra);
+        s.train("d.csv", &args)
+    };
+    dbscan(&["--set", "training.threshold={contamination: 0.1}"]).ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    assert_eq!(ck.detector.family(), "dbscan");
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.65, "{m}");
+    let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
+    let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
+    assert!((flagged - 0.1).abs() < 0.03, "{flagged}");
+    // A radius that holds no neighbourhood is a clear error, not an empty model.
+    dbscan(&[
+        "--set",
+        "model.dbscan.eps=0.01",
+        "--set",
+        "checkpoint.save_dir=tiny",
+    ])
+    .bad_input("model.dbscan: no core points");
+    dbscan(&["--set", "model.dbscan.eps=0"]).bad_input("model.dbscan: expected eps > 0");
+}

@@ -1,0 +1,113 @@
+//! DBSCAN (Ester, Kriegel, Sander, Xu 1996) as a detector: a fitted row with at least
+//! `min_samples` rows (itself included) within `eps` is a core point, and a row that lies
+//! beyond `eps` of every core point is noise. New rows are scored by their distance to the
+//! nearest core point, so a threshold of `eps` flags exactly the rows DBSCAN calls noise.
+//! Fitted on at most `max_fit_rows` training rows (a seeded subsample above that); the
+//! neighbourhoods come from `neighbors.rs` (exact, thread-count independent).
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::detector::{Detector, Output};
+use super::neighbors::{counts_within, nearest, subsample};
+use crate::bail_input;
+use crate::config::DbscanConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dbscan {
+    pub n_features: usize,
+    pub eps: f32,
+    /// The core points, row-major.
+    pub core: Vec<f32>,
+    /// How many rows the fit looked at, and how many of them were noise.
+    pub fitted_rows: usize,
+    pub noise_rows: usize,
+}
+
+impl Dbscan {
+    /// Fits on `rows` of `x` (row-major, `d` features per row).
+    pub fn fit(
+        x: &[f32],
+        d: usize,
+        rows: &[usize],
+        cfg: &DbscanConfig,
+        seed: u64,
+    ) -> Result<Dbscan> {
+        let kept = subsample(rows, cfg.max_fit_rows, seed);
+        let fit: Vec<f32> = kept
+            .iter()
+            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+            .collect();
+        let eps = cfg.eps as f32;
+        let counts = counts_within(&fit, d, eps);
+        let core: Vec<f32> = fit
+            .chunks_exact(d)
+            .zip(&counts)
+            .filter(|(_, n)| **n >= cfg.min_samples)
+            .flat_map(|(row, _)| row.iter().copied())
+            .collect();
+        if core.is_empty() {
+            bail_input!(
+                "model.dbscan: no core points (no training row has {} rows within eps {}); \
+                 raise eps or lower min_samples",
+                cfg.min_samples,
+                cfg.eps
+            );
+        }
+        let mut model = Dbscan {
+            n_features: d,
+            eps,
+            core,
+            fitted_rows: kept.len(),
+            noise_rows: 0,
+        };
+        model.noise_rows = model.scores(&fit).iter().filter(|&&s| s > eps).count();
+        Ok(model)
+    }
+
+    /// Each row's distance to the nearest core point.
+    pub fn scores(&self, x: &[f32]) -> Vec<f32> {
+        nearest(&self.core, x, self.n_features, 1, false)
+            .iter()
+            .map(|nb| nb[0].1)
+            .collect()
+    }
+}
+
+impl Detector for Dbscan {
+    fn score(&self, x: &[f32]) -> Result<Output> {
+        Ok(Output::Scores(self.scores(x)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(eps: f64, min_samples: usize) -> DbscanConfig {
+        DbscanConfig {
+            eps,
+            min_samples,
+            max_fit_rows: 1000,
+        }
+    }
+
+    #[test]
+    fn core_points_noise_and_scores_worked_out_by_hand() {
+        // On a line: 0, 0.4, 0.8 and 1.2 are within 0.5 of their neighbours, 5 is alone.
+        // With eps 0.5 and min_samples 3: 0.4 and 0.8 are core (3 rows each), 0 and 1.2 are
+        // border points, 5 is noise.
+        let x = [0.0f32, 0.4, 0.8, 1.2, 5.0];
+        let m = Dbscan::fit(&x, 1, &[0, 1, 2, 3, 4], &cfg(0.5, 3), 1).unwrap();
+        assert_eq!(m.core, [0.4, 0.8]);
+        assert_eq!((m.fitted_rows, m.noise_rows), (5, 1));
+        let s = m.scores(&[0.0, 0.6, 2.0, 5.0]);
+        let want = [0.4, 0.2, 1.2, 4.2];
+        assert!(
+            s.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{s:?}"
+        );
+        let err = Dbscan::fit(&x, 1, &[0, 1, 2, 3, 4], &cfg(0.1, 3), 1).unwrap_err();
+        assert!(crate::error::one_line(&err).contains("no core points"));
+    }
+}
