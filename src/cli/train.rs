@@ -99,7 +99,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         log.say(&format!("resuming after epoch {}", ck.epoch));
     }
 
-    let outcome = train::train(&config, &run_name, &data, &device, resume, &mut log)?;
+    let run = train::Run {
+        config: &config,
+        run_name: &run_name,
+        data: &data,
+        device: &device,
+    };
+    let outcome = train::train(&run, resume, &mut log)?;
     let best = &outcome.best;
     let best_loss = best
         .history

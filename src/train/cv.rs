@@ -18,7 +18,7 @@ use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
 use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
-use crate::train::{self, Observer, Outcome};
+use crate::train::{self, Observer, Outcome, Run};
 
 /// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the
 /// input file.
@@ -206,8 +206,16 @@ pub fn run_fold(
     } else {
         None
     };
-    let Outcome { best, .. } =
-        train::train(&fold_cfg, &run_name, &prepared, device, resume, observer)?;
+    let Outcome { best, .. } = train::train(
+        &Run {
+            config: &fold_cfg,
+            run_name: &run_name,
+            data: &prepared,
+            device,
+        },
+        resume,
+        observer,
+    )?;
     let p = Scorer::from_checkpoint(&best, device)?.evaluate(&prepared.val)?;
     let result = FoldResult {
         fold,
@@ -269,7 +277,13 @@ pub fn final_model(
         / summary.folds.len() as f64;
     c.training.threshold = ThresholdChoice::Fixed(threshold);
     let run_name = format!("{}/final", cv.plan.run_name);
-    let outcome = train::train(&c, &run_name, &prepared, device, None, observer)?;
+    let run = Run {
+        config: &c,
+        run_name: &run_name,
+        data: &prepared,
+        device,
+    };
+    let outcome = train::train(&run, None, observer)?;
     let path = config.checkpoint.save_dir.join("final.mpk");
     outcome.best.save(&path)?;
     Ok(path)

@@ -2,13 +2,12 @@
 //! same decision rules, checkpoints and observer as the gradient trainer.
 
 use anyhow::Result;
-use burn::tensor::Device;
 
 use super::checkpoint::Checkpoint;
-use super::{Observer, Outcome, checkpoint_paths};
+use super::{Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::config::{Config, FitOn, ModelKind};
-use crate::data::{Dataset, Prepared};
+use crate::data::Dataset;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::dbscan::Dbscan;
 use crate::model::detector::{DetectorState, Output};
@@ -78,13 +77,16 @@ fn fit_detector(
 /// Fits a family without gradients in one pass and writes `best.mpk`: the detector, the
 /// threshold its decision rule picks, and the training rows' score distribution.
 pub fn one_pass(
-    config: &Config,
-    run_name: &str,
-    data: &Prepared,
-    device: &Device,
+    run: &Run,
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
+    let Run {
+        config,
+        run_name,
+        data,
+        device,
+    } = *run;
     let t = &config.training;
     if resume.is_some() {
         bail_input!(

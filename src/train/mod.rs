@@ -377,21 +377,25 @@ fn decide(
     ))
 }
 
-/// Fits (or resumes) the detector `model.kind` names on `data`, writing its checkpoints.
+/// What a run fits: under which config and name, on which data, where.
+pub struct Run<'a> {
+    pub config: &'a Config,
+    pub run_name: &'a str,
+    pub data: &'a Prepared,
+    pub device: &'a Device,
+}
+
+/// Fits (or resumes) the detector `model.kind` names on the run's data, writing its
+/// checkpoints.
 pub fn train(
-    config: &Config,
-    run_name: &str,
-    data: &Prepared,
-    device: &Device,
+    run: &Run,
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    match config.model.kind {
-        ModelKind::Mlp | ModelKind::Resmlp => {
-            train_network(config, run_name, data, device, resume, observer)
-        }
+    match run.config.model.kind {
+        ModelKind::Mlp | ModelKind::Resmlp => train_network(run, resume, observer),
         ModelKind::IsolationForest | ModelKind::Kmeans | ModelKind::Lof | ModelKind::Dbscan => {
-            fit::one_pass(config, run_name, data, device, resume, observer)
+            fit::one_pass(run, resume, observer)
         }
     }
 }
@@ -399,13 +403,16 @@ pub fn train(
 /// The gradient trainer of the neural families: trains (or resumes), writing `best.mpk`,
 /// `last.mpk` and the periodic checkpoints as it goes.
 fn train_network(
-    config: &Config,
-    run_name: &str,
-    data: &Prepared,
-    device: &Device,
+    run: &Run,
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
+    let Run {
+        config,
+        run_name,
+        data,
+        device,
+    } = *run;
     let cfg = &config.training;
     let ad = device.clone().autodiff();
     let spec = ModelSpec::new(data.pre.n_features(), data.pre.n_outputs(), &config.model);
