@@ -55,18 +55,32 @@ pub enum ModelKind {
     Lof,
     /// Unsupervised: distance to the nearest DBSCAN core point (`model.dbscan`).
     Dbscan,
+    /// Unsupervised: an RBF one-class SVM's negated decision value (`model.one_class_svm`).
+    OneClassSvm,
+    /// Unsupervised: a network's reconstruction error (`model.autoencoder`), trained by the
+    /// gradient trainer on `training.fit_on` rows.
+    Autoencoder,
 }
 
 impl ModelKind {
-    /// Families trained by gradient descent (the `model` keys above `isolation_forest` are theirs).
-    pub fn is_neural(self) -> bool {
+    /// The supervised classifiers (the `model` keys above `isolation_forest` are theirs).
+    pub fn is_classifier(self) -> bool {
         matches!(self, ModelKind::Mlp | ModelKind::Resmlp)
     }
 
+    /// Families trained by the gradient trainer (epochs, early stopping, exact resume).
+    pub fn by_gradient(self) -> bool {
+        self.is_classifier() || self == ModelKind::Autoencoder
+    }
+
     /// Whether scores lie in (0, 1), so that a fixed threshold must too (probabilities and
-    /// the isolation forest's 2^(−depth) score); distances and LOF ratios do not.
+    /// the isolation forest's 2^(−depth) score); distances, LOF ratios and SVM decision values
+    /// do not.
     pub fn scores_in_unit_interval(self) -> bool {
-        !matches!(self, ModelKind::Kmeans | ModelKind::Lof | ModelKind::Dbscan)
+        matches!(
+            self,
+            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::IsolationForest
+        )
     }
 }
 
@@ -132,6 +146,65 @@ impl Default for DbscanConfig {
     }
 }
 
+/// `model.one_class_svm`: scikit-learn's `OneClassSVM(kernel='rbf')` settings, fitted on at
+/// most `max_fit_rows` rows (a seeded subsample above it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OneClassSvmConfig {
+    /// An upper bound on the share of fitted rows left outside, and a lower bound on the
+    /// share of support vectors.
+    pub nu: f64,
+    pub gamma: Gamma,
+    pub max_fit_rows: usize,
+    /// The solver stops when the largest optimality violation is below this.
+    pub tol: f64,
+    pub max_iter: usize,
+}
+
+impl Default for OneClassSvmConfig {
+    fn default() -> Self {
+        Self {
+            nu: 0.1,
+            gamma: Gamma::Scale(GammaScale::Scale),
+            max_fit_rows: 10_000,
+            tol: 1e-3,
+            max_iter: 1_000_000,
+        }
+    }
+}
+
+/// The RBF kernel's width: a number, or `scale` (1 / (features × the fitted rows' variance)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Gamma {
+    Value(f64),
+    Scale(GammaScale),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GammaScale {
+    Scale,
+}
+
+/// `model.autoencoder`: the encoder's widths (the decoder mirrors them), as the reference's
+/// d-64-32-16-8-16-32-64-d network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoencoderConfig {
+    pub hidden_dims: Vec<usize>,
+    pub activation: Activation,
+}
+
+impl Default for AutoencoderConfig {
+    fn default() -> Self {
+        Self {
+            hidden_dims: vec![64, 32, 16, 8],
+            activation: Activation::Relu,
+        }
+    }
+}
+
 /// `model.kmeans`: scikit-learn's `KMeans` settings, k = 8 with 10 seeded k-means++ runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +258,8 @@ pub struct ModelConfig {
     pub kmeans: KmeansConfig,
     pub lof: LofConfig,
     pub dbscan: DbscanConfig,
+    pub one_class_svm: OneClassSvmConfig,
+    pub autoencoder: AutoencoderConfig,
 }
 
 impl Default for ModelConfig {
@@ -198,6 +273,8 @@ impl Default for ModelConfig {
             kmeans: KmeansConfig::default(),
             lof: LofConfig::default(),
             dbscan: DbscanConfig::default(),
+            one_class_svm: OneClassSvmConfig::default(),
+            autoencoder: AutoencoderConfig::default(),
         }
     }
 }
@@ -727,7 +804,33 @@ impl Config {
                 db.max_fit_rows
             );
         }
-        if !m.kind.is_neural() && self.task == Task::Multiclass {
+        let svm = &m.one_class_svm;
+        let gamma_ok = match svm.gamma {
+            Gamma::Value(g) => g > 0.0 && g.is_finite(),
+            Gamma::Scale(_) => true,
+        };
+        if !(svm.nu > 0.0 && svm.nu <= 1.0 && gamma_ok) || svm.max_fit_rows < 2 {
+            bail_input!(
+                "model.one_class_svm: expected nu in (0, 1], gamma `scale` or a number > 0 and max_fit_rows >= 2, got {}, {:?} and {}",
+                svm.nu,
+                svm.gamma,
+                svm.max_fit_rows
+            );
+        }
+        if svm.tol.is_nan() || svm.tol <= 0.0 || svm.max_iter == 0 {
+            bail_input!(
+                "model.one_class_svm: expected tol > 0 and max_iter >= 1, got {} and {}",
+                svm.tol,
+                svm.max_iter
+            );
+        }
+        let ae = &m.autoencoder.hidden_dims;
+        if ae.is_empty() || ae.contains(&0) {
+            bail_input!(
+                "model.autoencoder.hidden_dims: expected a non-empty list of positive sizes"
+            );
+        }
+        if !m.kind.is_classifier() && self.task == Task::Multiclass {
             bail_input!(
                 "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",
                 m.kind

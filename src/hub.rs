@@ -11,6 +11,7 @@ use hf_hub::{HFClient, HFClientSync, HFError, RepoTypeModel};
 use serde_json::json;
 
 use crate::bail_input;
+use crate::config::ModelKind;
 use crate::error::bad_input;
 use crate::eval::Metrics;
 use crate::train::checkpoint::Checkpoint;
@@ -112,7 +113,9 @@ pub fn config_json(ck: &Checkpoint) -> Result<serde_json::Value> {
             "outputs": spec.outputs,
             "activation": spec.activation,
             "dropout": spec.dropout,
-            "output": if ck.preprocessor.classes.is_empty() {
+            "output": if spec.kind == ModelKind::Autoencoder {
+                "the reconstructed row; the anomaly score is its mean squared error against the preprocessed input"
+            } else if ck.preprocessor.classes.is_empty() {
                 "one logit; sigmoid gives the anomaly probability"
             } else {
                 "one logit per class (see classes); softmax gives class probabilities, and the anomalous classes' total is the anomaly probability"

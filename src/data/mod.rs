@@ -293,7 +293,7 @@ pub fn prepare_rows(
     let path = data.table.path.display();
     let pos = train.iter().filter(|&&r| data.y[r] == 1.0).count();
     // A supervised model needs both classes; an unsupervised one may learn from normal rows only.
-    if config.model.kind.is_neural() && (pos == 0 || pos == train.len()) {
+    if config.model.kind.is_classifier() && (pos == 0 || pos == train.len()) {
         bail_input!(
             "{path}: the training rows hold a single class ({} normal, {pos} anomalous); \
              check data.label_column and the label mapping",
@@ -397,7 +397,7 @@ fn augmented_file(path: &Path) -> Result<&Path> {
 /// row (`training.fit_on: all`) accept a file without the label column.
 pub fn read_training(config: &Config) -> Result<Labeled> {
     let cfg = &config.data;
-    let unsupervised = !config.model.kind.is_neural();
+    let unsupervised = !config.model.kind.is_classifier();
     let data = read(&cfg.path, cfg, config.task, None, unsupervised)?;
     if !data.labelled && config.training.fit_on == FitOn::Normal {
         bail_input!(

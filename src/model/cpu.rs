@@ -11,9 +11,9 @@
 use anyhow::{Result, anyhow};
 use burn::nn::Linear;
 use burn::nn::activation::Activation as Act;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 
-use super::{Mlp, probabilities};
+use super::Mlp;
 
 /// The MLP's weights as plain row-major arrays.
 pub struct CpuMlp {
@@ -60,14 +60,9 @@ impl CpuMlp {
         Ok(Some(Self { layers, leak }))
     }
 
-    /// The probabilities of the rows in `x` (row-major): one per row (sigmoid) or one per
-    /// class (softmax). `buffers` are reused from batch to batch.
-    pub fn predict(
-        &self,
-        x: &[f32],
-        buffers: &mut [Vec<f32>; 2],
-        device: &Device,
-    ) -> Result<Vec<f32>> {
+    /// The last layer's outputs for the rows in `x` (row-major), before any sigmoid or
+    /// softmax. `buffers` are reused from batch to batch.
+    pub fn outputs(&self, x: &[f32], buffers: &mut [Vec<f32>; 2]) -> Vec<f32> {
         let rows = x.len() / self.layers[0].inputs;
         let [input, output] = buffers;
         let last = self.layers.len() - 1;
@@ -85,11 +80,7 @@ impl CpuMlp {
             }
             std::mem::swap(input, output);
         }
-        let k = self.layers[last].outputs;
-        probabilities(Tensor::from_data(
-            TensorData::new(input.clone(), [rows, k]),
-            device,
-        ))
+        input.clone()
     }
 }
 
@@ -137,8 +128,9 @@ mod tests {
     use super::*;
     use crate::config::{Activation, ModelConfig, ModelKind};
     use crate::data::Dataset;
-    use crate::model::ModelSpec;
+    use crate::model::{ModelSpec, probabilities};
     use burn::module::Module;
+    use burn::tensor::TensorData;
 
     /// [`crate::model::detector::Network`] takes this path for the plain MLP; its probabilities must be the ones
     /// burn's forward pass gives, bit for bit, across batch boundaries and NaN inputs.

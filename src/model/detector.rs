@@ -14,6 +14,7 @@ use super::dbscan::Dbscan;
 use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
 use super::lof::Lof;
+use super::one_class_svm::OneClassSvm;
 use super::{Mlp, ModelSpec, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
@@ -24,10 +25,12 @@ use crate::error::bad_input;
 pub enum DetectorState {
     Mlp(NetworkState),
     Resmlp(NetworkState),
+    Autoencoder(NetworkState),
     IsolationForest(IsolationForest),
     Kmeans(Kmeans),
     Lof(Lof),
     Dbscan(Dbscan),
+    OneClassSvm(OneClassSvm),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -58,6 +61,7 @@ impl DetectorState {
         match state.spec.kind {
             ModelKind::Mlp => Ok(DetectorState::Mlp(state)),
             ModelKind::Resmlp => Ok(DetectorState::Resmlp(state)),
+            ModelKind::Autoencoder => Ok(DetectorState::Autoencoder(state)),
             other => Err(bad_input(format!(
                 "a network stored as model kind {other:?}, which is not a neural family"
             ))),
@@ -69,35 +73,40 @@ impl DetectorState {
         match self {
             DetectorState::Mlp(_) => "mlp",
             DetectorState::Resmlp(_) => "resmlp",
+            DetectorState::Autoencoder(_) => "autoencoder",
             DetectorState::IsolationForest(_) => "isolation_forest",
             DetectorState::Kmeans(_) => "kmeans",
             DetectorState::Lof(_) => "lof",
             DetectorState::Dbscan(_) => "dbscan",
+            DetectorState::OneClassSvm(_) => "one_class_svm",
         }
     }
 
     /// The neural payload, for families trained by gradient descent.
     pub fn as_network(&self) -> Option<&NetworkState> {
         match self {
-            DetectorState::Mlp(n) | DetectorState::Resmlp(n) => Some(n),
+            DetectorState::Mlp(n) | DetectorState::Resmlp(n) | DetectorState::Autoencoder(n) => {
+                Some(n)
+            }
             DetectorState::IsolationForest(_)
             | DetectorState::Kmeans(_)
             | DetectorState::Lof(_)
-            | DetectorState::Dbscan(_) => None,
+            | DetectorState::Dbscan(_)
+            | DetectorState::OneClassSvm(_) => None,
         }
     }
 
     /// Builds the detector on `device`.
     pub fn load(&self, device: &Device) -> Result<Box<dyn Detector>> {
         match self {
-            DetectorState::Mlp(n) | DetectorState::Resmlp(n) => {
-                let model = n.model(device)?;
-                Ok(Box::new(Network::new(&model, device)?))
+            DetectorState::Mlp(n) | DetectorState::Resmlp(n) | DetectorState::Autoencoder(n) => {
+                Ok(Box::new(n.network(device)?))
             }
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
             DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
             DetectorState::Lof(l) => Ok(Box::new(l.clone())),
             DetectorState::Dbscan(m) => Ok(Box::new(m.clone())),
+            DetectorState::OneClassSvm(m) => Ok(Box::new(m.clone())),
         }
     }
 }
@@ -106,6 +115,11 @@ impl NetworkState {
     /// Rebuilds the network from its spec and weights.
     pub fn model(&self, device: &Device) -> Result<Mlp> {
         load_model(&self.spec, &self.weights, device)
+    }
+
+    /// The network in inference mode.
+    pub fn network(&self, device: &Device) -> Result<Network> {
+        Network::of(&self.spec, &self.model(device)?, device)
     }
 }
 
@@ -131,16 +145,29 @@ pub fn load_model(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<M
 }
 
 /// A network in inference mode (no autodiff, no dropout), with the CPU fast path when the
-/// architecture allows it ([`CpuMlp`], the same results).
+/// architecture allows it ([`CpuMlp`], the same results): a classifier's probabilities, or an
+/// autoencoder's reconstruction errors.
 pub struct Network {
     model: Mlp,
     cpu: Option<CpuMlp>,
     device: Device,
     n_features: usize,
+    /// An autoencoder: the last layer's outputs are the reconstructed rows.
+    reconstructs: bool,
 }
 
 impl Network {
+    /// A classifier.
     pub fn new(model: &Mlp, device: &Device) -> Result<Network> {
+        Self::build(model, device, false)
+    }
+
+    /// The network `spec` describes: a classifier or an autoencoder.
+    pub fn of(spec: &ModelSpec, model: &Mlp, device: &Device) -> Result<Network> {
+        Self::build(model, device, spec.kind == ModelKind::Autoencoder)
+    }
+
+    fn build(model: &Mlp, device: &Device, reconstructs: bool) -> Result<Network> {
         let model = model.valid();
         let cpu = if crate::device::is_cpu(device) {
             CpuMlp::of(&model)?
@@ -153,11 +180,12 @@ impl Network {
             cpu,
             device: device.clone(),
             n_features,
+            reconstructs,
         })
     }
 
     /// The probabilities of every row: one per row (sigmoid) for a binary model, one per class
-    /// (softmax) for multiclass.
+    /// (softmax) for multiclass; an autoencoder's reconstructed rows.
     ///
     /// On the CPU, batches of 4096 rows run on rayon's threads (burn's CPU backends compute one
     /// batch on one core; a row's result does not depend on which thread scored its batch).
@@ -168,12 +196,21 @@ impl Network {
         use rayon::prelude::*;
         const BATCH: usize = 4096;
         let d = self.n_features;
+        let finish = |logits: Tensor<2>| {
+            if self.reconstructs {
+                logits
+                    .try_to_vec_as::<f32>()
+                    .map_err(|e| anyhow!("reading outputs: {e:?}"))
+            } else {
+                probabilities(logits)
+            }
+        };
         let burn_batch = |chunk: &[f32]| {
             let x = Tensor::from_data(
                 TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
                 &self.device,
             );
-            probabilities(self.model.forward(x))
+            finish(self.model.forward(x))
         };
         let cpu_batch = |buffers: &mut [Vec<f32>; 2], chunk: &[f32]| -> Result<Vec<f32>> {
             let rows = chunk.len() / d;
@@ -185,7 +222,14 @@ impl Network {
                 &padded[..]
             };
             let mut p = match &self.cpu {
-                Some(m) => m.predict(full, buffers, &self.device)?,
+                Some(m) => {
+                    let logits = m.outputs(full, buffers);
+                    let width = logits.len() / BATCH;
+                    finish(Tensor::from_data(
+                        TensorData::new(logits, [BATCH, width]),
+                        &self.device,
+                    ))?
+                }
                 None => burn_batch(full)?,
             };
             p.truncate(rows * p.len() / BATCH);
@@ -203,10 +247,27 @@ impl Network {
             .collect::<Result<_>>()?;
         Ok(parts.concat())
     }
+
+    /// An autoencoder's squared reconstruction error of every feature of every row (the
+    /// row's score is their mean; explanations read the features').
+    pub fn feature_errors(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let reconstructed = self.probabilities(x)?;
+        Ok(reconstructed
+            .iter()
+            .zip(x)
+            .map(|(r, v)| (r - v) * (r - v))
+            .collect())
+    }
 }
 
 impl Detector for Network {
     fn score(&self, x: &[f32]) -> Result<Output> {
+        if self.reconstructs {
+            let errors = self.feature_errors(x)?;
+            let d = self.n_features;
+            let mean = |row: &[f32]| (row.iter().map(|&e| e as f64).sum::<f64>() / d as f64) as f32;
+            return Ok(Output::Scores(errors.chunks_exact(d).map(mean).collect()));
+        }
         Ok(Output::Probabilities {
             values: self.probabilities(x)?,
             width: self.model.output_width(),

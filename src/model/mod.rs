@@ -9,6 +9,7 @@ pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;
 pub mod neighbors;
+pub mod one_class_svm;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};
@@ -44,7 +45,21 @@ fn one() -> usize {
 }
 
 impl ModelSpec {
+    /// The network `cfg.kind` names; an autoencoder's comes from `model.autoencoder` (the
+    /// encoder, then the mirrored decoder, back to `input_dim` outputs; `outputs` is unused).
     pub fn new(input_dim: usize, outputs: usize, cfg: &ModelConfig) -> Self {
+        if cfg.kind == ModelKind::Autoencoder {
+            let encoder = &cfg.autoencoder.hidden_dims;
+            let decoder = encoder.iter().rev().skip(1);
+            return Self {
+                kind: cfg.kind,
+                input_dim,
+                hidden_dims: encoder.iter().chain(decoder).copied().collect(),
+                outputs: input_dim,
+                dropout: 0.0,
+                activation: cfg.autoencoder.activation,
+            };
+        }
         Self {
             kind: cfg.kind,
             input_dim,

@@ -1,4 +1,5 @@
-//! Exact nearest neighbours for the neighbourhood families (LOF, DBSCAN): distances from one
+//! Exact nearest neighbours for the neighbourhood families (LOF, DBSCAN; the one-class SVM
+//! scores through the same blocks): distances from one
 //! matrix product per block of 256 query rows (‖q‖² + ‖f‖² − 2 q·f, by the `gemm` crate burn's
 //! CPU backend uses, one thread per block), so a row's neighbours do not depend on the number
 //! of threads. Written here: the Rust k-NN crates build trees, which do not help at 100+
@@ -14,7 +15,7 @@ pub const BLOCK: usize = 256;
 /// A row's k nearest fitted rows: (index, distance), nearest first.
 pub type Neighbours = Vec<(u32, f32)>;
 
-fn squared_norms(rows: &[f32], d: usize) -> Vec<f32> {
+pub(crate) fn squared_norms(rows: &[f32], d: usize) -> Vec<f32> {
     rows.chunks_exact(d)
         .map(|r| r.iter().map(|v| v * v).sum())
         .collect()
@@ -23,7 +24,7 @@ fn squared_norms(rows: &[f32], d: usize) -> Vec<f32> {
 /// `each(block index, block, dots)` for every block of up to 256 `queries` rows, where `dots`
 /// holds the block's dot products with every `fit` row (q × n, row-major); the results in
 /// block order.
-fn blocks<T: Send>(
+pub(crate) fn blocks<T: Send>(
     fit: &[f32],
     queries: &[f32],
     d: usize,

@@ -39,6 +39,21 @@ pub struct Predictions {
     pub classes: Option<ClassReport>,
 }
 
+/// A detector's output as anomaly scores: a multiclass model's anomalous classes summed, any
+/// other output as it is.
+pub fn anomaly(pre: &Preprocessor, output: Output) -> Scored {
+    match output {
+        Output::Probabilities { values, width } if width > 1 => Scored {
+            anomaly: pre.anomaly_scores(&values),
+            class_probs: values,
+        },
+        Output::Probabilities { values, .. } | Output::Scores(values) => Scored {
+            anomaly: values,
+            class_probs: Vec::new(),
+        },
+    }
+}
+
 impl Scorer {
     pub fn from_checkpoint(ck: &Checkpoint, device: &Device) -> Result<Scorer> {
         Ok(Scorer {
@@ -51,16 +66,7 @@ impl Scorer {
 
     /// Scores encoded rows (row-major, `pre.n_features()` per row).
     pub fn score(&self, x: &[f32]) -> Result<Scored> {
-        match self.detector.score(x)? {
-            Output::Probabilities { values, width } if width > 1 => Ok(Scored {
-                anomaly: self.pre.anomaly_scores(&values),
-                class_probs: values,
-            }),
-            Output::Probabilities { values, .. } | Output::Scores(values) => Ok(Scored {
-                anomaly: values,
-                class_probs: Vec::new(),
-            }),
-        }
+        Ok(anomaly(&self.pre, self.detector.score(x)?))
     }
 
     pub fn is_anomaly(&self, score: f32) -> bool {

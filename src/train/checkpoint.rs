@@ -256,7 +256,7 @@ impl Checkpoint {
             Some(n) => Ok(n),
             None => bail_input!(
                 "the {} detector has no network weights (exporting them, as upload does, \
-                 covers the mlp and resmlp families)",
+                 covers the mlp, resmlp and autoencoder families)",
                 self.detector.family()
             ),
         }

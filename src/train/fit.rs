@@ -10,13 +10,15 @@ use crate::config::{Config, FitOn, ModelKind};
 use crate::data::Dataset;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::dbscan::Dbscan;
-use crate::model::detector::{DetectorState, Output};
+use crate::model::detector::DetectorState;
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
 use crate::model::lof::Lof;
+use crate::model::one_class_svm::OneClassSvm;
+use crate::score::anomaly;
 
 /// The training rows an unsupervised detector learns from.
-fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
+pub(super) fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
     let rows: Vec<usize> = match fit_on {
         FitOn::All => (0..train.len()).collect(),
         FitOn::Normal => (0..train.len()).filter(|&r| train.y[r] == 0.0).collect(),
@@ -70,7 +72,20 @@ fn fit_detector(
             );
             (DetectorState::Dbscan(m), said)
         }
-        ModelKind::Mlp | ModelKind::Resmlp => unreachable!("neural families train by gradient"),
+        ModelKind::OneClassSvm => {
+            let m = OneClassSvm::fit(&train.x, d, rows, &m.one_class_svm, seed);
+            let said = format!(
+                "{} support vectors among {} rows, gamma {:.4}, {} solver steps",
+                m.alpha.len(),
+                m.fitted_rows,
+                m.gamma,
+                m.iterations
+            );
+            (DetectorState::OneClassSvm(m), said)
+        }
+        ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder => {
+            unreachable!("neural families train by gradient")
+        }
     })
 }
 
@@ -104,10 +119,7 @@ pub fn one_pass(
         t.fit_on,
     ));
     let scorer = detector.load(device)?;
-    let scores = |x: &[f32]| match scorer.score(x)? {
-        Output::Scores(s) => Ok::<_, anyhow::Error>(s),
-        Output::Probabilities { values, .. } => Ok(values),
-    };
+    let scores = |x: &[f32]| Ok::<_, anyhow::Error>(anomaly(&data.pre, scorer.score(x)?).anomaly);
     // Every training row's score, as for the supervised families: `contamination: r` flags
     // the top r of the training split, attacks included when there are labelled ones.
     let train_quantiles = decision::score_quantiles(&scores(&data.train.x)?);

@@ -25,15 +25,18 @@ use rand::seq::SliceRandom;
 
 use crate::bail_input;
 use crate::config::{
-    ClassWeights, Config, ModelKind, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
+    ClassWeights, Config, FitOn, ModelKind, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
 };
 use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::decision::{self, RuleInputs};
-use crate::model::detector::{DetectorState, Network, NetworkState, load_model, model_bytes};
+use crate::model::detector::{
+    Detector, DetectorState, Network, NetworkState, load_model, model_bytes,
+};
 use crate::model::dropout::HostMasks;
 use crate::model::{Mlp, ModelSpec};
+use crate::score::anomaly;
 use checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 
 /// What the loop reports as it goes (progress bars, TensorBoard, the text log).
@@ -148,6 +151,8 @@ pub enum Objective {
     /// Cross-entropy over softmax outputs, each class weighted (PyTorch's `weight`: the mean is
     /// taken over the weights of the batch's targets).
     Multiclass { weights: Vec<f64> },
+    /// An autoencoder's mean squared reconstruction error (PyTorch's `MSELoss`).
+    Reconstruction,
 }
 
 impl Objective {
@@ -162,12 +167,19 @@ impl Objective {
             }
             // The targets carry the one-hot class times its weight over the batch's weight sum.
             Objective::Multiclass { .. } => (targets * log_softmax(logits, 1)).sum().neg(),
+            Objective::Reconstruction => (logits - targets).powi_scalar(2).mean(),
         }
     }
 
-    /// `[rows, 1]` 0/1 targets, or `[rows, classes]` weighted one-hot rows.
+    /// `[rows, 1]` 0/1 targets, `[rows, classes]` weighted one-hot rows, or the rows
+    /// themselves.
     fn targets(&self, ds: &Dataset, rows: &[usize]) -> (Vec<f32>, [usize; 2]) {
         match self {
+            Objective::Reconstruction => {
+                let d = ds.n_features;
+                let x = rows.iter().flat_map(|&r| &ds.x[r * d..(r + 1) * d]);
+                (x.copied().collect(), [rows.len(), d])
+            }
             Objective::Binary { .. } => (rows.iter().map(|&r| ds.y[r]).collect(), [rows.len(), 1]),
             Objective::Multiclass { weights } => {
                 let k = weights.len();
@@ -182,33 +194,35 @@ impl Objective {
         }
     }
 
-    /// The mean loss over a whole dataset from predicted probabilities, as training weighs it.
-    fn loss_from_probs(&self, probs: &[f32], ds: &Dataset) -> f64 {
+    /// The mean loss over `rows` of a dataset, as training weighs it, from the network's
+    /// output: probabilities, or an autoencoder's per-row mean squared errors.
+    fn loss_from_outputs(&self, out: &[f32], ds: &Dataset, rows: &[usize]) -> f64 {
         let ln = |p: f32| (p as f64).clamp(1e-12, 1.0).ln();
         match self {
             Objective::Binary { pos_weight } => {
-                probs
-                    .iter()
-                    .zip(&ds.y)
-                    .map(|(&p, &y)| {
-                        let y = y as f64;
+                rows.iter()
+                    .map(|&r| {
+                        let (p, y) = (out[r], ds.y[r] as f64);
                         -(pos_weight * y * ln(p) + (1.0 - y) * ln(1.0 - p))
                     })
                     .sum::<f64>()
-                    / ds.len() as f64
+                    / rows.len() as f64
             }
             Objective::Multiclass { weights } => {
                 let k = weights.len();
                 let (mut sum, mut total) = (0.0, 0.0);
                 // Rows of a class the training rows lack (a separate validation file) have no
                 // output to score; the per-class report counts them apart.
-                let seen = ds.class.iter().enumerate().filter(|(_, c)| **c != UNSEEN);
-                for (i, &c) in seen {
-                    let w = weights[c as usize];
-                    sum -= w * ln(probs[i * k + c as usize]);
-                    total += w;
+                let seen = rows.iter().filter(|&&r| ds.class[r] != UNSEEN);
+                for &r in seen {
+                    let c = ds.class[r] as usize;
+                    sum -= weights[c] * ln(out[r * k + c]);
+                    total += weights[c];
                 }
                 sum / total
+            }
+            Objective::Reconstruction => {
+                rows.iter().map(|&r| out[r] as f64).sum::<f64>() / rows.len() as f64
             }
         }
     }
@@ -307,8 +321,13 @@ pub fn run_epoch(
     (model, loss_sum)
 }
 
-/// The objective of a run: `pos_weight` or `class_weights` resolved on the training rows.
-fn objective(cfg: &TrainingConfig, data: &Prepared) -> Result<Objective> {
+/// The objective of a run: the reconstruction error for an autoencoder, else `pos_weight` or
+/// `class_weights` resolved on the training rows.
+fn objective(config: &Config, data: &Prepared) -> Result<Objective> {
+    if config.model.kind == ModelKind::Autoencoder {
+        return Ok(Objective::Reconstruction);
+    }
+    let cfg = &config.training;
     let train = &data.train;
     let k = data.pre.classes.len();
     if k == 0 {
@@ -354,6 +373,42 @@ fn early_stop(cfg: &TrainingConfig, state: &TrainState) -> bool {
     cfg.early_stopping.enabled && state.epochs_without_improvement >= cfg.early_stopping.patience
 }
 
+/// The rows a run learns from, in the training and validation splits: all of them for a
+/// classifier; for an autoencoder, those `training.fit_on` names.
+fn learning_rows(config: &Config, data: &Prepared) -> Result<(Vec<usize>, Vec<usize>)> {
+    let fit_on = match config.model.kind {
+        ModelKind::Autoencoder => config.training.fit_on,
+        _ => FitOn::All,
+    };
+    let val = match fit_on {
+        FitOn::All => (0..data.val.len()).collect(),
+        FitOn::Normal => (0..data.val.len())
+            .filter(|&r| data.val.y[r] == 0.0)
+            .collect(),
+    };
+    Ok((fit::fit_rows(fit_on, &data.train)?, val))
+}
+
+/// The validation pass: the loss over the validation rows the run learns from, and every
+/// validation row's anomaly score (NaN and none without validation rows).
+fn validate(
+    objective: &Objective,
+    network: &Network,
+    data: &Prepared,
+    rows: &[usize],
+) -> Result<(f64, Vec<f32>)> {
+    if data.val.is_empty() {
+        return Ok((f64::NAN, Vec::new()));
+    }
+    let scored = anomaly(&data.pre, network.score(&data.val.x)?);
+    let out = match objective {
+        Objective::Multiclass { .. } => &scored.class_probs,
+        _ => &scored.anomaly,
+    };
+    let loss = objective.loss_from_outputs(out, &data.val, rows);
+    Ok((loss, scored.anomaly))
+}
+
 /// The best weights' decision: the threshold the config's rule picks, and the training scores'
 /// quantiles that every checkpoint keeps.
 fn decide(
@@ -362,9 +417,7 @@ fn decide(
     data: &Prepared,
     val_scores: &[f32],
 ) -> Result<(f32, Vec<f32>)> {
-    let train_scores = data
-        .pre
-        .anomaly_scores(&network.probabilities(&data.train.x)?);
+    let train_scores = anomaly(&data.pre, network.score(&data.train.x)?).anomaly;
     let train_quantiles = decision::score_quantiles(&train_scores);
     let inputs = RuleInputs {
         val_scores,
@@ -392,11 +445,10 @@ pub fn train(
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    match run.config.model.kind {
-        ModelKind::Mlp | ModelKind::Resmlp => train_network(run, resume, observer),
-        ModelKind::IsolationForest | ModelKind::Kmeans | ModelKind::Lof | ModelKind::Dbscan => {
-            fit::one_pass(run, resume, observer)
-        }
+    if run.config.model.kind.by_gradient() {
+        train_network(run, resume, observer)
+    } else {
+        fit::one_pass(run, resume, observer)
     }
 }
 
@@ -422,7 +474,8 @@ fn train_network(
         weights: Vec::new(),
     })?;
     let family = |state| DetectorState::from_network(state).expect("the family was checked above");
-    let objective = objective(cfg, data)?;
+    let objective = objective(config, data)?;
+    let (train_rows, val_rows) = learning_rows(config, data)?;
     let shape = DataShape::of(data);
     ad.seed(cfg.seed);
     let mut model = spec.init(&ad);
@@ -495,8 +548,8 @@ fn train_network(
         )
     };
 
-    let n = data.train.len();
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order = train_rows;
+    let n = order.len();
     let batches = batches(&order, cfg.batch_size, model.has_batch_norm()).len() as u64;
     let mut step = (first_epoch as u64 - 1) * batches;
     let mut epoch = first_epoch;
@@ -524,25 +577,18 @@ fn train_network(
             },
         );
         model = trained;
-        // Without validation rows (the final model of `cv`), the latest epoch is the best one.
-        let network = Network::new(&model, device)?;
-        let (val_loss, val_scores) = if data.val.is_empty() {
-            (f64::NAN, Vec::new())
-        } else {
-            let probs = network.probabilities(&data.val.x)?;
-            (
-                objective.loss_from_probs(&probs, &data.val),
-                data.pre.anomaly_scores(&probs),
-            )
-        };
+        let network = Network::of(&spec, &model, device)?;
+        let (val_loss, val_scores) = validate(&objective, &network, data, &val_rows)?;
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / n as f64,
             val_loss,
             learning_rate: epoch_lr,
         };
+        // Without validation rows to learn from (the final model of `cv`), the latest epoch
+        // is the best one.
         let improved =
-            data.val.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
+            val_rows.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
         if improved {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch;

@@ -1,5 +1,5 @@
-//! Unsupervised families (the isolation forest so far): fitted on the rows `training.fit_on`
-//! names and used through the same scorer, checkpoints and commands as the supervised ones.
+//! Unsupervised families: fitted on the rows `training.fit_on` names and used through the same
+//! scorer, checkpoints and commands as the supervised ones.
 
 use anomaly::train::checkpoint::Checkpoint;
 
@@ -134,13 +134,14 @@ fn bad_forest_settings_are_refused() {
     assert!(!s.exists("checkpoints"));
 }
 
-/// k-means (distance to the nearest centroid) and LOF (the local outlier factor): scores
-/// that are not probabilities, through every command.
+/// k-means (distance to the nearest centroid), LOF (the local outlier factor), the one-class
+/// SVM (negated decision value) and the autoencoder (reconstruction error): scores that are
+/// not probabilities, through every command.
 #[test]
-fn kmeans_and_lof_score_through_every_command() {
+fn scores_that_are_not_probabilities_go_through_every_command() {
     let s = Sandbox::new();
     s.sample("d.csv", 2000, 35);
-    for family in ["kmeans", "lof"] {
+    for family in ["kmeans", "lof", "one_class_svm", "autoencoder"] {
         let (kind, dir) = (
             format!("model.kind={family}"),
             format!("checkpoint.save_dir={family}"),
@@ -180,6 +181,63 @@ fn kmeans_and_lof_score_through_every_command() {
         .bad_input("model.kmeans: expected k, n_init and max_iter >= 1");
     s.train("d.csv", &["--set", "model.lof.n_neighbors=0"])
         .bad_input("model.lof: expected n_neighbors >= 1");
+    s.train("d.csv", &["--set", "model.one_class_svm.nu=0"])
+        .bad_input("model.one_class_svm: expected nu in (0, 1]");
+    s.train("d.csv", &["--set", "model.one_class_svm.gamma=wide"])
+        .bad_input("model.one_class_svm.gamma");
+    s.train("d.csv", &["--set", "model.autoencoder.hidden_dims=[]"])
+        .bad_input("model.autoencoder.hidden_dims: expected a non-empty list");
+}
+
+/// The autoencoder trains through the gradient trainer: on the normal rows only (its loss
+/// never sees an attack), mirrored layers, and a run resumed from `last.mpk` ends exactly as
+/// an uninterrupted one.
+#[test]
+fn the_autoencoder_learns_normal_rows_and_resumes_exactly() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 800, 38);
+    let ae = |dir: &str, epochs: &str| {
+        let (d, e) = (
+            format!("checkpoint.save_dir={dir}"),
+            format!("training.epochs={epochs}"),
+        );
+        let args = [
+            "--set",
+            "model.kind=autoencoder",
+            "--set",
+            "model.autoencoder.hidden_dims=[8, 4]",
+            "--set",
+            "training.early_stopping.enabled=false",
+            "--set",
+            &d,
+            "--set",
+            &e,
+        ];
+        s.train("d.csv", &args).ok();
+        Checkpoint::load(&s.path(&format!("{dir}/last.mpk"))).unwrap()
+    };
+    let whole = ae("whole", "6");
+    let spec = &whole.network().unwrap().spec;
+    assert_eq!(whole.detector.family(), "autoencoder");
+    assert_eq!(spec.hidden_dims, [8, 4, 8]);
+    assert_eq!(spec.outputs, spec.input_dim);
+    ae("cut", "3");
+    s.run(&[
+        "train",
+        "--quiet",
+        "--resume",
+        "cut/last.mpk",
+        "--set",
+        "training.epochs=6",
+    ])
+    .ok();
+    let resumed = Checkpoint::load(&s.path("cut/last.mpk")).unwrap();
+    assert!(
+        resumed.detector == whole.detector,
+        "other weights after resuming"
+    );
+    assert_eq!(resumed.history, whole.history);
+    assert!(whole.history[5].train_loss < whole.history[0].train_loss);
 }
 
 /// Live traffic has no labels: an unsupervised detector learns from every row of such a file
@@ -290,4 +348,74 @@ fn dbscan_scores_the_distance_to_the_nearest_core_point() {
     ])
     .bad_input("model.dbscan: no core points");
     dbscan(&["--set", "model.dbscan.eps=0"]).bad_input("model.dbscan: expected eps > 0");
+}
+
+/// Every unsupervised family, on a tight cloud of 400 rows with one row far outside: the far
+/// row scores highest, learnt without labels (`fit_on: all`). (k-means with k = 1: with more
+/// centroids, one sits on the far row, as it should.)
+#[test]
+fn every_family_ranks_the_far_row_first() {
+    let s = Sandbox::new();
+    let mut state = 12345u64;
+    let mut noise = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5
+    };
+    let mut csv = String::from("a,b,c,d\n");
+    for row in 0..400 {
+        let cells: Vec<String> = if row == 137 {
+            vec!["6".into(), "-6".into(), "6".into(), "-6".into()]
+        } else {
+            (0..4).map(|_| format!("{:.4}", noise())).collect()
+        };
+        csv += &(cells.join(",") + "\n");
+    }
+    s.write("cloud.csv", csv);
+    for family in [
+        "isolation_forest",
+        "lof",
+        "one_class_svm",
+        "autoencoder",
+        "kmeans",
+        "dbscan",
+    ] {
+        let (kind, dir) = (
+            format!("model.kind={family}"),
+            format!("checkpoint.save_dir={family}"),
+        );
+        let args = [
+            "--set",
+            &kind,
+            "--set",
+            &dir,
+            "--set",
+            "training.fit_on=all",
+            "--set",
+            "training.threshold={contamination: 0.01}",
+            "--set",
+            "model.kmeans.k=1",
+            "--set",
+            "model.dbscan.eps=0.5",
+            "--set",
+            "model.autoencoder.hidden_dims=[3, 2]",
+            "--set",
+            "training.epochs=30",
+        ];
+        s.train("cloud.csv", &args).ok();
+        let out = s
+            .predict(&format!("{family}/best.mpk"), "cloud.csv", &[])
+            .ok()
+            .stdout;
+        let scores: Vec<f64> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        let top = (0..scores.len())
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
+        assert_eq!(top, 137, "{family}: {:?}", &scores[130..140]);
+    }
 }
