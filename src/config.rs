@@ -60,9 +60,26 @@ pub enum ModelKind {
     /// Unsupervised: a network's reconstruction error (`model.autoencoder`), trained by the
     /// gradient trainer on `training.fit_on` rows.
     Autoencoder,
+    /// Unsupervised families fitted side by side, voting and combined (`model.ensemble`).
+    Ensemble,
 }
 
 impl ModelKind {
+    /// The name `model.kind` spells.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Resmlp => "resmlp",
+            ModelKind::IsolationForest => "isolation_forest",
+            ModelKind::Kmeans => "kmeans",
+            ModelKind::Lof => "lof",
+            ModelKind::Dbscan => "dbscan",
+            ModelKind::OneClassSvm => "one_class_svm",
+            ModelKind::Autoencoder => "autoencoder",
+            ModelKind::Ensemble => "ensemble",
+        }
+    }
+
     /// The supervised classifiers (the `model` keys above `isolation_forest` are theirs).
     pub fn is_classifier(self) -> bool {
         matches!(self, ModelKind::Mlp | ModelKind::Resmlp)
@@ -205,6 +222,91 @@ impl Default for AutoencoderConfig {
     }
 }
 
+/// `model.ensemble`: the members (each configured by its own section) and how they combine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnsembleConfig {
+    pub members: Vec<ModelKind>,
+    pub combine: Combine,
+    /// Members that must flag a row for `combine: vote` to call it anomalous.
+    pub min_votes: usize,
+    /// The votes from which a row is low, medium and high severity; default: `min_votes`,
+    /// halfway, and every member.
+    pub severity: Option<[usize; 3]>,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        Self {
+            members: vec![
+                ModelKind::IsolationForest,
+                ModelKind::OneClassSvm,
+                ModelKind::Lof,
+                ModelKind::Autoencoder,
+            ],
+            combine: Combine::MedianZ,
+            min_votes: 2,
+            severity: None,
+        }
+    }
+}
+
+impl EnsembleConfig {
+    fn validate(&self) -> Result<()> {
+        let n = self.members.len();
+        if n == 0 {
+            bail_input!("model.ensemble.members: expected at least one unsupervised family");
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if m.is_classifier() || *m == ModelKind::Ensemble {
+                bail_input!(
+                    "model.ensemble.members: {} cannot be a member (members are the unsupervised families: isolation_forest, lof, one_class_svm, autoencoder, kmeans, dbscan)",
+                    m.name()
+                );
+            }
+            if self.members[..i].contains(m) {
+                bail_input!(
+                    "model.ensemble.members: {} is listed twice (each family has one section)",
+                    m.name()
+                );
+            }
+        }
+        if self.min_votes == 0 || self.min_votes > n {
+            bail_input!(
+                "model.ensemble.min_votes: expected 1 to {n} (the number of members), got {}",
+                self.min_votes
+            );
+        }
+        let [low, medium, high] = self.severity_cutoffs();
+        if low == 0 || low > medium || medium > high || high > n {
+            bail_input!(
+                "model.ensemble.severity: expected votes [low, medium, high] with 1 <= low <= medium <= high <= {n} (the number of members), got [{low}, {medium}, {high}]"
+            );
+        }
+        Ok(())
+    }
+
+    /// The severity cut-offs in use.
+    pub fn severity_cutoffs(&self) -> [usize; 3] {
+        let n = self.members.len();
+        self.severity
+            .unwrap_or([self.min_votes, (self.min_votes + n).div_ceil(2), n])
+    }
+}
+
+/// How an ensemble's members make one score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The share of members that flag the row; anomalous from `min_votes`.
+    Vote,
+    /// The mean of the members' z-scores (standardised on their fitted rows).
+    MeanZ,
+    MaxZ,
+    /// The median: what most members say, whatever one member's tail does.
+    MedianZ,
+}
+
 /// `model.kmeans`: scikit-learn's `KMeans` settings, k = 8 with 10 seeded k-means++ runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -260,6 +362,7 @@ pub struct ModelConfig {
     pub dbscan: DbscanConfig,
     pub one_class_svm: OneClassSvmConfig,
     pub autoencoder: AutoencoderConfig,
+    pub ensemble: EnsembleConfig,
 }
 
 impl Default for ModelConfig {
@@ -275,6 +378,7 @@ impl Default for ModelConfig {
             dbscan: DbscanConfig::default(),
             one_class_svm: OneClassSvmConfig::default(),
             autoencoder: AutoencoderConfig::default(),
+            ensemble: EnsembleConfig::default(),
         }
     }
 }
@@ -830,6 +934,7 @@ impl Config {
                 "model.autoencoder.hidden_dims: expected a non-empty list of positive sizes"
             );
         }
+        m.ensemble.validate()?;
         if !m.kind.is_classifier() && self.task == Task::Multiclass {
             bail_input!(
                 "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",

@@ -8,7 +8,7 @@ use crate::data::{evaluation_source, prepare_evaluation};
 use crate::device;
 use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
-use crate::report::{class_table, metrics_table};
+use crate::report::{class_table, ensemble_table, metrics_table};
 use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
 
@@ -71,6 +71,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "beats_baseline": assessment.beats_baseline,
         "verdict": assessment.verdict,
         "classes": predictions.classes,
+        "ensemble": predictions.ensemble,
         "notices": notices,
     });
     if !args.no_write {
@@ -103,6 +104,9 @@ pub fn run(args: TestArgs) -> Result<()> {
             println!("normal vs anomaly view:");
         }
         println!("{}", metrics_table(&assessment));
+        if let Some(r) = &predictions.ensemble {
+            println!("\n{}", ensemble_table(r));
+        }
     }
     Ok(())
 }

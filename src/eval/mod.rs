@@ -2,6 +2,7 @@
 
 pub mod assess;
 pub mod decision;
+pub mod ensemble;
 pub mod multiclass;
 pub mod summary;
 

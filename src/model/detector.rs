@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuMlp;
 use super::dbscan::Dbscan;
+use super::ensemble::{self, Ensemble, Votes};
 use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
 use super::lof::Lof;
@@ -31,6 +32,7 @@ pub enum DetectorState {
     Lof(Lof),
     Dbscan(Dbscan),
     OneClassSvm(OneClassSvm),
+    Ensemble(Ensemble),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -47,6 +49,8 @@ pub enum Output {
     Probabilities { values: Vec<f32>, width: usize },
     /// An unsupervised detector's anomaly score per row.
     Scores(Vec<f32>),
+    /// An ensemble's combined score per row, with its members' scores and votes.
+    Ensemble(Votes),
 }
 
 /// A loaded detector, ready to score encoded (preprocessed, scaled) rows.
@@ -68,17 +72,31 @@ impl DetectorState {
         }
     }
 
+    /// The family, as `model.kind` names it.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            DetectorState::Mlp(_) => ModelKind::Mlp,
+            DetectorState::Resmlp(_) => ModelKind::Resmlp,
+            DetectorState::Autoencoder(_) => ModelKind::Autoencoder,
+            DetectorState::IsolationForest(_) => ModelKind::IsolationForest,
+            DetectorState::Kmeans(_) => ModelKind::Kmeans,
+            DetectorState::Lof(_) => ModelKind::Lof,
+            DetectorState::Dbscan(_) => ModelKind::Dbscan,
+            DetectorState::OneClassSvm(_) => ModelKind::OneClassSvm,
+            DetectorState::Ensemble(_) => ModelKind::Ensemble,
+        }
+    }
+
     /// The family name, as `model.kind` spells it.
     pub fn family(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// An ensemble's member families, in order (empty for any other detector).
+    pub fn members(&self) -> Vec<&'static str> {
         match self {
-            DetectorState::Mlp(_) => "mlp",
-            DetectorState::Resmlp(_) => "resmlp",
-            DetectorState::Autoencoder(_) => "autoencoder",
-            DetectorState::IsolationForest(_) => "isolation_forest",
-            DetectorState::Kmeans(_) => "kmeans",
-            DetectorState::Lof(_) => "lof",
-            DetectorState::Dbscan(_) => "dbscan",
-            DetectorState::OneClassSvm(_) => "one_class_svm",
+            DetectorState::Ensemble(e) => e.members.iter().map(|m| m.detector.family()).collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -92,7 +110,8 @@ impl DetectorState {
             | DetectorState::Kmeans(_)
             | DetectorState::Lof(_)
             | DetectorState::Dbscan(_)
-            | DetectorState::OneClassSvm(_) => None,
+            | DetectorState::OneClassSvm(_)
+            | DetectorState::Ensemble(_) => None,
         }
     }
 
@@ -107,6 +126,7 @@ impl DetectorState {
             DetectorState::Lof(l) => Ok(Box::new(l.clone())),
             DetectorState::Dbscan(m) => Ok(Box::new(m.clone())),
             DetectorState::OneClassSvm(m) => Ok(Box::new(m.clone())),
+            DetectorState::Ensemble(e) => Ok(Box::new(ensemble::Loaded::new(e, device)?)),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod dbscan;
 pub mod detector;
 pub mod dropout;
+pub mod ensemble;
 pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;

@@ -16,6 +16,7 @@ use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
 use crate::error::bad_input;
 use crate::eval::Ranked;
 use crate::eval::assess::Assessment;
+use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
 use crate::log::{Scalars, run_dir, utc_timestamp};
@@ -34,6 +35,7 @@ struct Scored {
     probs: Vec<f32>,
     assessment: Assessment,
     classes: Option<ClassReport>,
+    ensemble: Option<EnsembleReport>,
 }
 
 /// Scores `ds` with `scorer`, built once per checkpoint `ck` by the caller.
@@ -58,6 +60,7 @@ fn score(
         probs: p.anomaly,
         assessment,
         classes: p.classes,
+        ensemble: p.ensemble,
     })
 }
 
@@ -78,6 +81,9 @@ struct MetricsFile<'a> {
     /// Multiclass: the per-class report of each set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     classes: Vec<(&'a str, &'a ClassReport)>,
+    /// An ensemble: each set's members side by side.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ensemble: Vec<(&'a str, &'a EnsembleReport)>,
     folds: Option<&'a Summary>,
 }
 
@@ -190,6 +196,7 @@ pub fn assess_folds(
             probs,
             assessment,
             classes: None,
+            ensemble: None,
         }
     };
     let summary = Summary::new(
@@ -282,10 +289,15 @@ pub fn assess_folds(
     )
 }
 
-/// Multiclass: a per-class table and confusion matrix for each set.
+/// Multiclass: a per-class table and confusion matrix for each set; an ensemble: its members
+/// side by side.
 fn class_tables(sets: &[Scored]) -> String {
+    let ensembles = sets
+        .iter()
+        .filter_map(|s| Some(html::ensemble_table(&s.name, s.ensemble.as_ref()?)));
     sets.iter()
         .filter_map(|s| Some(html::class_table(&s.name, s.classes.as_ref()?)))
+        .chain(ensembles)
         .collect()
 }
 
@@ -511,6 +523,10 @@ fn write_report(
         classes: sets
             .iter()
             .filter_map(|s| Some((s.name.as_str(), s.classes.as_ref()?)))
+            .collect(),
+        ensemble: sets
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.ensemble.as_ref()?)))
             .collect(),
         folds,
     };

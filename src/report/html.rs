@@ -2,6 +2,7 @@
 //! resources, so it opens anywhere (an air-gapped SOC laptop included).
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::report::figures::Figure;
 
@@ -55,6 +56,51 @@ pub fn metrics_table(sets: &[SetReport]) -> String {
         );
     }
     out + "</tbody></table><p><small>Under each value: its 95% bootstrap interval.</small></p>"
+}
+
+/// An ensemble: its members and itself side by side, the members' agreement and the severity
+/// grades against the labels.
+pub fn ensemble_table(set: &str, r: &EnsembleReport) -> String {
+    let mut out = format!(
+        "<h3>{} by detector</h3><table><thead><tr><th>detector</th><th>ROC AUC</th>\
+         <th>average precision</th><th>F1 at its threshold</th><th>flagged</th></tr></thead><tbody>",
+        escape(set)
+    );
+    for d in &r.detectors {
+        out += &format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            escape(&d.name),
+            num(d.roc_auc),
+            num(d.average_precision),
+            d.f1,
+            d.flagged_share
+        );
+    }
+    out += "</tbody></table><table><thead><tr><th>votes alike</th>";
+    let members = &r.detectors[..r.agreement.len()];
+    for d in members {
+        out += &format!("<th>{}</th>", escape(&d.name));
+    }
+    out += "</tr></thead><tbody>";
+    for (d, row) in members.iter().zip(&r.agreement) {
+        out += &format!("<tr><th>{}</th>", escape(&d.name));
+        for v in row {
+            out += &format!("<td>{v:.4}</td>");
+        }
+        out += "</tr>";
+    }
+    out += "</tbody></table><table><thead><tr><th>severity</th><th>rows</th><th>attacks</th>\
+            <th>attack share</th></tr></thead><tbody>";
+    for s in &r.severity {
+        out += &format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.severity.as_str(),
+            s.rows,
+            s.attacks,
+            num(s.attack_share)
+        );
+    }
+    out + "</tbody></table>"
 }
 
 /// Multiclass: per-class figures with the averages, then the confusion matrix.

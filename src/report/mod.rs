@@ -6,6 +6,7 @@ pub mod figures;
 pub mod html;
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 
 fn ci(i: Option<Interval>) -> String {
@@ -59,6 +60,55 @@ pub fn metrics_table(a: &Assessment) -> String {
         c.fn_,
         c.tp,
     )
+}
+
+/// An ensemble: each member and the ensemble, the members' agreement, and the severity grades
+/// against the labels.
+pub fn ensemble_table(r: &EnsembleReport) -> String {
+    let num = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.4}"));
+    // Room for the agreement rows' "[i] name" labels.
+    let width = r
+        .detectors
+        .iter()
+        .map(|d| d.name.len() + 4)
+        .max()
+        .unwrap_or(0);
+    let mut out = format!(
+        "{:<width$} {:>9} {:>9} {:>9} {:>9}\n",
+        "detector", "roc_auc", "avg_prec", "f1", "flagged"
+    );
+    for d in &r.detectors {
+        out += &format!(
+            "{:<width$} {:>9} {:>9} {:>9.4} {:>9.4}\n",
+            d.name,
+            num(d.roc_auc),
+            num(d.average_precision),
+            d.f1,
+            d.flagged_share
+        );
+    }
+    out += &format!("votes alike (share of rows)\n{:<width$}", "");
+    let members = &r.detectors[..r.agreement.len()];
+    for i in 1..=members.len() {
+        out += &format!(" {:>9}", format!("[{i}]"));
+    }
+    for (i, (d, row)) in members.iter().zip(&r.agreement).enumerate() {
+        out += &format!("\n{:<width$}", format!("[{}] {}", i + 1, d.name));
+        for v in row {
+            out += &format!(" {v:>9.4}");
+        }
+    }
+    out += "\nseverity    rows   attacks  attack share\n";
+    for s in &r.severity {
+        out += &format!(
+            "{:<8} {:>7} {:>9} {:>13}\n",
+            s.severity.as_str(),
+            s.rows,
+            s.attacks,
+            num(s.attack_share)
+        );
+    }
+    out
 }
 
 /// Multiclass: per-class figures, averages, the confusion matrix and unseen classes.

@@ -10,8 +10,10 @@ use burn::tensor::Device;
 use crate::data::Dataset;
 use crate::data::preprocess::Preprocessor;
 use crate::eval::decision;
+use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::model::detector::{Detector, Output};
+use crate::model::ensemble::Votes;
 use crate::train::checkpoint::Checkpoint;
 
 pub struct Scorer {
@@ -21,6 +23,8 @@ pub struct Scorer {
     pub threshold: f32,
     /// The training rows' score quantiles (empty for format-1 checkpoints).
     train_quantiles: Vec<f32>,
+    /// An ensemble's member families, in order (else empty).
+    pub members: Vec<&'static str>,
 }
 
 /// A batch's scores.
@@ -30,6 +34,8 @@ pub struct Scored {
     pub anomaly: Vec<f32>,
     /// Multiclass: each row's class probabilities (`pre.classes.len()` per row); else empty.
     pub class_probs: Vec<f32>,
+    /// An ensemble: its members' scores and votes, and each row's severity.
+    pub ensemble: Option<Votes>,
 }
 
 /// A detector's verdict on a labelled dataset: each row's anomaly score, and for multiclass
@@ -37,6 +43,8 @@ pub struct Scored {
 pub struct Predictions {
     pub anomaly: Vec<f32>,
     pub classes: Option<ClassReport>,
+    /// An ensemble: its members and itself side by side.
+    pub ensemble: Option<EnsembleReport>,
 }
 
 /// A detector's output as anomaly scores: a multiclass model's anomalous classes summed, any
@@ -46,10 +54,17 @@ pub fn anomaly(pre: &Preprocessor, output: Output) -> Scored {
         Output::Probabilities { values, width } if width > 1 => Scored {
             anomaly: pre.anomaly_scores(&values),
             class_probs: values,
+            ensemble: None,
         },
         Output::Probabilities { values, .. } | Output::Scores(values) => Scored {
             anomaly: values,
             class_probs: Vec::new(),
+            ensemble: None,
+        },
+        Output::Ensemble(votes) => Scored {
+            anomaly: votes.combined.clone(),
+            class_probs: Vec::new(),
+            ensemble: Some(votes),
         },
     }
 }
@@ -61,6 +76,7 @@ impl Scorer {
             detector: ck.detector.load(device)?,
             threshold: ck.threshold,
             train_quantiles: ck.train_score_quantiles.clone(),
+            members: ck.detector.members(),
         })
     }
 
@@ -96,9 +112,13 @@ impl Scorer {
                 self.threshold,
             )
         });
+        let ensemble = scored.ensemble.as_ref().map(|votes| {
+            EnsembleReport::compute(&self.members, votes, &scored.anomaly, self.threshold, &ds.y)
+        });
         Ok(Predictions {
             anomaly: scored.anomaly,
             classes,
+            ensemble,
         })
     }
 }

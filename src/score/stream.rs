@@ -330,7 +330,13 @@ pub fn run(
         confusion: encoder.layout.label.map(|_| Confusion::default()),
         ..Default::default()
     };
-    let mut writer = Writer::new(out, opts.format, &opts.keep, !scorer.pre.classes.is_empty())?;
+    let mut writer = Writer::new(
+        out,
+        opts.format,
+        &opts.keep,
+        !scorer.pre.classes.is_empty(),
+        &scorer.members,
+    )?;
     let (group, queued) = if stream {
         (1, opts.batch_rows)
     } else {
@@ -398,6 +404,15 @@ fn write_batch(
                             });
                     (pre.classes[c].as_str(), p)
                 });
+                let ensemble = scored.ensemble.as_ref().map(|v| {
+                    let m = v.members;
+                    EnsembleRow {
+                        scores: &v.member_scores[next * m..(next + 1) * m],
+                        votes: &v.member_votes[next * m..(next + 1) * m],
+                        confidence: v.confidence(next),
+                        severity: v.severity[next].as_str(),
+                    }
+                });
                 next += 1;
                 let flagged = scorer.is_anomaly(score);
                 summary.flagged += flagged as usize;
@@ -408,6 +423,7 @@ fn write_batch(
                     score,
                     flagged,
                     class,
+                    ensemble,
                 })
             }
             Some(e) => {
@@ -431,6 +447,15 @@ struct Verdict<'a> {
     flagged: bool,
     /// Multiclass: the most probable class and its probability.
     class: Option<(&'a str, f32)>,
+    ensemble: Option<EnsembleRow<'a>>,
+}
+
+/// An ensemble's view of a row: each member's score and vote, and how many agree.
+struct EnsembleRow<'a> {
+    scores: &'a [f32],
+    votes: &'a [bool],
+    confidence: f64,
+    severity: &'static str,
 }
 
 /// Output rows as CSV or JSON lines, written straight into the buffer.
@@ -439,6 +464,8 @@ struct Writer {
     format: Format,
     keep: Vec<String>,
     multiclass: bool,
+    /// An ensemble's member families (else empty).
+    members: Vec<&'static str>,
 }
 
 impl Writer {
@@ -447,21 +474,29 @@ impl Writer {
         format: Format,
         keep: &[String],
         multiclass: bool,
+        members: &[&'static str],
     ) -> Result<Writer> {
         let mut w = Writer {
             out: std::io::BufWriter::with_capacity(1 << 16, out),
             format,
             keep: keep.to_vec(),
             multiclass,
+            members: members.to_vec(),
         };
         if format == Format::Csv {
-            let mut header = vec!["row"];
-            header.extend(keep.iter().map(String::as_str));
-            header.extend(["score", "is_anomaly"]);
+            let mut header: Vec<String> = vec!["row".into()];
+            header.extend(keep.iter().cloned());
+            header.extend(["score".into(), "is_anomaly".into()]);
             if multiclass {
-                header.extend(["class", "class_probability"]);
+                header.extend(["class".into(), "class_probability".into()]);
             }
-            header.push("error");
+            for m in members {
+                header.extend([format!("{m}_score"), format!("{m}_vote")]);
+            }
+            if !members.is_empty() {
+                header.extend(["confidence".into(), "severity".into()]);
+            }
+            header.push("error".into());
             for (i, h) in header.iter().enumerate() {
                 if i > 0 {
                     w.out.write_all(b",")?;
@@ -509,10 +544,23 @@ impl Writer {
                     csv_cell(out, c)?;
                     write!(out, ",{p}")?;
                 }
+                if let Some(e) = &v.ensemble {
+                    for (s, vote) in e.scores.iter().zip(e.votes) {
+                        write!(out, ",{s},{vote}")?;
+                    }
+                    write!(out, ",{},{}", e.confidence, e.severity)?;
+                }
                 out.write_all(b",\n")
             }
             Err(e) => {
-                out.write_all(if self.multiclass { b",,,,," } else { b",,," })?;
+                // Empty cells up to `error`: score and is_anomaly, then the optional columns.
+                let ensemble = if self.members.is_empty() {
+                    0
+                } else {
+                    2 * self.members.len() + 2
+                };
+                let blanks = 2 + 2 * self.multiclass as usize + ensemble;
+                out.write_all(",".repeat(blanks + 1).as_bytes())?;
                 csv_cell(out, e)?;
                 out.write_all(b"\n")
             }
@@ -537,6 +585,14 @@ impl Writer {
                 if let Some((c, p)) = v.class {
                     obj.insert("class".into(), c.into());
                     obj.insert("class_probability".into(), json_number(p));
+                }
+                if let Some(e) = &v.ensemble {
+                    for ((m, &s), &vote) in self.members.iter().zip(e.scores).zip(e.votes) {
+                        obj.insert(format!("{m}_score"), json_number(s));
+                        obj.insert(format!("{m}_vote"), vote.into());
+                    }
+                    obj.insert("confidence".into(), e.confidence.into());
+                    obj.insert("severity".into(), e.severity.into());
                 }
             }
             Err(e) => {

@@ -6,11 +6,12 @@ use anyhow::Result;
 use super::checkpoint::Checkpoint;
 use super::{Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
-use crate::config::{Config, FitOn, ModelKind};
+use crate::config::{Combine, Config, FitOn, ModelKind};
 use crate::data::Dataset;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::dbscan::Dbscan;
 use crate::model::detector::DetectorState;
+use crate::model::ensemble::{Ensemble, Member, member_scores};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
 use crate::model::lof::Lof;
@@ -83,10 +84,86 @@ fn fit_detector(
             );
             (DetectorState::OneClassSvm(m), said)
         }
-        ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder => {
-            unreachable!("neural families train by gradient")
+        ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder | ModelKind::Ensemble => {
+            unreachable!("neural families train by gradient; ensembles by fit_ensemble")
         }
     })
+}
+
+/// An ensemble: each member fitted as a run of its own (its checkpoint under
+/// `members/<family>/`, its threshold from the decision rule), then its scores' mean and
+/// standard deviation on the fitted rows, which standardise it.
+fn fit_ensemble(
+    run: &Run,
+    rows: &[usize],
+    observer: &mut dyn Observer,
+) -> Result<(DetectorState, String)> {
+    let (config, train) = (run.config, &run.data.train);
+    let e = &config.model.ensemble;
+    let d = train.n_features;
+    let fitted: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| &train.x[r * d..(r + 1) * d])
+        .copied()
+        .collect();
+    let mut members = Vec::new();
+    for &kind in &e.members {
+        let mut member = config.clone();
+        member.model.kind = kind;
+        member.checkpoint.save_dir = config.checkpoint.save_dir.join("members").join(kind.name());
+        let outcome = super::train(
+            &Run {
+                config: &member,
+                ..*run
+            },
+            None,
+            observer,
+        )?;
+        let detector = outcome.best.detector;
+        let scores = member_scores(detector.load(run.device)?.as_ref(), &fitted)?;
+        let (mean, std) = mean_std(&scores);
+        members.push(Member {
+            detector,
+            threshold: outcome.best.threshold,
+            mean,
+            std,
+        });
+    }
+    let names: Vec<&str> = e.members.iter().map(|m| m.name()).collect();
+    let said = format!(
+        "{} members ({}) combined by {:?}",
+        names.len(),
+        names.join(", "),
+        e.combine
+    );
+    let ensemble = Ensemble {
+        members,
+        combine: e.combine,
+        min_votes: e.min_votes,
+        severity: e.severity_cutoffs(),
+    };
+    Ok((DetectorState::Ensemble(ensemble), said))
+}
+
+/// The mean and (population) standard deviation of `scores`, in f64; a constant member keeps
+/// its scale (std 1).
+fn mean_std(scores: &[f32]) -> (f64, f64) {
+    let n = scores.len().max(1) as f64;
+    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+    let var = scores
+        .iter()
+        .map(|&s| (s as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt();
+    (
+        mean,
+        if std > 0.0 && std.is_finite() {
+            std
+        } else {
+            1.0
+        },
+    )
 }
 
 /// Fits a family without gradients in one pass and writes `best.mpk`: the detector, the
@@ -110,7 +187,10 @@ pub fn one_pass(
         );
     }
     let rows = fit_rows(t.fit_on, &data.train)?;
-    let (detector, said) = fit_detector(config, &data.train, data.pre.n_features(), &rows)?;
+    let (detector, said) = match config.model.kind {
+        ModelKind::Ensemble => fit_ensemble(run, &rows, observer)?,
+        _ => fit_detector(config, &data.train, data.pre.n_features(), &rows)?,
+    };
     observer.note(&format!(
         "fitted {} on {} of the {} training rows (training.fit_on: {:?}): {said}",
         detector.family(),
@@ -129,8 +209,16 @@ pub fn one_pass(
         val_y: &data.val.y,
         train_quantiles: &train_quantiles,
     };
+    // A vote flags from `min_votes` members on, whatever the rule (which set each member's
+    // threshold).
+    let threshold = match &detector {
+        DetectorState::Ensemble(e) if e.combine == Combine::Vote => {
+            e.min_votes as f32 / e.members.len() as f32
+        }
+        _ => decision::threshold(t.threshold, &inputs)?,
+    };
     let best = Checkpoint {
-        threshold: decision::threshold(t.threshold, &inputs)?,
+        threshold,
         train_score_quantiles: train_quantiles,
         epoch: 1,
         weights_epoch: 1,

@@ -419,3 +419,103 @@ fn every_family_ranks_the_far_row_first() {
         assert_eq!(top, 137, "{family}: {:?}", &scores[130..140]);
     }
 }
+
+/// The ensemble: members fitted side by side (each a checkpoint of its own), each row's
+/// member scores, votes, confidence and severity in `predict`, and `test` and `assess`
+/// reporting the members and the ensemble side by side.
+#[test]
+fn the_ensemble_votes_grades_and_reports_its_members() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 39);
+    let ensemble = |dir: &str, extra: &[&str]| {
+        let d = format!("checkpoint.save_dir={dir}");
+        let mut args = vec![
+            "--set",
+            "model.kind=ensemble",
+            "--set",
+            "model.ensemble.members=[isolation_forest, kmeans, lof]",
+            "--set",
+            "model.kmeans.n_init=2",
+            "--set",
+            "training.threshold={contamination: 0.1}",
+            "--set",
+            &d,
+        ];
+        args.extend_from_slice(extra);
+        s.train("d.csv", &args)
+    };
+    ensemble("vote", &["--set", "model.ensemble.combine=vote"]).ok();
+    let ck = Checkpoint::load(&s.path("vote/best.mpk")).unwrap();
+    assert_eq!(ck.detector.family(), "ensemble");
+    assert_eq!(ck.detector.members(), ["isolation_forest", "kmeans", "lof"]);
+    assert_eq!(ck.threshold, 2.0 / 3.0);
+    let member = Checkpoint::load(&s.path("vote/members/lof/best.mpk")).unwrap();
+    assert_eq!(member.detector.family(), "lof");
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+
+    let out = s.predict("vote/best.mpk", "d.csv", &[]).ok().stdout;
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "row,score,is_anomaly,isolation_forest_score,isolation_forest_vote,kmeans_score,\
+         kmeans_vote,lof_score,lof_vote,confidence,severity,error"
+    );
+    let mut graded = std::collections::BTreeMap::new();
+    for line in lines {
+        let c: Vec<&str> = line.split(',').collect();
+        let votes = [4, 6, 8].iter().filter(|&&i| c[i] == "true").count();
+        // Three members, two votes to flag; severity cut-offs 2, 3, 3 (low, medium, high).
+        assert_eq!(c[2] == "true", votes >= 2, "{line}");
+        assert_eq!(c[9].parse::<f64>().unwrap(), votes as f64 / 3.0, "{line}");
+        let want = ["none", "none", "low", "high"][votes];
+        assert_eq!(c[10], want, "{line}");
+        *graded.entry(want).or_insert(0) += 1;
+    }
+    assert!(graded.len() == 3, "{graded:?}");
+
+    let r = s.test_json("vote/best.mpk", &["--no-write"]);
+    let e = &r["ensemble"];
+    let names: Vec<&str> = e["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["isolation_forest", "kmeans", "lof", "ensemble"]);
+    assert_eq!(e["agreement"][1][1], 1.0);
+    let rows: u64 = e["severity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(rows), r["metrics"]["rows"].as_u64());
+    s.run(&[
+        "assess",
+        "--checkpoint",
+        "vote/best.mpk",
+        "--out",
+        "rep",
+        "--bootstrap",
+        "20",
+    ])
+    .ok();
+    let html = std::fs::read_to_string(s.path("rep/report.html")).unwrap();
+    assert!(html.contains("votes alike") && html.contains("attack share"));
+
+    // The median of the z-scores ranks; the decision rule sets its threshold.
+    ensemble("median", &[]).ok();
+    let m = &s.test_json("median/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
+
+    ensemble(
+        "bad",
+        &["--set", "model.ensemble.members=[isolation_forest, mlp]"],
+    )
+    .bad_input("model.ensemble.members: mlp cannot be a member");
+    ensemble("bad", &["--set", "model.ensemble.min_votes=4"])
+        .bad_input("model.ensemble.min_votes: expected 1 to 3");
+    ensemble("bad", &["--set", "model.ensemble.severity=[3, 2, 3]"])
+        .bad_input("model.ensemble.severity");
+}

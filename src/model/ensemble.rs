@@ -1,0 +1,262 @@
+//! The voting ensemble: unsupervised members, each with its own threshold, combined into one
+//! score (`model.ensemble.combine`), and every row graded by how many members flag it.
+//!
+//! Members' scores live on different scales (a probability-like forest score, a LOF ratio
+//! with a tail into the hundreds, a reconstruction error), so the score-combining rules first
+//! standardise each on the rows it was fitted on. On NSL-KDD a mean of those z-scores is
+//! dragged by the member with the heaviest tail (LOF's z reaches 140 on KDDTest+) and falls
+//! below its best member; the median of the z-scores follows the members' majority and does
+//! not (README, "Unsupervised detectors").
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::detector::{Detector, DetectorState, Output};
+use crate::config::Combine;
+
+/// A fitted ensemble as checkpoints store it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub members: Vec<Member>,
+    pub combine: Combine,
+    pub min_votes: usize,
+    /// The votes from which a row's severity is low, medium and high.
+    pub severity: [usize; 3],
+}
+
+/// A fitted member: its detector, the threshold at which it votes, and its scores' mean and
+/// standard deviation on the rows it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub detector: DetectorState,
+    pub threshold: f32,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// How many members agree that a row is anomalous, as a grade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::None,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    /// The grade of `votes` under the cut-offs `[low, medium, high]`.
+    pub fn of(votes: usize, cutoffs: [usize; 3]) -> Severity {
+        match cutoffs.iter().filter(|&&c| votes >= c).count() {
+            0 => Severity::None,
+            1 => Severity::Low,
+            2 => Severity::Medium,
+            _ => Severity::High,
+        }
+    }
+}
+
+/// An ensemble's verdict on a batch: the combined score and, per row, every member's score
+/// and vote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Votes {
+    pub combined: Vec<f32>,
+    /// Row-major, one score per member.
+    pub member_scores: Vec<f32>,
+    /// Row-major, one vote per member.
+    pub member_votes: Vec<bool>,
+    pub votes: Vec<usize>,
+    pub severity: Vec<Severity>,
+    pub members: usize,
+}
+
+impl Votes {
+    /// The share of members that flag each row.
+    pub fn confidence(&self, row: usize) -> f64 {
+        self.votes[row] as f64 / self.members as f64
+    }
+}
+
+impl Ensemble {
+    /// The verdict on rows whose member scores are `member_scores` (row-major, one per
+    /// member): each member votes at its threshold; the combined score is the vote share
+    /// (`vote`) or the mean, maximum or median of the members' z-scores.
+    pub fn verdict(&self, member_scores: Vec<f32>) -> Votes {
+        let n = self.members.len();
+        let rows = member_scores.len() / n;
+        let mut z = vec![0.0f64; n];
+        let mut out = Votes {
+            combined: Vec::with_capacity(rows),
+            member_votes: Vec::with_capacity(rows * n),
+            votes: Vec::with_capacity(rows),
+            severity: Vec::with_capacity(rows),
+            member_scores: Vec::new(),
+            members: n,
+        };
+        for row in member_scores.chunks_exact(n) {
+            let mut votes = 0;
+            for ((zi, m), &s) in z.iter_mut().zip(&self.members).zip(row) {
+                let vote = s >= m.threshold;
+                votes += vote as usize;
+                out.member_votes.push(vote);
+                *zi = (s as f64 - m.mean) / m.std;
+            }
+            out.combined.push(self.combine.of(&mut z, votes) as f32);
+            out.votes.push(votes);
+            out.severity.push(Severity::of(votes, self.severity));
+        }
+        out.member_scores = member_scores;
+        out
+    }
+}
+
+impl Combine {
+    /// The combined score of one row from its members' z-scores (reordered in place) and
+    /// its vote count.
+    fn of(self, z: &mut [f64], votes: usize) -> f64 {
+        let n = z.len();
+        match self {
+            Combine::Vote => votes as f64 / n as f64,
+            Combine::MeanZ => z.iter().sum::<f64>() / n as f64,
+            Combine::MaxZ => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Combine::MedianZ => {
+                z.sort_unstable_by(f64::total_cmp);
+                if n % 2 == 1 {
+                    z[n / 2]
+                } else {
+                    (z[n / 2 - 1] + z[n / 2]) / 2.0
+                }
+            }
+        }
+    }
+}
+
+/// A loaded ensemble: its members ready to score.
+pub struct Loaded {
+    ensemble: Ensemble,
+    members: Vec<Box<dyn Detector>>,
+}
+
+impl Loaded {
+    pub fn new(ensemble: &Ensemble, device: &burn::tensor::Device) -> Result<Loaded> {
+        let members = ensemble
+            .members
+            .iter()
+            .map(|m| m.detector.load(device))
+            .collect::<Result<_>>()?;
+        Ok(Loaded {
+            ensemble: ensemble.clone(),
+            members,
+        })
+    }
+}
+
+/// A member's one score per row.
+pub fn member_scores(detector: &dyn Detector, x: &[f32]) -> Result<Vec<f32>> {
+    match detector.score(x)? {
+        Output::Scores(s)
+        | Output::Probabilities {
+            values: s,
+            width: 1,
+        } => Ok(s),
+        Output::Probabilities { .. } | Output::Ensemble(_) => {
+            bail!("an ensemble member gives one score per row")
+        }
+    }
+}
+
+impl Detector for Loaded {
+    fn score(&self, x: &[f32]) -> Result<Output> {
+        let n = self.members.len();
+        let per_member: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .map(|m| member_scores(m.as_ref(), x))
+            .collect::<Result<_>>()?;
+        let rows = per_member.first().map_or(0, Vec::len);
+        let mut scores = vec![0.0f32; rows * n];
+        for (j, s) in per_member.iter().enumerate() {
+            for (r, &v) in s.iter().enumerate() {
+                scores[r * n + j] = v;
+            }
+        }
+        Ok(Output::Ensemble(self.ensemble.verdict(scores)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kmeans::Kmeans;
+
+    /// Members that only carry thresholds and training statistics (`verdict` reads nothing
+    /// else).
+    fn ensemble(combine: Combine, thresholds: &[f32]) -> Ensemble {
+        let member = |&t: &f32| Member {
+            detector: DetectorState::Kmeans(Kmeans {
+                n_features: 1,
+                centroids: vec![0.0],
+                inertia: 0.0,
+            }),
+            threshold: t,
+            mean: 1.0,
+            std: 2.0,
+        };
+        Ensemble {
+            members: thresholds.iter().map(member).collect(),
+            combine,
+            min_votes: 2,
+            severity: [2, 3, 4],
+        }
+    }
+
+    #[test]
+    fn votes_confidence_and_severity_follow_a_hand_made_vote_table() {
+        // Four members, threshold 1 each; rows flagged by 0, 1, 2, 3 and 4 members.
+        let rows = [
+            [0.0, 0.0, 0.0, 0.0],
+            [5.0, 0.0, 0.0, 0.0],
+            [5.0, 0.0, 5.0, 0.0],
+            [5.0, 5.0, 0.0, 5.0],
+            [5.0, 5.0, 5.0, 5.0],
+        ];
+        let v = ensemble(Combine::Vote, &[1.0; 4]).verdict(rows.concat());
+        assert_eq!(v.votes, [0, 1, 2, 3, 4]);
+        assert_eq!(v.combined, [0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(v.confidence(3), 0.75);
+        use Severity::*;
+        assert_eq!(v.severity, [None, None, Low, Medium, High]);
+        assert_eq!(&v.member_votes[8..12], [true, false, true, false]);
+        // Three members: severity cut-offs at 2, 2, 3 grade two votes as medium.
+        assert_eq!(Severity::of(2, [2, 2, 3]), Medium);
+    }
+
+    #[test]
+    fn z_combinations_standardise_each_member_first() {
+        // mean 1, std 2: scores 1, 3, 9 give z 0, 1, 4.
+        let scores = vec![1.0, 3.0, 9.0];
+        let z = |c| ensemble(c, &[2.0; 3]).verdict(scores.clone()).combined[0];
+        assert_eq!(z(Combine::MeanZ), 5.0 / 3.0);
+        assert_eq!(z(Combine::MaxZ), 4.0);
+        assert_eq!(z(Combine::MedianZ), 1.0);
+        let even = ensemble(Combine::MedianZ, &[2.0; 4]).verdict(vec![1.0, 3.0, 9.0, 5.0]);
+        assert_eq!(even.combined, [1.5]);
+        assert_eq!(even.votes, [3]);
+    }
+}
