@@ -8,7 +8,7 @@ use crate::data::{evaluation_source, prepare_evaluation};
 use crate::device;
 use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
-use crate::report::{class_table, ensemble_table, metrics_table};
+use crate::report::{class_table, cluster_table, ensemble_table, metrics_table};
 use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
 
@@ -72,6 +72,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "verdict": assessment.verdict,
         "classes": predictions.classes,
         "ensemble": predictions.ensemble,
+        "clusters": predictions.clusters,
         "notices": notices,
     });
     if !args.no_write {
@@ -106,6 +107,9 @@ pub fn run(args: TestArgs) -> Result<()> {
         println!("{}", metrics_table(&assessment));
         if let Some(r) = &predictions.ensemble {
             println!("\n{}", ensemble_table(r));
+        }
+        if let Some(r) = &predictions.clusters {
+            println!("\n{}", cluster_table(r));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Metrics of a binary detector: a confusion matrix at a threshold, and ranking metrics.
 
 pub mod assess;
+pub mod clusters;
 pub mod decision;
 pub mod ensemble;
 pub mod multiclass;

@@ -8,8 +8,8 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Detector, Output};
-use super::neighbors::{counts_within, nearest, subsample};
+use super::detector::{Clusters, Detector, Output};
+use super::neighbors::{components_within, counts_within, nearest, subsample};
 use crate::bail_input;
 use crate::config::DbscanConfig;
 
@@ -19,6 +19,13 @@ pub struct Dbscan {
     pub eps: f32,
     /// The core points, row-major.
     pub core: Vec<f32>,
+    /// Each core point's cluster: core points within `eps` of each other share one.
+    #[serde(default)]
+    pub cluster: Vec<u32>,
+    /// Per cluster: whether most training rows in it were anomalies (empty without labelled
+    /// anomalies).
+    #[serde(default)]
+    pub majority: Vec<bool>,
     /// How many rows the fit looked at, and how many of them were noise.
     pub fitted_rows: usize,
     pub noise_rows: usize,
@@ -57,6 +64,8 @@ impl Dbscan {
         let mut model = Dbscan {
             n_features: d,
             eps,
+            cluster: components_within(&core, d, eps),
+            majority: Vec::new(),
             core,
             fitted_rows: kept.len(),
             noise_rows: 0,
@@ -77,6 +86,35 @@ impl Dbscan {
 impl Detector for Dbscan {
     fn score(&self, x: &[f32]) -> Result<Output> {
         Ok(Output::Scores(self.scores(x)))
+    }
+
+    fn clusters(&self) -> Option<&dyn Clusters> {
+        Some(self)
+    }
+}
+
+impl Clusters for Dbscan {
+    /// The cluster of the nearest core point within `eps`; beyond every one, noise.
+    fn assign(&self, x: &[f32]) -> Vec<Option<u32>> {
+        nearest(&self.core, x, self.n_features, 1, false)
+            .iter()
+            .map(|nb| {
+                let (j, dist) = nb[0];
+                (dist <= self.eps).then(|| self.cluster[j as usize])
+            })
+            .collect()
+    }
+
+    fn count(&self) -> usize {
+        self.cluster.iter().max().map_or(0, |&c| c as usize + 1)
+    }
+
+    fn majority(&self) -> &[bool] {
+        &self.majority
+    }
+
+    fn has_noise(&self) -> bool {
+        true
     }
 }
 
@@ -100,6 +138,9 @@ mod tests {
         let x = [0.0f32, 0.4, 0.8, 1.2, 5.0];
         let m = Dbscan::fit(&x, 1, &[0, 1, 2, 3, 4], &cfg(0.5, 3), 1).unwrap();
         assert_eq!(m.core, [0.4, 0.8]);
+        assert_eq!((m.cluster.as_slice(), m.count()), ([0, 0].as_slice(), 1));
+        // The border point 1.2 joins the cluster; 2.0 and 5.0 are noise.
+        assert_eq!(m.assign(&[1.2, 2.0, 5.0]), [Some(0), None, None]);
         assert_eq!((m.fitted_rows, m.noise_rows), (5, 1));
         let s = m.scores(&[0.0, 0.6, 2.0, 5.0]);
         let want = [0.4, 0.2, 1.2, 4.2];

@@ -57,6 +57,49 @@ pub enum Output {
 pub trait Detector: Send + Sync {
     /// Scores `x`, row-major with `n_features` values per row.
     fn score(&self, x: &[f32]) -> Result<Output>;
+
+    /// A clustering family's clusters (k-means, DBSCAN).
+    fn clusters(&self) -> Option<&dyn Clusters> {
+        None
+    }
+}
+
+/// A clustering family's partition of rows, for the clustering report.
+pub trait Clusters {
+    /// Each row's cluster, or `None` for noise.
+    fn assign(&self, x: &[f32]) -> Vec<Option<u32>>;
+    /// How many clusters the fit found.
+    fn count(&self) -> usize;
+    /// Per cluster: whether most training rows in it were anomalies (empty when the training
+    /// rows held no anomalies to learn from).
+    fn majority(&self) -> &[bool];
+    /// k-means: the squared distances of the rows to their nearest centroid, summed.
+    fn inertia(&self, _x: &[f32]) -> Option<f64> {
+        None
+    }
+    /// DBSCAN: rows may be noise.
+    fn has_noise(&self) -> bool {
+        false
+    }
+}
+
+/// Per cluster of `count`: whether most of the `y`-labelled rows `assigned` to it are
+/// anomalies; empty when no row is one.
+pub fn majority(assigned: &[Option<u32>], y: &[f32], count: usize) -> Vec<bool> {
+    if !y.contains(&1.0) {
+        return Vec::new();
+    }
+    let mut tally = vec![(0usize, 0usize); count];
+    for (c, &label) in assigned.iter().zip(y) {
+        if let Some(c) = c {
+            let t = &mut tally[*c as usize];
+            *(if label == 1.0 { &mut t.1 } else { &mut t.0 }) += 1;
+        }
+    }
+    tally
+        .iter()
+        .map(|(normal, anomalous)| anomalous > normal)
+        .collect()
 }
 
 impl DetectorState {

@@ -213,6 +213,7 @@ mod tests {
                 n_features: 1,
                 centroids: vec![0.0],
                 inertia: 0.0,
+                majority: Vec::new(),
             }),
             threshold: t,
             mean: 1.0,

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Detector, Output};
+use super::detector::{Clusters, Detector, Output};
 use super::neighbors::squared_distance;
 use crate::config::KmeansConfig;
 
@@ -26,6 +26,10 @@ pub struct Kmeans {
     pub centroids: Vec<f32>,
     /// The sum of squared distances of the fitted rows to their centroids.
     pub inertia: f64,
+    /// Per centroid: whether most training rows nearest to it were anomalies (the classifier
+    /// view; empty without labelled anomalies).
+    #[serde(default)]
+    pub majority: Vec<bool>,
 }
 
 /// The nearest centroid of `row` and its squared distance.
@@ -38,6 +42,36 @@ fn nearest(row: &[f32], centroids: &[f32], d: usize) -> (usize, f64) {
             (0, f64::INFINITY),
             |best, (i, v)| if v < best.1 { (i, v) } else { best },
         )
+}
+
+impl Clusters for Kmeans {
+    fn assign(&self, x: &[f32]) -> Vec<Option<u32>> {
+        let d = self.n_features;
+        x.par_chunks(d * BLOCK)
+            .flat_map_iter(|block| {
+                block
+                    .chunks_exact(d)
+                    .map(|row| Some(nearest(row, &self.centroids, d).0 as u32))
+            })
+            .collect()
+    }
+
+    fn count(&self) -> usize {
+        self.centroids.len() / self.n_features
+    }
+
+    fn majority(&self) -> &[bool] {
+        &self.majority
+    }
+
+    fn inertia(&self, x: &[f32]) -> Option<f64> {
+        let d = self.n_features;
+        Some(
+            x.chunks_exact(d)
+                .map(|row| nearest(row, &self.centroids, d).1)
+                .sum(),
+        )
+    }
 }
 
 impl Kmeans {
@@ -213,12 +247,17 @@ fn lloyd(data: &[f32], d: usize, mut centroids: Vec<f32>, max_iter: usize, tol: 
         n_features: d,
         centroids,
         inertia,
+        majority: Vec::new(),
     }
 }
 
 impl Detector for Kmeans {
     fn score(&self, x: &[f32]) -> Result<Output> {
         Ok(Output::Scores(self.scores(x)))
+    }
+
+    fn clusters(&self) -> Option<&dyn Clusters> {
+        Some(self)
     }
 }
 

@@ -168,6 +168,75 @@ pub fn counts_within(fit: &[f32], d: usize, radius: f32) -> Vec<usize> {
     })
 }
 
+/// Each row's connected component when rows within `radius` of each other are linked,
+/// numbered 0, 1, … in the order of each component's first row. Each block of rows unions its
+/// links into a forest over all rows and hands back the forest (n labels, however many links),
+/// and the blocks' forests are merged; the components do not depend on the blocks.
+pub fn components_within(fit: &[f32], d: usize, radius: f32) -> Vec<u32> {
+    let limit = radius * radius;
+    let norms = squared_norms(fit, d);
+    let n = norms.len();
+    let forests = blocks(fit, fit, d, |b, block, dots| {
+        let mut forest = Forest::new(n);
+        for i in 0..block.len() / d {
+            let row = b * BLOCK + i;
+            let linked = dots[i * n..(i + 1) * n]
+                .iter()
+                .zip(&norms)
+                .map(|(dot, fnorm)| norms[row] + fnorm - 2.0 * dot <= limit);
+            for (j, _) in linked.enumerate().filter(|(_, l)| *l) {
+                forest.union(row, j);
+            }
+        }
+        (0..n).map(|j| forest.root(j)).collect()
+    });
+    let mut forest = Forest::new(n);
+    for roots in forests.chunks_exact(n.max(1)) {
+        for (j, &r) in roots.iter().enumerate() {
+            forest.union(j, r as usize);
+        }
+    }
+    let mut ids = vec![u32::MAX; n];
+    let mut next = 0;
+    (0..n)
+        .map(|j| {
+            let r = forest.root(j) as usize;
+            if ids[r] == u32::MAX {
+                ids[r] = next;
+                next += 1;
+            }
+            ids[r]
+        })
+        .collect()
+}
+
+/// Union-find over row indices (path halving; the smaller root wins, so roots are stable).
+struct Forest {
+    parent: Vec<u32>,
+}
+
+impl Forest {
+    fn new(n: usize) -> Forest {
+        Forest {
+            parent: (0..n as u32).collect(),
+        }
+    }
+
+    fn root(&mut self, mut i: usize) -> u32 {
+        while self.parent[i] as usize != i {
+            self.parent[i] = self.parent[self.parent[i] as usize];
+            i = self.parent[i] as usize;
+        }
+        i as u32
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        let (lo, hi) = (ra.min(rb), ra.max(rb));
+        self.parent[hi as usize] = lo;
+    }
+}
+
 /// At most `max` of `rows`, a seeded sample in file order (all of them when there are fewer).
 pub fn subsample(rows: &[usize], max: usize, seed: u64) -> Vec<usize> {
     if rows.len() <= max {
@@ -195,6 +264,16 @@ mod tests {
         assert_eq!(nb[3], [(2, 3.0), (1, 5.0)]);
         // A new point at 2.5: 3 (0.5) then 1 (1.5).
         assert_eq!(nearest(&fit, &[2.5], 1, 2, false)[0], [(2, 0.5), (1, 1.5)]);
+    }
+
+    #[test]
+    fn components_link_rows_within_the_radius_across_blocks() {
+        // 0, 1, 2 chain together at radius 1.5; 5 and 6 form a second component; 9 is alone.
+        let fit = [5.0f32, 0.0, 9.0, 1.0, 6.0, 2.0];
+        assert_eq!(components_within(&fit, 1, 1.5), [0, 1, 2, 1, 0, 1]);
+        // A chain longer than a block, given in reverse: one component.
+        let chain: Vec<f32> = (0..(2 * BLOCK + 7)).rev().map(|i| i as f32).collect();
+        assert!(components_within(&chain, 1, 1.0).iter().all(|&c| c == 0));
     }
 
     #[test]

@@ -16,12 +16,13 @@ use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
 use crate::error::bad_input;
 use crate::eval::Ranked;
 use crate::eval::assess::Assessment;
+use crate::eval::clusters::ClusterReport;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
 use crate::log::{Scalars, run_dir, utc_timestamp};
 use crate::report::figures::{
-    Bars, ConfusionPlot, Curves, Figure, HEIGHT, Scores, Training, WIDTH, render,
+    Bars, Curves, Figure, HEIGHT, Heatmap, Scatter, Scores, Training, WIDTH, render,
 };
 use crate::report::html::{self, SetReport};
 use crate::score::Scorer;
@@ -36,6 +37,7 @@ struct Scored {
     assessment: Assessment,
     classes: Option<ClassReport>,
     ensemble: Option<EnsembleReport>,
+    clusters: Option<ClusterReport>,
 }
 
 /// Scores `ds` with `scorer`, built once per checkpoint `ck` by the caller.
@@ -61,6 +63,7 @@ fn score(
         assessment,
         classes: p.classes,
         ensemble: p.ensemble,
+        clusters: p.clusters,
     })
 }
 
@@ -84,6 +87,9 @@ struct MetricsFile<'a> {
     /// An ensemble: each set's members side by side.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ensemble: Vec<(&'a str, &'a EnsembleReport)>,
+    /// k-means and DBSCAN: each set's clustering report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    clusters: Vec<(&'a str, &'a ClusterReport)>,
     folds: Option<&'a Summary>,
 }
 
@@ -105,6 +111,9 @@ pub fn assess_checkpoint(
         .find(|s| s.name == "test")
         .expect("evaluation_sets returns a test set");
     let mut figures = common_figures(&sets, test)?;
+    if let Some(c) = &test.clusters {
+        figures.extend(cluster_figures(c, &test.name)?);
+    }
     figures.push(render(
         "training_curves",
         "Training curves",
@@ -197,6 +206,7 @@ pub fn assess_folds(
             assessment,
             classes: None,
             ensemble: None,
+            clusters: None,
         }
     };
     let summary = Summary::new(
@@ -289,15 +299,68 @@ pub fn assess_folds(
     )
 }
 
+/// A clustering family's map of the rows (first two principal components, by cluster) and its
+/// clusters by class.
+fn cluster_figures(c: &ClusterReport, set: &str) -> Result<Vec<Figure>> {
+    let name =
+        |cluster: Option<u32>| cluster.map_or("noise".to_string(), |k| format!("cluster {k}"));
+    let mut groups: Vec<Option<u32>> = c.map.iter().map(|p| p.cluster).collect();
+    groups.sort_unstable_by_key(|g| g.map_or(u32::MAX, |k| k));
+    groups.dedup();
+    let points = c
+        .map
+        .iter()
+        .map(|p| {
+            let g = groups.iter().position(|&g| g == p.cluster).expect("listed");
+            (p.x, p.y, g)
+        })
+        .collect();
+    let counts = c
+        .contingency
+        .iter()
+        .map(|r| vec![r.normal, r.anomalous])
+        .collect();
+    Ok(vec![
+        render(
+            "clusters_map",
+            &format!("Clusters ({set}), first two principal components"),
+            &Scatter {
+                title: format!("{} rows of {set} by cluster", c.map.len()),
+                x_desc: "first principal component".into(),
+                y_desc: "second principal component".into(),
+                points,
+                groups: groups.into_iter().map(name).collect(),
+            },
+        )?,
+        render(
+            "clusters_by_class",
+            &format!("Clusters by class ({set})"),
+            &Heatmap {
+                title: format!("Rows of each cluster by class, {set}"),
+                x_desc: "class".into(),
+                y_desc: "cluster".into(),
+                rows: c.contingency.iter().map(|r| r.cluster.clone()).collect(),
+                columns: vec!["normal".into(), "anomalous".into()],
+                counts,
+                normalized: false,
+            },
+        )?,
+    ])
+}
+
 /// Multiclass: a per-class table and confusion matrix for each set; an ensemble: its members
-/// side by side.
+/// side by side; a clustering family: its clustering report.
 fn class_tables(sets: &[Scored]) -> String {
     let ensembles = sets
         .iter()
         .filter_map(|s| Some(html::ensemble_table(&s.name, s.ensemble.as_ref()?)));
+    let clusters = sets
+        .iter()
+        .filter_map(|s| Some(html::cluster_table(&s.name, s.clusters.as_ref()?)));
     sets.iter()
         .filter_map(|s| Some(html::class_table(&s.name, s.classes.as_ref()?)))
         .chain(ensembles)
+        .chain(clusters)
         .collect()
 }
 
@@ -368,23 +431,23 @@ fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
         render(
             "confusion_matrix",
             &format!("Confusion matrix ({}), counts", main.name),
-            &ConfusionPlot {
-                title: format!("Confusion matrix, {} (counts)", main.name),
-                confusion: c,
-                normalized: false,
-            },
+            &Heatmap::confusion(
+                format!("Confusion matrix, {} (counts)", main.name),
+                &c,
+                false,
+            ),
         )?,
         render(
             "confusion_matrix_normalized",
             &format!("Confusion matrix ({}), row-normalised", main.name),
-            &ConfusionPlot {
-                title: format!(
+            &Heatmap::confusion(
+                format!(
                     "Confusion matrix, {} (share of each actual class)",
                     main.name
                 ),
-                confusion: c,
-                normalized: true,
-            },
+                &c,
+                true,
+            ),
         )?,
         render(
             "roc_curve",
@@ -527,6 +590,10 @@ fn write_report(
         ensemble: sets
             .iter()
             .filter_map(|s| Some((s.name.as_str(), s.ensemble.as_ref()?)))
+            .collect(),
+        clusters: sets
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.clusters.as_ref()?)))
             .collect(),
         folds,
     };

@@ -187,68 +187,156 @@ impl Plot for Bars {
     }
 }
 
-/// A 2×2 confusion matrix as a heat map, in counts or row-normalised.
-pub struct ConfusionPlot {
+/// Counts as a heat map (rows: `y_desc`, columns: `x_desc`), each cell shaded by its share of
+/// its row, showing the count or that share: confusion matrices, clusters by class.
+pub struct Heatmap {
     pub title: String,
-    pub confusion: Confusion,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+    pub counts: Vec<Vec<usize>>,
     pub normalized: bool,
 }
 
-impl Plot for ConfusionPlot {
+impl Heatmap {
+    /// A 2×2 confusion matrix: actual rows, predicted columns.
+    pub fn confusion(title: String, c: &Confusion, normalized: bool) -> Heatmap {
+        let names = vec!["normal".to_string(), "anomaly".to_string()];
+        Heatmap {
+            title,
+            x_desc: "predicted".into(),
+            y_desc: "actual".into(),
+            rows: names.clone(),
+            columns: names,
+            counts: vec![vec![c.tn, c.fp], vec![c.fn_, c.tp]],
+            normalized,
+        }
+    }
+}
+
+impl Plot for Heatmap {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
-        let c = &self.confusion;
-        let cells = [[c.tn, c.fp], [c.fn_, c.tp]];
+        let (nr, nc) = (self.rows.len(), self.columns.len());
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, font(22))
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(90)
-            .build_cartesian_2d(0f64..2f64, 0f64..2f64)
+            .build_cartesian_2d(0f64..nc as f64, 0f64..nr as f64)
             .msg()?;
-        let names = |v: &f64| match (v * 2.0).round() as i64 {
-            1 => "normal".to_string(),
-            3 => "anomaly".to_string(),
-            _ => String::new(),
+        // Labels sit at cell centres (half-integer ticks); rows run top to bottom.
+        let at = |names: &[String], v: f64| {
+            let twice = (v * 2.0).round() as i64;
+            let i = ((twice - 1) / 2) as usize;
+            if twice % 2 == 1 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
         };
+        let (rows, columns) = (self.rows.clone(), self.columns.clone());
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(5)
-            .y_labels(5)
-            .x_label_formatter(&names)
-            .y_label_formatter(&|v| names(&(2.0 - v)))
-            .x_desc("predicted")
-            .y_desc("actual")
+            .x_labels(2 * nc + 1)
+            .y_labels(2 * nr + 1)
+            .x_label_formatter(&|v| at(&columns, *v))
+            .y_label_formatter(&|v| at(&rows, nr as f64 - v))
+            .x_desc(&self.x_desc)
+            .y_desc(&self.y_desc)
             .label_style(font(16))
             .draw()
             .msg()?;
-        for (row, counts) in cells.iter().enumerate() {
-            let total = (counts[0] + counts[1]).max(1) as f64;
+        let text_size = if nr * nc > 16 { 16 } else { 26 };
+        for (row, counts) in self.counts.iter().enumerate() {
+            let total = counts.iter().sum::<usize>().max(1) as f64;
             for (col, &count) in counts.iter().enumerate() {
                 let share = count as f64 / total;
-                let value = if self.normalized { share } else { count as f64 };
                 let shade = 1.0 - 0.75 * share;
                 let color = RGBColor(
                     (31.0 + 224.0 * shade) as u8,
                     (119.0 + 136.0 * shade) as u8,
                     (180.0 + 75.0 * shade) as u8,
                 );
-                let (x, y) = (col as f64, 1.0 - row as f64);
+                let (x, y) = (col as f64, (nr - 1 - row) as f64);
                 chart
                     .draw_series([Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color.filled())])
                     .msg()?;
                 let text = if self.normalized {
-                    format!("{value:.3}")
+                    format!("{share:.3}")
                 } else {
                     format!("{count}")
                 };
                 let ink = if share > 0.55 { WHITE } else { BLACK };
+                let style = font(text_size).color(&ink);
                 chart
-                    .draw_series([Text::new(text, (x + 0.42, y + 0.52), font(26).color(&ink))])
+                    .draw_series([Text::new(text, (x + 0.4, y + 0.55), style)])
                     .msg()?;
             }
         }
         Ok(())
+    }
+}
+
+/// Points in the plane, coloured by group (a 2-D projection of rows, by cluster).
+pub struct Scatter {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    /// (x, y, group index into `groups`)
+    pub points: Vec<(f64, f64, usize)>,
+    pub groups: Vec<String>,
+}
+
+impl Plot for Scatter {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        let range = |f: fn(&(f64, f64, usize)) -> f64| {
+            let (lo, hi) = self
+                .points
+                .iter()
+                .map(f)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                });
+            let pad = ((hi - lo) * 0.05).max(1e-3);
+            if lo.is_finite() {
+                (lo - pad)..(hi + pad)
+            } else {
+                -1.0..1.0
+            }
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, font(22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(range(|p| p.0), range(|p| p.1))
+            .msg()?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_desc)
+            .y_desc(&self.y_desc)
+            .label_style(font(14))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .msg()?;
+        for (g, name) in self.groups.iter().enumerate() {
+            // The palette, then again half-transparent.
+            let base = PALETTE[g % PALETTE.len()];
+            let color = if g < PALETTE.len() {
+                base.to_rgba()
+            } else {
+                base.mix(0.5)
+            };
+            let points = self.points.iter().filter(|p| p.2 == g);
+            chart
+                .draw_series(points.map(|p| Circle::new((p.0, p.1), 2, color.filled())))
+                .msg()?
+                .label(name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
 }
 

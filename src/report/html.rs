@@ -2,6 +2,7 @@
 //! resources, so it opens anywhere (an air-gapped SOC laptop included).
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::clusters::ClusterReport;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::report::figures::Figure;
@@ -98,6 +99,47 @@ pub fn ensemble_table(set: &str, r: &EnsembleReport) -> String {
             s.rows,
             s.attacks,
             num(s.attack_share)
+        );
+    }
+    out + "</tbody></table>"
+}
+
+/// k-means and DBSCAN: the clustering scores, then each cluster's rows by class.
+pub fn cluster_table(set: &str, r: &ClusterReport) -> String {
+    let mut rows = vec![
+        ("clusters".to_string(), r.clusters.to_string()),
+        (
+            "silhouette".into(),
+            format!("{} (on {} rows)", num(r.silhouette), r.silhouette_rows),
+        ),
+        ("Calinski-Harabasz".into(), num(r.calinski_harabasz)),
+        ("Davies-Bouldin".into(), num(r.davies_bouldin)),
+    ];
+    if let Some(i) = r.inertia {
+        rows.push(("inertia".into(), format!("{i:.4}")));
+    }
+    if let Some(n) = r.noise_share {
+        rows.push(("noise share".into(), format!("{n:.4}")));
+    }
+    if let Some(v) = &r.majority_view {
+        rows.push((
+            "each cluster voting its training majority".into(),
+            format!(
+                "accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}",
+                v.accuracy, v.precision, v.recall, v.f1
+            ),
+        ));
+    }
+    let mut out = format!("<h3>{} clusters</h3>{}", escape(set), key_values(&rows));
+    out += "<table><thead><tr><th>cluster</th><th>normal</th><th>anomalous</th>\
+            <th>training majority</th></tr></thead><tbody>";
+    for c in &r.contingency {
+        out += &format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&c.cluster),
+            c.normal,
+            c.anomalous,
+            c.training_majority.unwrap_or("")
         );
     }
     out + "</tbody></table>"

@@ -6,6 +6,7 @@ pub mod figures;
 pub mod html;
 
 use crate::eval::assess::{Assessment, Interval};
+use crate::eval::clusters::ClusterReport;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 
@@ -106,6 +107,43 @@ pub fn ensemble_table(r: &EnsembleReport) -> String {
             s.rows,
             s.attacks,
             num(s.attack_share)
+        );
+    }
+    out
+}
+
+/// k-means and DBSCAN: the clustering scores, then the rows of each cluster by class.
+pub fn cluster_table(r: &ClusterReport) -> String {
+    let num = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.4}"));
+    let mut out = format!(
+        "clusters {} ({} rows)\nsilhouette {} (on {} rows)  calinski-harabasz {}  davies-bouldin {}",
+        r.clusters,
+        r.rows,
+        num(r.silhouette),
+        r.silhouette_rows,
+        num(r.calinski_harabasz),
+        num(r.davies_bouldin)
+    );
+    if let Some(i) = r.inertia {
+        out += &format!("  inertia {i:.4}");
+    }
+    if let Some(n) = r.noise_share {
+        out += &format!("  noise {n:.4}");
+    }
+    out += "\ncluster     normal  anomalous  training majority\n";
+    for c in &r.contingency {
+        out += &format!(
+            "{:<8} {:>9} {:>10}  {}\n",
+            c.cluster,
+            c.normal,
+            c.anomalous,
+            c.training_majority.unwrap_or("")
+        );
+    }
+    if let Some(v) = &r.majority_view {
+        out += &format!(
+            "each cluster voting its training majority: accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4}\n",
+            v.accuracy, v.precision, v.recall, v.f1
         );
     }
     out

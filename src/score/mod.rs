@@ -9,6 +9,7 @@ use burn::tensor::Device;
 
 use crate::data::Dataset;
 use crate::data::preprocess::Preprocessor;
+use crate::eval::clusters::ClusterReport;
 use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
@@ -25,6 +26,8 @@ pub struct Scorer {
     train_quantiles: Vec<f32>,
     /// An ensemble's member families, in order (else empty).
     pub members: Vec<&'static str>,
+    /// The run's seed (the clustering report's silhouette sample).
+    seed: u64,
 }
 
 /// A batch's scores.
@@ -45,6 +48,8 @@ pub struct Predictions {
     pub classes: Option<ClassReport>,
     /// An ensemble: its members and itself side by side.
     pub ensemble: Option<EnsembleReport>,
+    /// k-means and DBSCAN: the clustering report.
+    pub clusters: Option<ClusterReport>,
 }
 
 /// A detector's output as anomaly scores: a multiclass model's anomalous classes summed, any
@@ -77,6 +82,7 @@ impl Scorer {
             threshold: ck.threshold,
             train_quantiles: ck.train_score_quantiles.clone(),
             members: ck.detector.members(),
+            seed: ck.config.training.seed,
         })
     }
 
@@ -115,10 +121,14 @@ impl Scorer {
         let ensemble = scored.ensemble.as_ref().map(|votes| {
             EnsembleReport::compute(&self.members, votes, &scored.anomaly, self.threshold, &ds.y)
         });
+        let clusters = self.detector.clusters().map(|model| {
+            ClusterReport::compute(model, &ds.x, self.pre.n_features(), &ds.y, self.seed)
+        });
         Ok(Predictions {
             anomaly: scored.anomaly,
             classes,
             ensemble,
+            clusters,
         })
     }
 }

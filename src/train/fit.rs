@@ -10,7 +10,7 @@ use crate::config::{Combine, Config, FitOn, ModelKind};
 use crate::data::Dataset;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::dbscan::Dbscan;
-use crate::model::detector::DetectorState;
+use crate::model::detector::{Clusters, DetectorState, majority};
 use crate::model::ensemble::{Ensemble, Member, member_scores};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
@@ -45,7 +45,8 @@ fn fit_detector(
             (DetectorState::IsolationForest(f), said)
         }
         ModelKind::Kmeans => {
-            let k = Kmeans::fit(&train.x, d, rows, &m.kmeans, seed);
+            let mut k = Kmeans::fit(&train.x, d, rows, &m.kmeans, seed);
+            k.majority = majority(&k.assign(&train.x), &train.y, k.count());
             let said = format!(
                 "{} centroids, inertia {:.4} (best of {} runs)",
                 k.centroids.len() / d,
@@ -64,10 +65,12 @@ fn fit_detector(
             (DetectorState::Lof(l), said)
         }
         ModelKind::Dbscan => {
-            let m = Dbscan::fit(&train.x, d, rows, &m.dbscan, seed)?;
+            let mut m = Dbscan::fit(&train.x, d, rows, &m.dbscan, seed)?;
+            m.majority = majority(&m.assign(&train.x), &train.y, m.count());
             let said = format!(
-                "{} core points; {} of the {} rows looked at are noise",
+                "{} core points in {} clusters; {} of the {} rows looked at are noise",
                 m.core.len() / d,
+                m.count(),
                 m.noise_rows,
                 m.fitted_rows
             );

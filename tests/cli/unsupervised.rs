@@ -519,3 +519,116 @@ fn the_ensemble_votes_grades_and_reports_its_members() {
     ensemble("bad", &["--set", "model.ensemble.severity=[3, 2, 3]"])
         .bad_input("model.ensemble.severity");
 }
+
+/// k-means and DBSCAN report their clusters: separation scores, each cluster's rows by class,
+/// and the classifier made of each cluster voting its training majority; `assess` maps them.
+#[test]
+fn clustering_families_report_their_clusters() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 1500, 40);
+    for (family, setting) in [
+        ("kmeans", "model.kmeans.k=4"),
+        ("dbscan", "model.dbscan.eps=3"),
+    ] {
+        let (kind, dir) = (
+            format!("model.kind={family}"),
+            format!("checkpoint.save_dir={family}"),
+        );
+        let args = [
+            "--set",
+            &kind,
+            "--set",
+            &dir,
+            "--set",
+            setting,
+            "--set",
+            "training.fit_on=all",
+            "--set",
+            "training.threshold={contamination: 0.1}",
+        ];
+        s.train("d.csv", &args).ok();
+        let r = s.test_json(&format!("{family}/best.mpk"), &["--no-write"]);
+        let c = &r["clusters"];
+        let silhouette = c["silhouette"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&silhouette), "{family}: {c}");
+        assert!(c["calinski_harabasz"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["davies_bouldin"].as_f64().unwrap() > 0.0, "{c}");
+        let rows: u64 = c["contingency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["normal"].as_u64().unwrap() + k["anomalous"].as_u64().unwrap())
+            .sum();
+        assert_eq!(Some(rows), r["metrics"]["rows"].as_u64());
+        let view = c["majority_view"]["accuracy"].as_f64().unwrap();
+        assert!(view > 0.5, "{family}: {c}");
+        if family == "kmeans" {
+            assert_eq!(c["clusters"], 4);
+            assert!(c["inertia"].as_f64().unwrap() > 0.0 && c["noise_share"].is_null());
+        } else {
+            let noise = c["noise_share"].as_f64().unwrap();
+            assert!((0.0..1.0).contains(&noise) && c["inertia"].is_null(), "{c}");
+        }
+    }
+    s.run(&[
+        "assess",
+        "--checkpoint",
+        "kmeans/best.mpk",
+        "--out",
+        "rep",
+        "--bootstrap",
+        "20",
+    ])
+    .ok();
+    let html = std::fs::read_to_string(s.path("rep/report.html")).unwrap();
+    assert!(html.contains("test clusters") && html.contains("Davies-Bouldin"));
+    assert!(s.exists("rep/clusters_map.svg") && s.exists("rep/clusters_by_class.png"));
+}
+
+/// The same seed gives the same detectors on one thread or two: an ensemble of every
+/// unsupervised family, each member, threshold and standardisation bit for bit.
+#[test]
+fn every_family_fits_the_same_on_one_thread_or_two() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 1500, 41);
+    let fit = |threads: &str| {
+        let dir = format!("checkpoint.save_dir=t{threads}");
+        let args = [
+            "train",
+            "--quiet",
+            "--set",
+            "data.path=d.csv",
+            "--set",
+            "model.kind=ensemble",
+            "--set",
+            "model.ensemble.members=[isolation_forest, one_class_svm, lof, autoencoder, kmeans, dbscan]",
+            "--set",
+            "model.dbscan.eps=3",
+            "--set",
+            "model.autoencoder.hidden_dims=[8, 4]",
+            "--set",
+            "training.epochs=3",
+            "--set",
+            &dir,
+        ];
+        let out = s
+            .command(&args)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Checkpoint::load(&s.path(&format!("t{threads}/best.mpk"))).unwrap()
+    };
+    let (one, two) = (fit("1"), fit("2"));
+    assert_eq!(one.detector.members().len(), 6);
+    assert!(
+        one.detector == two.detector,
+        "another ensemble on two threads"
+    );
+    assert_eq!(one.threshold.to_bits(), two.threshold.to_bits());
+    assert_eq!(one.train_score_quantiles, two.train_score_quantiles);
+}
