@@ -198,3 +198,54 @@ fn predict_scores_the_same_on_gpu_as_on_cpu() {
         assert!((a - b).abs() < 1e-4, "cpu {a} vs gpu {b}");
     }
 }
+
+/// The autoencoder trains on the GPU through the same trainer, and its checkpoint scores the
+/// same rows the same way on either device.
+#[test]
+fn the_autoencoder_trains_on_the_gpu_and_scores_alike_on_both() {
+    let Some(s) = with_gpu() else { return };
+    s.sample("d.csv", 1000, 44);
+    run(
+        &s,
+        true,
+        &[
+            "train",
+            "--quiet",
+            "--device",
+            "gpu",
+            "--set",
+            "data.path=d.csv",
+            "--set",
+            "model.kind=autoencoder",
+            "--set",
+            "model.autoencoder.hidden_dims=[8, 4]",
+            "--set",
+            "training.epochs=5",
+        ],
+    )
+    .ok();
+    let scores = |device: &str| -> Vec<f64> {
+        let args = [
+            "predict",
+            "--device",
+            device,
+            "--checkpoint",
+            "checkpoints/best.mpk",
+            "--data",
+            "d.csv",
+        ];
+        let out = run(&s, true, &args).ok().stdout;
+        out.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (cpu, gpu) = (scores("cpu"), scores("gpu"));
+    assert_eq!(cpu.len(), 1000);
+    for (a, b) in cpu.iter().zip(&gpu) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "cpu {a} vs gpu {b}"
+        );
+    }
+}

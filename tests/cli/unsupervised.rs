@@ -334,6 +334,8 @@ fn dbscan_scores_the_distance_to_the_nearest_core_point() {
     dbscan(&["--set", "training.threshold={contamination: 0.1}"]).ok();
     let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
     assert_eq!(ck.detector.family(), "dbscan");
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
     let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
     assert!(m["roc_auc"].as_f64().unwrap() > 0.65, "{m}");
     let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
@@ -631,4 +633,33 @@ fn every_family_fits_the_same_on_one_thread_or_two() {
     );
     assert_eq!(one.threshold.to_bits(), two.threshold.to_bits());
     assert_eq!(one.train_score_quantiles, two.train_score_quantiles);
+}
+
+/// The README's unsupervised quick start: `configs/ensemble.yaml` as shipped, on `data/`'s
+/// sample, trains, tests and predicts in seconds.
+#[test]
+fn the_shipped_ensemble_config_runs_on_the_sample_data() {
+    let s = Sandbox::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (config, data) = (
+        format!("{root}/configs/ensemble.yaml"),
+        format!("data.path={root}/data/sample.csv"),
+    );
+    s.run(&["train", "--quiet", "--config", &config, "--set", &data])
+        .ok();
+    let r = s.test_json(
+        "checkpoints/ensemble/best.mpk",
+        &["--no-write", "--bootstrap", "10"],
+    );
+    let auc = r["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.85, "ROC AUC {auc}");
+    assert_eq!(r["ensemble"]["detectors"].as_array().unwrap().len(), 5);
+    let sample = format!("{root}/data/sample.csv");
+    let out = s
+        .predict("checkpoints/ensemble/best.mpk", &sample, &[])
+        .ok()
+        .stdout;
+    let header = out.lines().next().unwrap();
+    assert!(header.ends_with("autoencoder_score,autoencoder_vote,confidence,severity,error"));
+    assert_eq!(out.lines().count(), 5001);
 }
