@@ -74,6 +74,16 @@ impl Dbscan {
         Ok(model)
     }
 
+    /// The model ready to score: checkpoints written before clusters were stored get them
+    /// computed here.
+    pub fn loaded(&self) -> Dbscan {
+        let mut m = self.clone();
+        if m.cluster.is_empty() {
+            m.cluster = components_within(&m.core, m.n_features, m.eps);
+        }
+        m
+    }
+
     /// Each row's distance to the nearest core point.
     pub fn scores(&self, x: &[f32]) -> Vec<f32> {
         nearest(&self.core, x, self.n_features, 1, false)
@@ -141,6 +151,11 @@ mod tests {
         assert_eq!((m.cluster.as_slice(), m.count()), ([0, 0].as_slice(), 1));
         // The border point 1.2 joins the cluster; 2.0 and 5.0 are noise.
         assert_eq!(m.assign(&[1.2, 2.0, 5.0]), [Some(0), None, None]);
+        let older = Dbscan {
+            cluster: Vec::new(),
+            ..m.clone()
+        };
+        assert_eq!(older.loaded(), m);
         assert_eq!((m.fitted_rows, m.noise_rows), (5, 1));
         let s = m.scores(&[0.0, 0.6, 2.0, 5.0]);
         let want = [0.4, 0.2, 1.2, 4.2];

@@ -167,7 +167,7 @@ impl DetectorState {
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
             DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
             DetectorState::Lof(l) => Ok(Box::new(l.clone())),
-            DetectorState::Dbscan(m) => Ok(Box::new(m.clone())),
+            DetectorState::Dbscan(m) => Ok(Box::new(m.loaded())),
             DetectorState::OneClassSvm(m) => Ok(Box::new(m.clone())),
             DetectorState::Ensemble(e) => Ok(Box::new(ensemble::Loaded::new(e, device)?)),
         }
