@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Confusion;
 use crate::model::detector::Clusters;
-use crate::model::neighbors::{BLOCK, blocks, squared_norms, subsample};
+use crate::model::neighbors::{BLOCK, blocks, gather, squared_norms, subsample};
 
 /// Silhouette costs a distance per pair of rows: it is taken on a seeded sample this large.
 pub const SILHOUETTE_ROWS: usize = 10_000;
@@ -295,11 +295,7 @@ fn silhouette(
     label: &dyn Fn(usize) -> usize,
     k: usize,
 ) -> Option<f64> {
-    let rows: Vec<f32> = sample
-        .iter()
-        .flat_map(|&r| &x[r * d..(r + 1) * d])
-        .copied()
-        .collect();
+    let rows = gather(x, d, sample);
     let labels: Vec<usize> = sample.iter().map(|&r| label(r)).collect();
     let mut sizes = vec![0usize; k];
     labels.iter().for_each(|&c| sizes[c] += 1);

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Clusters, Detector, Output};
-use super::neighbors::{components_within, counts_within, nearest, subsample};
+use super::neighbors::{components_within, counts_within, gather, nearest, subsample};
 use crate::bail_input;
 use crate::config::DbscanConfig;
 
@@ -41,10 +41,7 @@ impl Dbscan {
         seed: u64,
     ) -> Result<Dbscan> {
         let kept = subsample(rows, cfg.max_fit_rows, seed);
-        let fit: Vec<f32> = kept
-            .iter()
-            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
-            .collect();
+        let fit = gather(x, d, &kept);
         let eps = cfg.eps as f32;
         let counts = counts_within(&fit, d, eps);
         let core: Vec<f32> = fit

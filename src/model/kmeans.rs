@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Clusters, Detector, Output};
-use super::neighbors::squared_distance;
+use super::neighbors::{gather, squared_distance};
 use crate::config::KmeansConfig;
 
 const BLOCK: usize = 4096;
@@ -77,10 +77,7 @@ impl Clusters for Kmeans {
 impl Kmeans {
     /// Fits on `rows` of `x` (row-major, `d` features per row).
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &KmeansConfig, seed: u64) -> Kmeans {
-        let data: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
-            .collect();
+        let data = gather(x, d, rows);
         let k = cfg.k.min(rows.len());
         // scikit-learn's tolerance: relative to the mean variance of the features.
         let tol = cfg.tol * mean_variance(&data, d);

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
-use super::neighbors::{nearest, subsample};
+use super::neighbors::{gather, nearest, subsample};
 use crate::config::LofConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,10 +30,7 @@ impl Lof {
     /// `max_fit_rows` with `seed`.
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &LofConfig, seed: u64) -> Lof {
         let kept = subsample(rows, cfg.max_fit_rows, seed);
-        let fit: Vec<f32> = kept
-            .iter()
-            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
-            .collect();
+        let fit = gather(x, d, &kept);
         let k = cfg.n_neighbors.min(kept.len().saturating_sub(1)).max(1);
         let neighbours = nearest(&fit, &fit, d, k, true);
         let k_distance: Vec<f32> = neighbours

@@ -237,6 +237,14 @@ impl Forest {
     }
 }
 
+/// `rows` of `x` (row-major, `d` features per row) as a matrix of their own.
+pub fn gather(x: &[f32], d: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|&r| &x[r * d..(r + 1) * d])
+        .copied()
+        .collect()
+}
+
 /// At most `max` of `rows`, a seeded sample in file order (all of them when there are fewer).
 pub fn subsample(rows: &[usize], max: usize, seed: u64) -> Vec<usize> {
     if rows.len() <= max {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
-use super::neighbors::{blocks, squared_distance, squared_norms, subsample};
+use super::neighbors::{blocks, gather, squared_distance, squared_norms, subsample};
 #[cfg(test)]
 use crate::config::GammaScale;
 use crate::config::{Gamma, OneClassSvmConfig};
@@ -43,10 +43,7 @@ impl OneClassSvm {
     /// `max_fit_rows` with `seed`.
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &OneClassSvmConfig, seed: u64) -> Self {
         let kept = subsample(rows, cfg.max_fit_rows, seed);
-        let fit: Vec<f32> = kept
-            .iter()
-            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
-            .collect();
+        let fit = gather(x, d, &kept);
         let gamma = match cfg.gamma {
             Gamma::Value(g) => g,
             Gamma::Scale(_) => scale_gamma(&fit, d),

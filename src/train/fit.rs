@@ -15,6 +15,7 @@ use crate::model::ensemble::{Ensemble, Member, member_scores};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
 use crate::model::lof::Lof;
+use crate::model::neighbors::gather;
 use crate::model::one_class_svm::OneClassSvm;
 use crate::score::anomaly;
 
@@ -104,11 +105,7 @@ fn fit_ensemble(
     let (config, train) = (run.config, &run.data.train);
     let e = &config.model.ensemble;
     let d = train.n_features;
-    let fitted: Vec<f32> = rows
-        .iter()
-        .flat_map(|&r| &train.x[r * d..(r + 1) * d])
-        .copied()
-        .collect();
+    let fitted = gather(&train.x, d, rows);
     let mut members = Vec::new();
     for &kind in &e.members {
         let mut member = config.clone();

@@ -16,6 +16,20 @@ fn run(s: &Sandbox, allow_software: bool, args: &[&str]) -> Run {
     Run::from_output(cmd.output().unwrap())
 }
 
+/// `predict` of `checkpoints/best.mpk` on `d.csv` on `device`: the scores.
+fn predict_scores(s: &Sandbox, device: &str) -> Vec<f64> {
+    let args = [
+        "predict",
+        "--device",
+        device,
+        "--checkpoint",
+        "checkpoints/best.mpk",
+        "--data",
+        "d.csv",
+    ];
+    Sandbox::scores(&run(s, true, &args).ok().stdout)
+}
+
 /// `anomaly info`'s line for what `--device auto` picks.
 fn auto_choice(s: &Sandbox, allow_software: bool) -> String {
     let out = run(s, allow_software, &["info"]).ok().stdout;
@@ -171,28 +185,7 @@ fn predict_scores_the_same_on_gpu_as_on_cpu() {
         ],
     )
     .ok();
-    let scores = |device: &str| -> Vec<f64> {
-        let out = run(
-            &s,
-            true,
-            &[
-                "predict",
-                "--device",
-                device,
-                "--checkpoint",
-                "checkpoints/best.mpk",
-                "--data",
-                "d.csv",
-            ],
-        )
-        .ok()
-        .stdout;
-        out.lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-            .collect()
-    };
-    let (cpu, gpu) = (scores("cpu"), scores("gpu"));
+    let (cpu, gpu) = (predict_scores(&s, "cpu"), predict_scores(&s, "gpu"));
     assert_eq!(cpu.len(), 600);
     for (a, b) in cpu.iter().zip(&gpu) {
         assert!((a - b).abs() < 1e-4, "cpu {a} vs gpu {b}");
@@ -224,23 +217,7 @@ fn the_autoencoder_trains_on_the_gpu_and_scores_alike_on_both() {
         ],
     )
     .ok();
-    let scores = |device: &str| -> Vec<f64> {
-        let args = [
-            "predict",
-            "--device",
-            device,
-            "--checkpoint",
-            "checkpoints/best.mpk",
-            "--data",
-            "d.csv",
-        ];
-        let out = run(&s, true, &args).ok().stdout;
-        out.lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-            .collect()
-    };
-    let (cpu, gpu) = (scores("cpu"), scores("gpu"));
+    let (cpu, gpu) = (predict_scores(&s, "cpu"), predict_scores(&s, "gpu"));
     assert_eq!(cpu.len(), 1000);
     for (a, b) in cpu.iter().zip(&gpu) {
         assert!(

@@ -48,11 +48,7 @@ fn an_isolation_forest_learns_normal_rows_and_scores_through_every_command() {
     let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
     assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
     let out = s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout;
-    let scores: Vec<f64> = out
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let scores = Sandbox::scores(&out);
     assert_eq!(scores.len(), 2000);
     assert!(scores.iter().all(|&v| v > 0.0 && v < 1.0));
     let flagged = out.lines().filter(|l| l.contains(",true,")).count() as f64 / 2000.0;
@@ -410,11 +406,7 @@ fn every_family_ranks_the_far_row_first() {
             .predict(&format!("{family}/best.mpk"), "cloud.csv", &[])
             .ok()
             .stdout;
-        let scores: Vec<f64> = out
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-            .collect();
+        let scores = Sandbox::scores(&out);
         let top = (0..scores.len())
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
             .unwrap();

@@ -129,6 +129,15 @@ impl Sandbox {
         self.run(&args)
     }
 
+    /// The `score` column of `predict`'s CSV output (run without `--keep`).
+    pub fn scores(predict_stdout: &str) -> Vec<f64> {
+        predict_stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    }
+
     pub fn read_json(&self, rel: &str) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.path(rel)).unwrap()).unwrap()
     }
