@@ -62,6 +62,8 @@ pub enum ModelKind {
     Autoencoder,
     /// Unsupervised families fitted side by side, voting and combined (`model.ensemble`).
     Ensemble,
+    /// A random forest classifier (`model.random_forest`), binary or multiclass.
+    RandomForest,
 }
 
 impl ModelKind {
@@ -77,17 +79,25 @@ impl ModelKind {
             ModelKind::OneClassSvm => "one_class_svm",
             ModelKind::Autoencoder => "autoencoder",
             ModelKind::Ensemble => "ensemble",
+            ModelKind::RandomForest => "random_forest",
         }
     }
 
-    /// The supervised classifiers (the `model` keys above `isolation_forest` are theirs).
+    /// The supervised classifiers, which learn from labels (binary or multiclass).
     pub fn is_classifier(self) -> bool {
-        matches!(self, ModelKind::Mlp | ModelKind::Resmlp)
+        matches!(
+            self,
+            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::RandomForest
+        )
     }
 
-    /// Families trained by the gradient trainer (epochs, early stopping, exact resume).
+    /// Families trained by the gradient trainer (epochs, early stopping, exact resume; the
+    /// `model` keys above `isolation_forest` are the classifiers').
     pub fn by_gradient(self) -> bool {
-        self.is_classifier() || self == ModelKind::Autoencoder
+        matches!(
+            self,
+            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder
+        )
     }
 
     /// Whether scores lie in (0, 1), so that a fixed threshold must too (probabilities and
@@ -96,7 +106,10 @@ impl ModelKind {
     pub fn scores_in_unit_interval(self) -> bool {
         matches!(
             self,
-            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::IsolationForest
+            ModelKind::Mlp
+                | ModelKind::Resmlp
+                | ModelKind::IsolationForest
+                | ModelKind::RandomForest
         )
     }
 }
@@ -220,6 +233,50 @@ impl Default for AutoencoderConfig {
             activation: Activation::Relu,
         }
     }
+}
+
+/// `model.random_forest`: scikit-learn's `RandomForestClassifier` settings, with 200 trees;
+/// splits are searched over at most `max_bins` bins per feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomForestConfig {
+    pub n_trees: usize,
+    /// None: grow until leaves are pure or hold `min_samples_leaf` rows.
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    pub max_features: MaxFeatures,
+    /// Each tree on a bootstrap sample (and an out-of-bag accuracy), or on every row.
+    pub bootstrap: bool,
+    pub max_bins: usize,
+}
+
+impl Default for RandomForestConfig {
+    fn default() -> Self {
+        Self {
+            n_trees: 200,
+            max_depth: None,
+            min_samples_leaf: 1,
+            max_features: MaxFeatures::Named(FeatureShare::Sqrt),
+            bootstrap: true,
+            max_bins: 256,
+        }
+    }
+}
+
+/// How many features a tree's split tries: `sqrt`, `log2` or `all` of them, or a fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxFeatures {
+    Fraction(f64),
+    Named(FeatureShare),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureShare {
+    Sqrt,
+    Log2,
+    All,
 }
 
 /// `model.ensemble`: the members (each configured by its own section) and how they combine.
@@ -363,6 +420,7 @@ pub struct ModelConfig {
     pub one_class_svm: OneClassSvmConfig,
     pub autoencoder: AutoencoderConfig,
     pub ensemble: EnsembleConfig,
+    pub random_forest: RandomForestConfig,
 }
 
 impl Default for ModelConfig {
@@ -379,6 +437,7 @@ impl Default for ModelConfig {
             one_class_svm: OneClassSvmConfig::default(),
             autoencoder: AutoencoderConfig::default(),
             ensemble: EnsembleConfig::default(),
+            random_forest: RandomForestConfig::default(),
         }
     }
 }
@@ -935,6 +994,26 @@ impl Config {
             );
         }
         m.ensemble.validate()?;
+        let rf = &m.random_forest;
+        let share_ok = match rf.max_features {
+            MaxFeatures::Fraction(f) => f > 0.0 && f <= 1.0,
+            MaxFeatures::Named(_) => true,
+        };
+        if rf.n_trees == 0 || rf.min_samples_leaf == 0 || rf.max_depth == Some(0) || !share_ok {
+            bail_input!(
+                "model.random_forest: expected n_trees, min_samples_leaf and max_depth >= 1 and max_features sqrt, log2, all or a fraction in (0, 1], got {}, {}, {:?} and {:?}",
+                rf.n_trees,
+                rf.min_samples_leaf,
+                rf.max_depth,
+                rf.max_features
+            );
+        }
+        if !(2..=256).contains(&rf.max_bins) {
+            bail_input!(
+                "model.random_forest.max_bins: expected 2 to 256, got {}",
+                rf.max_bins
+            );
+        }
         if !m.kind.is_classifier() && self.task == Task::Multiclass {
             bail_input!(
                 "task: multiclass needs a classifier; model.kind {:?} is an unsupervised detector (use task: binary)",

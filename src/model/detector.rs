@@ -16,6 +16,7 @@ use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
 use super::lof::Lof;
 use super::one_class_svm::OneClassSvm;
+use super::random_forest::RandomForest;
 use super::{Mlp, ModelSpec, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
@@ -33,6 +34,7 @@ pub enum DetectorState {
     Dbscan(Dbscan),
     OneClassSvm(OneClassSvm),
     Ensemble(Ensemble),
+    RandomForest(RandomForest),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -127,6 +129,7 @@ impl DetectorState {
             DetectorState::Dbscan(_) => ModelKind::Dbscan,
             DetectorState::OneClassSvm(_) => ModelKind::OneClassSvm,
             DetectorState::Ensemble(_) => ModelKind::Ensemble,
+            DetectorState::RandomForest(_) => ModelKind::RandomForest,
         }
     }
 
@@ -154,7 +157,8 @@ impl DetectorState {
             | DetectorState::Lof(_)
             | DetectorState::Dbscan(_)
             | DetectorState::OneClassSvm(_)
-            | DetectorState::Ensemble(_) => None,
+            | DetectorState::Ensemble(_)
+            | DetectorState::RandomForest(_) => None,
         }
     }
 
@@ -170,6 +174,7 @@ impl DetectorState {
             DetectorState::Dbscan(m) => Ok(Box::new(m.loaded())),
             DetectorState::OneClassSvm(m) => Ok(Box::new(m.clone())),
             DetectorState::Ensemble(e) => Ok(Box::new(ensemble::Loaded::new(e, device)?)),
+            DetectorState::RandomForest(f) => Ok(Box::new(f.clone())),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The detector: an MLP (or a residual MLP with batch norm) that maps a feature row to one
 //! anomaly logit (binary) or one logit per class (multiclass).
 
+pub mod bins;
 pub mod cpu;
 pub mod dbscan;
 pub mod detector;
@@ -11,6 +12,7 @@ pub mod kmeans;
 pub mod lof;
 pub mod neighbors;
 pub mod one_class_svm;
+pub mod random_forest;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::activation::{Activation as Act, ActivationConfig};

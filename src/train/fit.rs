@@ -1,10 +1,11 @@
-//! Families without gradients: fitted in one pass on the rows `training.fit_on` names, with the
+//! Families without gradients: fitted in one pass, the unsupervised ones on the rows
+//! `training.fit_on` names and the random forest on every labelled training row, with the
 //! same decision rules, checkpoints and observer as the gradient trainer.
 
 use anyhow::Result;
 
 use super::checkpoint::Checkpoint;
-use super::{Observer, Outcome, Run, checkpoint_paths};
+use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::config::{Combine, Config, FitOn, ModelKind};
 use crate::data::Dataset;
@@ -17,6 +18,7 @@ use crate::model::kmeans::Kmeans;
 use crate::model::lof::Lof;
 use crate::model::neighbors::gather;
 use crate::model::one_class_svm::OneClassSvm;
+use crate::model::random_forest::{Labelled, RandomForest};
 use crate::score::anomaly;
 
 /// The training rows an unsupervised detector learns from.
@@ -88,10 +90,57 @@ fn fit_detector(
             );
             (DetectorState::OneClassSvm(m), said)
         }
-        ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder | ModelKind::Ensemble => {
-            unreachable!("neural families train by gradient; ensembles by fit_ensemble")
+        ModelKind::Mlp
+        | ModelKind::Resmlp
+        | ModelKind::Autoencoder
+        | ModelKind::Ensemble
+        | ModelKind::RandomForest => {
+            unreachable!("fitted by the gradient trainer, fit_ensemble or fit_forest")
         }
     })
+}
+
+/// A random forest on every training row, classes weighted as the neural classifiers' loss
+/// weighs them (`training.pos_weight` / `training.class_weights`).
+fn fit_forest(run: &Run) -> Result<(DetectorState, String)> {
+    let (config, data) = (run.config, run.data);
+    let train = &data.train;
+    let (weights, class, multiclass) = match super::objective(config, data)? {
+        Objective::Binary { pos_weight } => {
+            let class = train.y.iter().map(|&y| y as u32).collect();
+            (vec![1.0, pos_weight], class, false)
+        }
+        Objective::Multiclass { weights } => (weights, train.class.clone(), true),
+        Objective::Reconstruction => unreachable!("a forest classifies"),
+    };
+    let rows: Vec<usize> = (0..train.len()).collect();
+    let labelled = Labelled {
+        x: &train.x,
+        d: train.n_features,
+        rows: &rows,
+        class: &class,
+        class_weights: &weights,
+        multiclass,
+    };
+    let forest = RandomForest::fit(&labelled, &config.model.random_forest, config.training.seed);
+    let mut ranked: Vec<(usize, f32)> = forest.importance.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: Vec<String> = ranked
+        .iter()
+        .take(5)
+        .map(|&(f, v)| format!("{} {v:.3}", data.pre.feature_names[f]))
+        .collect();
+    let nodes: usize = forest.trees.iter().map(|t| t.nodes.len()).sum();
+    let oob = forest
+        .oob_accuracy
+        .map_or(String::new(), |a| format!(", out-of-bag accuracy {a:.4}"));
+    let said = format!(
+        "on the {} training rows: {} trees, {nodes} nodes{oob}; most important: {}",
+        rows.len(),
+        forest.trees.len(),
+        top.join(", ")
+    );
+    Ok((DetectorState::RandomForest(forest), said))
 }
 
 /// An ensemble: each member fitted as a run of its own (its checkpoint under
@@ -186,18 +235,24 @@ pub fn one_pass(
             config.model.kind
         );
     }
-    let rows = fit_rows(t.fit_on, &data.train)?;
     let (detector, said) = match config.model.kind {
-        ModelKind::Ensemble => fit_ensemble(run, &rows, observer)?,
-        _ => fit_detector(config, &data.train, data.pre.n_features(), &rows)?,
+        ModelKind::RandomForest => fit_forest(run)?,
+        kind => {
+            let rows = fit_rows(t.fit_on, &data.train)?;
+            let (detector, said) = match kind {
+                ModelKind::Ensemble => fit_ensemble(run, &rows, observer)?,
+                _ => fit_detector(config, &data.train, data.pre.n_features(), &rows)?,
+            };
+            let on = format!(
+                "{} of the {} training rows (training.fit_on: {:?})",
+                rows.len(),
+                data.train.len(),
+                t.fit_on
+            );
+            (detector, format!("on {on}: {said}"))
+        }
     };
-    observer.note(&format!(
-        "fitted {} on {} of the {} training rows (training.fit_on: {:?}): {said}",
-        detector.family(),
-        rows.len(),
-        data.train.len(),
-        t.fit_on,
-    ));
+    observer.note(&format!("fitted {} {said}", detector.family()));
     let scorer = detector.load(device)?;
     let scores = |x: &[f32]| Ok::<_, anyhow::Error>(anomaly(&data.pre, scorer.score(x)?).anomaly);
     // Every training row's score, as for the supervised families: `contamination: r` flags

@@ -12,6 +12,7 @@ mod predict;
 mod presets;
 mod tensorboard;
 mod training;
+mod trees;
 mod unsupervised;
 mod upload;
 mod util;

@@ -1,0 +1,554 @@
+//! Random forest (Breiman 2001), as scikit-learn's `RandomForestClassifier` grows it: each tree
+//! on a bootstrap sample, each split the best Gini decrease among `max_features` randomly drawn
+//! features (more when none of those can split), class weights through the sample weights,
+//! leaves holding their weighted class distribution; a row's probabilities are the trees' mean.
+//! Splits are found by histogram over pre-binned features ([`Bins`]), so a node costs a pass
+//! over its rows per feature tried, not a sort.
+//!
+//! Written here: smartcore's and linfa's forests sort at every node, take no class weights and
+//! cannot be made independent of the thread count; this is a few hundred lines. Every tree has
+//! its own seed, so the forest is the same whatever the number of threads that build it.
+
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::bins::Bins;
+use super::detector::{Detector, Output};
+use crate::config::{MaxFeatures, RandomForestConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomForest {
+    pub n_features: usize,
+    /// Classes (2 for binary: normal, anomaly).
+    pub classes: usize,
+    /// One output per row for binary (the anomaly probability), else one per class.
+    pub multiclass: bool,
+    pub bins: Bins,
+    pub trees: Vec<Tree>,
+    /// Mean decrease in Gini impurity per feature (summing to 1).
+    pub importance: Vec<f32>,
+    /// Accuracy of each training row's out-of-bag vote (bootstrap only).
+    pub oob_accuracy: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+    /// Each leaf's class distribution, `classes` values per leaf.
+    pub leaves: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Node {
+    /// Rows with `value < threshold` (NaN included) go left.
+    Split {
+        feature: u32,
+        threshold: f32,
+        left: u32,
+        right: u32,
+    },
+    Leaf(u32),
+}
+
+/// What a forest learns from: rows, their classes and the classes' weights.
+pub struct Labelled<'a> {
+    pub x: &'a [f32],
+    pub d: usize,
+    pub rows: &'a [usize],
+    /// The class of each row of `x`.
+    pub class: &'a [u32],
+    pub class_weights: &'a [f64],
+    pub multiclass: bool,
+}
+
+/// A seed per tree, independent of which thread builds it.
+fn tree_seed(seed: u64, tree: usize) -> u64 {
+    seed.wrapping_mul(0xA076_1D64_78BD_642F) ^ (tree as u64).wrapping_mul(0xE703_7ED1_A0B4_28DB)
+}
+
+impl RandomForest {
+    pub fn fit(data: &Labelled, cfg: &RandomForestConfig, seed: u64) -> RandomForest {
+        let (d, n) = (data.d, data.rows.len());
+        let k = data.class_weights.len();
+        let bins = Bins::fit(data.x, d, data.rows, cfg.max_bins);
+        let binned = bins.binned(data.x, d, data.rows);
+        let class: Vec<u32> = data.rows.iter().map(|&r| data.class[r]).collect();
+        let grower = Grower {
+            binned: &binned,
+            n,
+            d,
+            k,
+            class: &class,
+            thresholds: &bins.thresholds,
+            max_depth: cfg.max_depth.unwrap_or(usize::MAX),
+            min_leaf: cfg.min_samples_leaf,
+            tries: features_per_split(cfg.max_features, d),
+        };
+        let grown: Vec<(Tree, Vec<f64>, Vec<u32>)> = (0..cfg.n_trees)
+            .into_par_iter()
+            .map(|t| {
+                let mut rng = StdRng::seed_from_u64(tree_seed(seed, t));
+                let mut counts = vec![0u32; n];
+                if cfg.bootstrap {
+                    (0..n).for_each(|_| counts[rng.random_range(0..n)] += 1);
+                } else {
+                    counts.iter_mut().for_each(|c| *c = 1);
+                }
+                let weight: Vec<f64> = (0..n)
+                    .map(|i| counts[i] as f64 * data.class_weights[class[i] as usize])
+                    .collect();
+                let (tree, importance) = grower.grow(&weight, &mut rng);
+                (tree, importance, counts)
+            })
+            .collect();
+        let mut importance = vec![0.0f64; d];
+        for (_, tree_importance, _) in &grown {
+            let total: f64 = tree_importance.iter().sum();
+            if total > 0.0 {
+                for (a, b) in importance.iter_mut().zip(tree_importance) {
+                    *a += b / total;
+                }
+            }
+        }
+        let total: f64 = importance.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut forest = RandomForest {
+            n_features: d,
+            classes: k,
+            multiclass: data.multiclass,
+            bins,
+            trees: Vec::with_capacity(grown.len()),
+            importance: importance.iter().map(|v| (v / total) as f32).collect(),
+            oob_accuracy: None,
+        };
+        let in_bag: Vec<Vec<u32>> = grown.iter().map(|g| g.2.clone()).collect();
+        forest.trees = grown.into_iter().map(|g| g.0).collect();
+        if cfg.bootstrap {
+            forest.oob_accuracy = forest.out_of_bag(data, &class, &in_bag);
+        }
+        forest
+    }
+
+    /// The accuracy of the trees' vote on each training row from the trees that did not
+    /// see it (rows every tree saw are left out).
+    fn out_of_bag(&self, data: &Labelled, class: &[u32], in_bag: &[Vec<u32>]) -> Option<f64> {
+        let (d, k) = (self.n_features, self.classes);
+        let (right, voted) = data
+            .rows
+            .par_iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let row = &data.x[r * d..(r + 1) * d];
+                let mut sum = vec![0.0f64; k];
+                let mut trees = 0;
+                for (tree, bag) in self.trees.iter().zip(in_bag) {
+                    if bag[i] == 0 {
+                        tree.add_leaf(row, k, &mut sum);
+                        trees += 1;
+                    }
+                }
+                let best = argmax(&sum);
+                match trees {
+                    0 => (0, 0),
+                    _ => ((best == class[i] as usize) as usize, 1usize),
+                }
+            })
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        (voted > 0).then(|| right as f64 / voted as f64)
+    }
+
+    /// Each row's class probabilities (row-major, `classes` per row).
+    pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
+        const BLOCK: usize = 256;
+        let (d, k) = (self.n_features, self.classes);
+        let n = self.trees.len().max(1) as f64;
+        x.par_chunks(d * BLOCK)
+            .flat_map_iter(|block| {
+                let mut sums = vec![0.0f64; block.len() / d * k];
+                for tree in &self.trees {
+                    for (row, sum) in block.chunks_exact(d).zip(sums.chunks_exact_mut(k)) {
+                        tree.add_leaf(row, k, sum);
+                    }
+                }
+                sums.into_iter().map(move |s| (s / n) as f32)
+            })
+            .collect()
+    }
+}
+
+fn argmax(values: &[f64]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// How many features a split tries first.
+fn features_per_split(max: MaxFeatures, d: usize) -> usize {
+    let n = match max {
+        MaxFeatures::Named(crate::config::FeatureShare::Sqrt) => (d as f64).sqrt().floor(),
+        MaxFeatures::Named(crate::config::FeatureShare::Log2) => (d as f64).log2().floor(),
+        MaxFeatures::Named(crate::config::FeatureShare::All) => d as f64,
+        MaxFeatures::Fraction(f) => (f * d as f64).floor(),
+    };
+    (n as usize).clamp(1, d)
+}
+
+impl Tree {
+    /// Adds the class distribution of the leaf `row` lands in to `sum`.
+    fn add_leaf(&self, row: &[f32], k: usize, sum: &mut [f64]) {
+        let mut at = 0usize;
+        loop {
+            match self.nodes[at] {
+                Node::Leaf(leaf) => {
+                    let dist = &self.leaves[leaf as usize * k..(leaf as usize + 1) * k];
+                    for (s, &p) in sum.iter_mut().zip(dist) {
+                        *s += p as f64;
+                    }
+                    return;
+                }
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                } => {
+                    // NaN goes left, as it lies in bin 0.
+                    at = if row[feature as usize] >= threshold {
+                        right
+                    } else {
+                        left
+                    } as usize;
+                }
+            }
+        }
+    }
+}
+
+/// Grows trees over the binned training rows (feature-major, `n` rows).
+struct Grower<'a> {
+    binned: &'a [u8],
+    n: usize,
+    d: usize,
+    k: usize,
+    class: &'a [u32],
+    thresholds: &'a [Vec<f32>],
+    max_depth: usize,
+    min_leaf: usize,
+    tries: usize,
+}
+
+/// The best split of a node found so far.
+struct Best {
+    feature: usize,
+    bin: u8,
+    score: f64,
+}
+
+impl Grower<'_> {
+    /// A tree on the rows with positive `weight`, and its impurity decrease per feature.
+    fn grow(&self, weight: &[f64], rng: &mut StdRng) -> (Tree, Vec<f64>) {
+        let mut rows: Vec<u32> = (0..self.n as u32)
+            .filter(|&i| weight[i as usize] > 0.0)
+            .collect();
+        let mut tree = Tree {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+        };
+        let mut importance = vec![0.0f64; self.d];
+        let mut features: Vec<usize> = (0..self.d).collect();
+        self.node(
+            &mut rows,
+            0,
+            weight,
+            rng,
+            &mut features,
+            &mut tree,
+            &mut importance,
+        );
+        (tree, importance)
+    }
+
+    /// The weighted class totals of `rows`.
+    fn totals(&self, rows: &[u32], weight: &[f64]) -> Vec<f64> {
+        let mut t = vec![0.0f64; self.k];
+        for &r in rows {
+            t[self.class[r as usize] as usize] += weight[r as usize];
+        }
+        t
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &self,
+        rows: &mut [u32],
+        depth: usize,
+        weight: &[f64],
+        rng: &mut StdRng,
+        features: &mut [usize],
+        tree: &mut Tree,
+        importance: &mut [f64],
+    ) -> u32 {
+        let at = tree.nodes.len() as u32;
+        let totals = self.totals(rows, weight);
+        let w: f64 = totals.iter().sum();
+        let pure = totals.iter().filter(|&&t| t > 0.0).count() <= 1;
+        let best = if pure || depth >= self.max_depth || rows.len() < 2 * self.min_leaf {
+            None
+        } else {
+            self.split(rows, weight, &totals, rng, features)
+        };
+        let Some(best) = best else {
+            let leaf = (tree.leaves.len() / self.k) as u32;
+            tree.leaves.extend(
+                totals
+                    .iter()
+                    .map(|&t| (t / w.max(f64::MIN_POSITIVE)) as f32),
+            );
+            tree.nodes.push(Node::Leaf(leaf));
+            return at;
+        };
+        let column = &self.binned[best.feature * self.n..(best.feature + 1) * self.n];
+        let mut split = 0;
+        for i in 0..rows.len() {
+            if column[rows[i] as usize] <= best.bin {
+                rows.swap(i, split);
+                split += 1;
+            }
+        }
+        importance[best.feature] += w * gini_sum_gain(&totals, w, best.score);
+        tree.nodes.push(Node::Leaf(0));
+        let (left_rows, right_rows) = rows.split_at_mut(split);
+        let left = self.node(
+            left_rows,
+            depth + 1,
+            weight,
+            rng,
+            features,
+            tree,
+            importance,
+        );
+        let right = self.node(
+            right_rows,
+            depth + 1,
+            weight,
+            rng,
+            features,
+            tree,
+            importance,
+        );
+        tree.nodes[at as usize] = Node::Split {
+            feature: best.feature as u32,
+            threshold: self.thresholds[best.feature][best.bin as usize],
+            left,
+            right,
+        };
+        at
+    }
+
+    /// The best split of `rows`: features in a random order, at least `tries` of them and
+    /// on until one can split (scikit-learn's rule). The score is Σ L_c²/L + Σ R_c²/R, which
+    /// the Gini decrease grows with.
+    fn split(
+        &self,
+        rows: &[u32],
+        weight: &[f64],
+        totals: &[f64],
+        rng: &mut StdRng,
+        features: &mut [usize],
+    ) -> Option<Best> {
+        features.shuffle(rng);
+        let k = self.k;
+        let mut best: Option<Best> = None;
+        let mut hist = vec![0.0f64; 256 * k];
+        let mut counts = vec![0usize; 256];
+        for (tried, &f) in features.iter().enumerate() {
+            if tried >= self.tries && best.is_some() {
+                break;
+            }
+            let column = &self.binned[f * self.n..(f + 1) * self.n];
+            hist.iter_mut().for_each(|h| *h = 0.0);
+            counts.iter_mut().for_each(|c| *c = 0);
+            let (mut lo, mut hi) = (255usize, 0usize);
+            for &r in rows {
+                let b = column[r as usize] as usize;
+                hist[b * k + self.class[r as usize] as usize] += weight[r as usize];
+                counts[b] += 1;
+                (lo, hi) = (lo.min(b), hi.max(b));
+            }
+            let mut left = vec![0.0f64; k];
+            let mut left_rows = 0usize;
+            for b in lo..hi {
+                for c in 0..k {
+                    left[c] += hist[b * k + c];
+                }
+                left_rows += counts[b];
+                let right_rows = rows.len() - left_rows;
+                if left_rows < self.min_leaf || right_rows < self.min_leaf {
+                    continue;
+                }
+                let lw: f64 = left.iter().sum();
+                let rw: f64 = totals.iter().sum::<f64>() - lw;
+                if lw <= 0.0 || rw <= 0.0 {
+                    continue;
+                }
+                let score = left.iter().map(|v| v * v).sum::<f64>() / lw
+                    + totals
+                        .iter()
+                        .zip(&left)
+                        .map(|(t, l)| (t - l) * (t - l))
+                        .sum::<f64>()
+                        / rw;
+                if best.as_ref().is_none_or(|b| score > b.score) {
+                    best = Some(Best {
+                        feature: f,
+                        bin: b as u8,
+                        score,
+                    });
+                }
+            }
+        }
+        best
+    }
+}
+
+/// The Gini decrease of a split per unit weight, from its score (see [`Grower::split`]):
+/// gini(node) − (L·gini(L) + R·gini(R)) / W = (score − Σ T_c²/W) / W.
+fn gini_sum_gain(totals: &[f64], w: f64, score: f64) -> f64 {
+    (score - totals.iter().map(|t| t * t).sum::<f64>() / w) / w
+}
+
+impl Detector for RandomForest {
+    fn score(&self, x: &[f32]) -> Result<Output> {
+        let probs = self.probabilities(x);
+        if self.multiclass {
+            return Ok(Output::Probabilities {
+                values: probs,
+                width: self.classes,
+            });
+        }
+        let anomaly = probs.chunks_exact(self.classes).map(|p| p[1]).collect();
+        Ok(Output::Probabilities {
+            values: anomaly,
+            width: 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::on_threads;
+
+    fn cfg(n_trees: usize) -> RandomForestConfig {
+        RandomForestConfig {
+            n_trees,
+            ..RandomForestConfig::default()
+        }
+    }
+
+    /// XOR on two features (the class is whether their signs differ), with a third, noise.
+    fn xor(n: usize) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut x = Vec::new();
+        let mut class = Vec::new();
+        for _ in 0..n {
+            let (a, b): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
+            x.extend([a, b, rng.random_range(-1.0..1.0)]);
+            class.push(((a > 0.0) != (b > 0.0)) as u32);
+        }
+        (x, class)
+    }
+
+    #[test]
+    fn a_forest_learns_xor_and_its_probabilities_sum_to_one() {
+        let (x, class) = xor(800);
+        let rows: Vec<usize> = (0..600).collect();
+        let data = Labelled {
+            x: &x,
+            d: 3,
+            rows: &rows,
+            class: &class,
+            class_weights: &[1.0, 1.0],
+            multiclass: true,
+        };
+        let forest = RandomForest::fit(&data, &cfg(50), 1);
+        let probs = forest.probabilities(&x[600 * 3..]);
+        let right = probs
+            .chunks_exact(2)
+            .zip(&class[600..])
+            .filter(|(p, c)| (p[1] > 0.5) == (**c == 1))
+            .count();
+        assert!(right >= 185, "{right} of 200 right");
+        assert!(
+            probs
+                .chunks_exact(2)
+                .all(|p| (p[0] + p[1] - 1.0).abs() < 1e-5)
+        );
+        // The noise feature matters least; out-of-bag accuracy is high.
+        assert!(forest.importance[2] < forest.importance[0].min(forest.importance[1]));
+        assert!(
+            forest.oob_accuracy.unwrap() > 0.9,
+            "{:?}",
+            forest.oob_accuracy
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_forest_on_any_number_of_threads() {
+        let (x, class) = xor(400);
+        let rows: Vec<usize> = (0..400).collect();
+        let data = Labelled {
+            x: &x,
+            d: 3,
+            rows: &rows,
+            class: &class,
+            class_weights: &[1.0, 3.0],
+            multiclass: false,
+        };
+        let one = on_threads(1, || RandomForest::fit(&data, &cfg(20), 9));
+        let two = on_threads(2, || RandomForest::fit(&data, &cfg(20), 9));
+        assert_eq!(one, two);
+        assert_ne!(one, RandomForest::fit(&data, &cfg(20), 10));
+    }
+
+    #[test]
+    fn a_stump_splits_where_the_classes_part() {
+        // One feature: class 0 below 5, class 1 from 5; depth 1 must split between 4 and 5.
+        let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let class: Vec<u32> = (0..10).map(|i| (i >= 5) as u32).collect();
+        let rows: Vec<usize> = (0..10).collect();
+        let data = Labelled {
+            x: &x,
+            d: 1,
+            rows: &rows,
+            class: &class,
+            class_weights: &[1.0, 1.0],
+            multiclass: false,
+        };
+        let stump = RandomForestConfig {
+            n_trees: 1,
+            max_depth: Some(1),
+            bootstrap: false,
+            ..RandomForestConfig::default()
+        };
+        let forest = RandomForest::fit(&data, &stump, 1);
+        assert_eq!(
+            forest.trees[0].nodes[0],
+            Node::Split {
+                feature: 0,
+                threshold: 4.5,
+                left: 1,
+                right: 2
+            }
+        );
+        assert_eq!(forest.probabilities(&[4.4, 4.6]), [1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(forest.importance, [1.0]);
+    }
+}

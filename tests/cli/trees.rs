@@ -1,0 +1,105 @@
+//! The random forest family: a supervised classifier through the same data path, decision
+//! rules, checkpoints and commands as the MLP families, binary and multiclass.
+
+use anomaly::train::checkpoint::Checkpoint;
+
+use crate::util::Sandbox;
+
+const FOREST: &[&str] = &[
+    "--set",
+    "model.kind=random_forest",
+    "--set",
+    "model.random_forest.n_trees=40",
+];
+
+fn forest<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [FOREST, extra].concat()
+}
+
+#[test]
+fn a_random_forest_trains_tests_predicts_and_cross_validates() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 51);
+    let run = s.train("d.csv", &forest(&["--set", "training.pos_weight=auto"]));
+    run.ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    assert_eq!(ck.detector.family(), "random_forest");
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.8, "{m}");
+    let scores = Sandbox::scores(&s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout);
+    assert_eq!(scores.len(), 2000);
+    assert!(scores.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    // The same seed, the same forest; another seed, another.
+    s.train(
+        "d.csv",
+        &forest(&[
+            "--set",
+            "checkpoint.save_dir=again",
+            "--set",
+            "training.pos_weight=auto",
+        ]),
+    )
+    .ok();
+    let again = Checkpoint::load(&s.path("again/best.mpk")).unwrap();
+    assert!(again.detector == ck.detector);
+    s.cv("d.csv", &forest(&["--folds", "2", "--json"])).ok();
+    assert!(s.exists("checkpoints/fold_2/best.mpk"));
+    s.run(&["train", "--resume", "checkpoints/best.mpk"])
+        .bad_input("nothing to resume");
+    s.train(
+        "d.csv",
+        &forest(&["--set", "model.random_forest.max_features=2.0"]),
+    )
+    .bad_input("model.random_forest");
+    s.train(
+        "d.csv",
+        &forest(&["--set", "model.random_forest.max_bins=300"]),
+    )
+    .bad_input("model.random_forest.max_bins: expected 2 to 256");
+}
+
+#[test]
+fn a_multiclass_forest_gives_each_class_its_probability() {
+    let s = Sandbox::new();
+    let mut body = String::from("bytes,duration,label\n");
+    for i in 0..600 {
+        let (label, base) = [("normal", 0.0), ("dos", 50.0), ("probe", 100.0)][i % 3];
+        body += &format!(
+            "{},{},{label}\n",
+            base + (i % 17) as f64,
+            (i * 7 % 23) as f64
+        );
+    }
+    s.write("m.csv", &body);
+    s.train(
+        "m.csv",
+        &forest(&[
+            "--set",
+            "task=multiclass",
+            "--set",
+            "data.negative_labels=[normal]",
+            "--set",
+            "training.class_weights=auto",
+        ]),
+    )
+    .ok();
+    let r = s.test_json("checkpoints/best.mpk", &["--no-write"]);
+    assert!(
+        r["classes"]["accuracy"].as_f64().unwrap() > 0.95,
+        "{}",
+        r["classes"]
+    );
+    let run = s
+        .predict("checkpoints/best.mpk", "m.csv", &["--format", "jsonl"])
+        .ok();
+    let right = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .zip(body.lines().skip(1))
+        .filter(|(v, line)| line.ends_with(&format!(",{}", v["class"].as_str().unwrap())))
+        .count();
+    assert!(right > 570, "{right} of 600 classes right");
+}
