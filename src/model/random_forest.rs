@@ -453,6 +453,23 @@ mod tests {
         }
     }
 
+    fn labelled<'a>(
+        x: &'a [f32],
+        d: usize,
+        rows: &'a [usize],
+        class: &'a [u32],
+        class_weights: &'a [f64],
+    ) -> Labelled<'a> {
+        Labelled {
+            x,
+            d,
+            rows,
+            class,
+            class_weights,
+            multiclass: false,
+        }
+    }
+
     /// XOR on two features (the class is whether their signs differ), with a third, noise.
     fn xor(n: usize) -> (Vec<f32>, Vec<u32>) {
         let mut rng = StdRng::seed_from_u64(5);
@@ -470,14 +487,7 @@ mod tests {
     fn a_forest_learns_xor_and_its_probabilities_sum_to_one() {
         let (x, class) = xor(800);
         let rows: Vec<usize> = (0..600).collect();
-        let data = Labelled {
-            x: &x,
-            d: 3,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 1.0],
-            multiclass: true,
-        };
+        let data = labelled(&x, 3, &rows, &class, &[1.0, 1.0]);
         let forest = RandomForest::fit(&data, &cfg(50), 1);
         let probs = forest.probabilities(&x[600 * 3..]);
         let right = probs
@@ -504,14 +514,7 @@ mod tests {
     fn the_same_seed_gives_the_same_forest_on_any_number_of_threads() {
         let (x, class) = xor(400);
         let rows: Vec<usize> = (0..400).collect();
-        let data = Labelled {
-            x: &x,
-            d: 3,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 3.0],
-            multiclass: false,
-        };
+        let data = labelled(&x, 3, &rows, &class, &[1.0, 3.0]);
         let one = on_threads(1, || RandomForest::fit(&data, &cfg(20), 9));
         let two = on_threads(2, || RandomForest::fit(&data, &cfg(20), 9));
         assert_eq!(one, two);
@@ -524,14 +527,7 @@ mod tests {
         let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
         let class: Vec<u32> = (0..10).map(|i| (i >= 5) as u32).collect();
         let rows: Vec<usize> = (0..10).collect();
-        let data = Labelled {
-            x: &x,
-            d: 1,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 1.0],
-            multiclass: false,
-        };
+        let data = labelled(&x, 1, &rows, &class, &[1.0, 1.0]);
         let stump = RandomForestConfig {
             n_trees: 1,
             max_depth: Some(1),

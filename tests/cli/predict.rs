@@ -240,16 +240,7 @@ fn streaming_from_stdin_returns_results_before_the_input_ends() {
 #[test]
 fn multiclass_predictions_carry_the_class_and_its_probability() {
     let s = Sandbox::new();
-    let mut body = String::from("bytes,duration,label\n");
-    for i in 0..600 {
-        let (label, base) = [("normal", 0.0), ("dos", 50.0), ("probe", 100.0)][i % 3];
-        body += &format!(
-            "{},{},{label}\n",
-            base + (i % 17) as f64,
-            (i * 7 % 23) as f64
-        );
-    }
-    s.write("m.csv", &body);
+    let body = s.three_classes("m.csv");
     s.train(
         "m.csv",
         &[

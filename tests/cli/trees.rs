@@ -63,16 +63,7 @@ fn a_random_forest_trains_tests_predicts_and_cross_validates() {
 #[test]
 fn a_multiclass_forest_gives_each_class_its_probability() {
     let s = Sandbox::new();
-    let mut body = String::from("bytes,duration,label\n");
-    for i in 0..600 {
-        let (label, base) = [("normal", 0.0), ("dos", 50.0), ("probe", 100.0)][i % 3];
-        body += &format!(
-            "{},{},{label}\n",
-            base + (i % 17) as f64,
-            (i * 7 % 23) as f64
-        );
-    }
-    s.write("m.csv", &body);
+    let body = s.three_classes("m.csv");
     s.train(
         "m.csv",
         &forest(&[

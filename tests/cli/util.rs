@@ -129,6 +129,22 @@ impl Sandbox {
         self.run(&args)
     }
 
+    /// Writes 600 rows of three classes (normal, dos, probe) told apart by `bytes` into `rel`,
+    /// and returns the text.
+    pub fn three_classes(&self, rel: &str) -> String {
+        let mut body = String::from("bytes,duration,label\n");
+        for i in 0..600 {
+            let (label, base) = [("normal", 0.0), ("dos", 50.0), ("probe", 100.0)][i % 3];
+            body += &format!(
+                "{},{},{label}\n",
+                base + (i % 17) as f64,
+                (i * 7 % 23) as f64
+            );
+        }
+        self.write(rel, &body);
+        body
+    }
+
     /// The `score` column of `predict`'s CSV output (run without `--keep`).
     pub fn scores(predict_stdout: &str) -> Vec<f64> {
         predict_stdout
