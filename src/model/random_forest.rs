@@ -373,8 +373,7 @@ impl Grower<'_> {
                 break;
             }
             let column = &self.binned[f * self.n..(f + 1) * self.n];
-            hist.iter_mut().for_each(|h| *h = 0.0);
-            counts.iter_mut().for_each(|c| *c = 0);
+            // The histogram is all zeros here: each feature clears the bins it filled.
             let (mut lo, mut hi) = (255usize, 0usize);
             for &r in rows {
                 let b = column[r as usize] as usize;
@@ -385,6 +384,9 @@ impl Grower<'_> {
             let mut left = vec![0.0f64; k];
             let mut left_rows = 0usize;
             for b in lo..hi {
+                if counts[b] == 0 {
+                    continue;
+                }
                 for c in 0..k {
                     left[c] += hist[b * k + c];
                 }
@@ -413,6 +415,8 @@ impl Grower<'_> {
                     });
                 }
             }
+            hist[lo * k..(hi + 1) * k].iter_mut().for_each(|h| *h = 0.0);
+            counts[lo..=hi].iter_mut().for_each(|c| *c = 0);
         }
         best
     }
