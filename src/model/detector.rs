@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuMlp;
 use super::dbscan::Dbscan;
 use super::ensemble::{self, Ensemble, Votes};
+use super::gradient_boosting::GradientBoosting;
 use super::isolation_forest::IsolationForest;
 use super::kmeans::Kmeans;
 use super::lof::Lof;
@@ -35,6 +36,7 @@ pub enum DetectorState {
     OneClassSvm(OneClassSvm),
     Ensemble(Ensemble),
     RandomForest(RandomForest),
+    GradientBoosting(GradientBoosting),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -130,6 +132,7 @@ impl DetectorState {
             DetectorState::OneClassSvm(_) => ModelKind::OneClassSvm,
             DetectorState::Ensemble(_) => ModelKind::Ensemble,
             DetectorState::RandomForest(_) => ModelKind::RandomForest,
+            DetectorState::GradientBoosting(_) => ModelKind::GradientBoosting,
         }
     }
 
@@ -158,7 +161,8 @@ impl DetectorState {
             | DetectorState::Dbscan(_)
             | DetectorState::OneClassSvm(_)
             | DetectorState::Ensemble(_)
-            | DetectorState::RandomForest(_) => None,
+            | DetectorState::RandomForest(_)
+            | DetectorState::GradientBoosting(_) => None,
         }
     }
 
@@ -175,6 +179,7 @@ impl DetectorState {
             DetectorState::OneClassSvm(m) => Ok(Box::new(m.clone())),
             DetectorState::Ensemble(e) => Ok(Box::new(ensemble::Loaded::new(e, device)?)),
             DetectorState::RandomForest(f) => Ok(Box::new(f.clone())),
+            DetectorState::GradientBoosting(m) => Ok(Box::new(m.clone())),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod dbscan;
 pub mod detector;
 pub mod dropout;
 pub mod ensemble;
+pub mod gradient_boosting;
 pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;

@@ -72,7 +72,7 @@ impl PartialEq for Node {
 }
 
 impl Node {
-    fn leaf(at: u32, leaf: u32) -> Node {
+    pub(crate) fn leaf(at: u32, leaf: u32) -> Node {
         Node {
             feature: 0,
             threshold: f32::NAN,
@@ -230,7 +230,7 @@ impl Tree {
     /// Adds the class distribution of the leaf each row of `rows` (row-major, `d` wide) lands
     /// in to its `k` values in `sums`. Rows walk 8 at a time, step by step side by side, so
     /// their reads of nodes deep in the tree (out of cache) overlap.
-    fn add_leaves(&self, rows: &[f32], d: usize, k: usize, sums: &mut [f64]) {
+    pub(crate) fn add_leaves(&self, rows: &[f32], d: usize, k: usize, sums: &mut [f64]) {
         const LANES: usize = 8;
         for (rows, sums) in rows.chunks(d * LANES).zip(sums.chunks_mut(k * LANES)) {
             let lanes = rows.len() / d;

@@ -9,10 +9,12 @@ use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::config::{Combine, Config, FitOn, ModelKind};
 use crate::data::Dataset;
+use crate::data::labels::UNSEEN;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::dbscan::Dbscan;
 use crate::model::detector::{Clusters, DetectorState, majority};
 use crate::model::ensemble::{Ensemble, Member, member_scores};
+use crate::model::gradient_boosting::{GradientBoosting, Validation};
 use crate::model::isolation_forest::IsolationForest;
 use crate::model::kmeans::Kmeans;
 use crate::model::lof::Lof;
@@ -94,53 +96,91 @@ fn fit_detector(
         | ModelKind::Resmlp
         | ModelKind::Autoencoder
         | ModelKind::Ensemble
-        | ModelKind::RandomForest => {
-            unreachable!("fitted by the gradient trainer, fit_ensemble or fit_forest")
+        | ModelKind::RandomForest
+        | ModelKind::GradientBoosting => {
+            unreachable!("fitted by the gradient trainer, fit_ensemble or fit_trees")
         }
     })
 }
 
-/// A random forest on every training row, classes weighted as the neural classifiers' loss
-/// weighs them (`training.pos_weight` / `training.class_weights`).
-fn fit_forest(run: &Run) -> Result<(DetectorState, String)> {
+/// Each row's class for the tree families: the 0/1 label (binary) or the class index.
+fn classes(ds: &Dataset, multiclass: bool) -> Vec<u32> {
+    if multiclass {
+        ds.class.clone()
+    } else {
+        ds.y.iter().map(|&y| y as u32).collect()
+    }
+}
+
+/// A tree ensemble (random forest or gradient boosting) on every training row, classes
+/// weighted as the neural classifiers' loss weighs them (`training.pos_weight` /
+/// `training.class_weights`); boosting stops early on the validation rows.
+fn fit_trees(run: &Run) -> Result<(DetectorState, String)> {
     let (config, data) = (run.config, run.data);
-    let train = &data.train;
-    let (weights, class, multiclass) = match super::objective(config, data)? {
-        Objective::Binary { pos_weight } => {
-            let class = train.y.iter().map(|&y| y as u32).collect();
-            (vec![1.0, pos_weight], class, false)
-        }
-        Objective::Multiclass { weights } => (weights, train.class.clone(), true),
-        Objective::Reconstruction => unreachable!("a forest classifies"),
+    let (train, seed) = (&data.train, config.training.seed);
+    let (weights, multiclass) = match super::objective(config, data)? {
+        Objective::Binary { pos_weight } => (vec![1.0, pos_weight], false),
+        Objective::Multiclass { weights } => (weights, true),
+        Objective::Reconstruction => unreachable!("trees classify"),
     };
+    let class = classes(train, multiclass);
     let rows: Vec<usize> = (0..train.len()).collect();
+    let d = train.n_features;
     let labelled = Labelled {
         x: &train.x,
-        d: train.n_features,
+        d,
         rows: &rows,
         class: &class,
         class_weights: &weights,
         multiclass,
     };
-    let forest = RandomForest::fit(&labelled, &config.model.random_forest, config.training.seed);
-    let mut ranked: Vec<(usize, f32)> = forest.importance.iter().copied().enumerate().collect();
+    let (detector, importance, what) = if config.model.kind == ModelKind::RandomForest {
+        let forest = RandomForest::fit(&labelled, &config.model.random_forest, seed);
+        let nodes: usize = forest.trees.iter().map(|t| t.nodes.len()).sum();
+        let oob = forest
+            .oob_accuracy
+            .map_or(String::new(), |a| format!(", out-of-bag accuracy {a:.4}"));
+        let what = format!("{} trees, {nodes} nodes{oob}", forest.trees.len());
+        let importance = forest.importance.clone();
+        (DetectorState::RandomForest(forest), importance, what)
+    } else {
+        // Validation rows of a class the training rows lack have no output to score.
+        let val_class = classes(&data.val, multiclass);
+        let known: Vec<usize> = (0..val_class.len())
+            .filter(|&r| val_class[r] != UNSEEN)
+            .collect();
+        let (val_x, val_known) = (
+            gather(&data.val.x, d, &known),
+            known.iter().map(|&r| val_class[r]).collect::<Vec<u32>>(),
+        );
+        let val = (!known.is_empty()).then_some(Validation {
+            x: &val_x,
+            class: &val_known,
+        });
+        let cfg = &config.model.gradient_boosting;
+        let m = GradientBoosting::fit(&labelled, val.as_ref(), cfg, seed);
+        let what = format!(
+            "{} of {} rounds (the best validation log-loss), {} trees",
+            m.rounds,
+            cfg.n_rounds,
+            m.trees.len()
+        );
+        let importance = m.importance.clone();
+        (DetectorState::GradientBoosting(m), importance, what)
+    };
+    let mut ranked: Vec<(usize, f32)> = importance.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let top: Vec<String> = ranked
         .iter()
         .take(5)
         .map(|&(f, v)| format!("{} {v:.3}", data.pre.feature_names[f]))
         .collect();
-    let nodes: usize = forest.trees.iter().map(|t| t.nodes.len()).sum();
-    let oob = forest
-        .oob_accuracy
-        .map_or(String::new(), |a| format!(", out-of-bag accuracy {a:.4}"));
     let said = format!(
-        "on the {} training rows: {} trees, {nodes} nodes{oob}; most important: {}",
+        "on the {} training rows: {what}; most important: {}",
         rows.len(),
-        forest.trees.len(),
         top.join(", ")
     );
-    Ok((DetectorState::RandomForest(forest), said))
+    Ok((detector, said))
 }
 
 /// An ensemble: each member fitted as a run of its own (its checkpoint under
@@ -236,7 +276,7 @@ pub fn one_pass(
         );
     }
     let (detector, said) = match config.model.kind {
-        ModelKind::RandomForest => fit_forest(run)?,
+        ModelKind::RandomForest | ModelKind::GradientBoosting => fit_trees(run)?,
         kind => {
             let rows = fit_rows(t.fit_on, &data.train)?;
             let (detector, said) = match kind {

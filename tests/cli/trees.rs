@@ -1,5 +1,6 @@
-//! The random forest family: a supervised classifier through the same data path, decision
-//! rules, checkpoints and commands as the MLP families, binary and multiclass.
+//! The tree families (random forest, gradient boosting): supervised classifiers through the
+//! same data path, decision rules, checkpoints and commands as the MLP families, binary and
+//! multiclass.
 
 use anomaly::train::checkpoint::Checkpoint;
 
@@ -10,6 +11,13 @@ const FOREST: &[&str] = &[
     "model.kind=random_forest",
     "--set",
     "model.random_forest.n_trees=40",
+];
+
+const BOOSTING: &[&str] = &[
+    "--set",
+    "model.kind=gradient_boosting",
+    "--set",
+    "model.gradient_boosting.n_rounds=60",
 ];
 
 fn forest<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -93,4 +101,47 @@ fn a_multiclass_forest_gives_each_class_its_probability() {
         .filter(|(v, line)| line.ends_with(&format!(",{}", v["class"].as_str().unwrap())))
         .count();
     assert!(right > 570, "{right} of 600 classes right");
+}
+
+#[test]
+fn gradient_boosting_trains_tests_predicts_and_cross_validates() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 52);
+    let boosting = |extra: &[&'static str]| [BOOSTING, extra].concat();
+    s.train("d.csv", &boosting(&["--set", "training.pos_weight=auto"]))
+        .ok();
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    assert_eq!(ck.detector.family(), "gradient_boosting");
+    ck.save(&s.path("copy.mpk")).unwrap();
+    assert!(Checkpoint::load(&s.path("copy.mpk")).unwrap().detector == ck.detector);
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.8, "{m}");
+    let scores = Sandbox::scores(&s.predict("checkpoints/best.mpk", "d.csv", &[]).ok().stdout);
+    assert!(scores.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    s.cv("d.csv", &boosting(&["--folds", "2", "--json"])).ok();
+    s.train(
+        "d.csv",
+        &boosting(&["--set", "model.gradient_boosting.subsample=0"]),
+    )
+    .bad_input("model.gradient_boosting: expected");
+
+    s.three_classes("m.csv");
+    s.train(
+        "m.csv",
+        &boosting(&[
+            "--set",
+            "task=multiclass",
+            "--set",
+            "data.negative_labels=[normal]",
+            "--set",
+            "checkpoint.save_dir=multi",
+        ]),
+    )
+    .ok();
+    let r = s.test_json("multi/best.mpk", &["--no-write"]);
+    assert!(
+        r["classes"]["accuracy"].as_f64().unwrap() > 0.95,
+        "{}",
+        r["classes"]
+    );
 }
