@@ -406,20 +406,8 @@ impl Detector for GradientBoosting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::on_threads;
+    use crate::model::{on_threads, xor};
     use rand::Rng;
-
-    fn xor(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut x = Vec::new();
-        let mut class = Vec::new();
-        for _ in 0..n {
-            let (a, b): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
-            x.extend([a, b, rng.random_range(-1.0..1.0)]);
-            class.push(((a > 0.0) != (b > 0.0)) as u32);
-        }
-        (x, class)
-    }
 
     #[test]
     fn boosting_learns_xor_stops_early_and_is_thread_independent() {
@@ -480,6 +468,7 @@ mod tests {
             learning_rate: 0.5,
             max_depth: 1,
             min_child_weight: 0.0,
+            subsample: 1.0,
             ..GradientBoostingConfig::default()
         };
         let m = GradientBoosting::fit(&data, None, &cfg, 1);

@@ -314,6 +314,22 @@ pub(crate) fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) 
         .install(f)
 }
 
+/// XOR on two uniform features (the class: whether their signs differ), with a third, noise:
+/// what no single split, and no linear model, separates.
+#[cfg(test)]
+pub(crate) fn xor(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut x = Vec::new();
+    let mut class = Vec::new();
+    for _ in 0..n {
+        let (a, b): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
+        x.extend([a, b, rng.random_range(-1.0..1.0)]);
+        class.push(((a > 0.0) != (b > 0.0)) as u32);
+    }
+    (x, class)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -478,7 +478,7 @@ impl Detector for RandomForest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::on_threads;
+    use crate::model::{on_threads, xor};
 
     fn cfg(n_trees: usize) -> RandomForestConfig {
         RandomForestConfig {
@@ -504,22 +504,9 @@ mod tests {
         }
     }
 
-    /// XOR on two features (the class is whether their signs differ), with a third, noise.
-    fn xor(n: usize) -> (Vec<f32>, Vec<u32>) {
-        let mut rng = StdRng::seed_from_u64(5);
-        let mut x = Vec::new();
-        let mut class = Vec::new();
-        for _ in 0..n {
-            let (a, b): (f32, f32) = (rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0));
-            x.extend([a, b, rng.random_range(-1.0..1.0)]);
-            class.push(((a > 0.0) != (b > 0.0)) as u32);
-        }
-        (x, class)
-    }
-
     #[test]
     fn a_forest_learns_xor_and_its_probabilities_sum_to_one() {
-        let (x, class) = xor(800);
+        let (x, class) = xor(800, 5);
         let rows: Vec<usize> = (0..600).collect();
         let data = labelled(&x, 3, &rows, &class, &[1.0, 1.0]);
         let forest = RandomForest::fit(&data, &cfg(50), 1);
@@ -546,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_forest_on_any_number_of_threads() {
-        let (x, class) = xor(400);
+        let (x, class) = xor(400, 5);
         let rows: Vec<usize> = (0..400).collect();
         let data = labelled(&x, 3, &rows, &class, &[1.0, 3.0]);
         let one = on_threads(1, || RandomForest::fit(&data, &cfg(20), 9));
