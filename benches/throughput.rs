@@ -14,6 +14,8 @@
 //! (e) how an epoch's cost grows with rows: one full training pass at the default batch size
 //!     over each of `--scaling-rows` synthetic rows, as time per row against the middle size.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,6 +27,7 @@ use anomaly::eval::Metrics;
 use anomaly::model::detector::Network;
 use anomaly::model::{Mlp, ModelSpec};
 use anomaly::train::{Objective, optimizer, run_epoch};
+use common::{median, peak_rss_kib};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -81,11 +84,6 @@ fn args() -> Args {
     a
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Standard-normal features; labels from a noisy linear rule, about 10% positive.
 fn synthetic(rows: usize, seed: u64) -> Dataset {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -112,17 +110,6 @@ fn synthetic(rows: usize, seed: u64) -> Dataset {
         n_features: FEATURES,
         ..Default::default()
     }
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn flow_spec() -> TableSpec {

@@ -50,6 +50,19 @@ impl Bins {
     }
 }
 
+/// Puts the `rows` whose bin in `column` (one bin per row, as [`Bins::binned`] lays a
+/// feature out) is at most `bin` first; returns how many there are.
+pub fn partition(rows: &mut [u32], column: &[u8], bin: u8) -> usize {
+    let mut split = 0;
+    for i in 0..rows.len() {
+        if column[rows[i] as usize] <= bin {
+            rows.swap(i, split);
+            split += 1;
+        }
+    }
+    split
+}
+
 /// Up to `max_bins − 1` thresholds from sorted values: each distinct value gets its own bin
 /// when there are few enough; otherwise the values at evenly spaced ranks. A threshold sits
 /// halfway between a value and the next distinct one.

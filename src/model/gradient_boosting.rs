@@ -17,7 +17,7 @@ use rand::seq::index::sample;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bins::Bins;
+use super::bins::{Bins, partition};
 use super::detector::{Detector, Output};
 use super::neighbors::gather;
 use super::random_forest::{Labelled, Node, Tree};
@@ -324,13 +324,7 @@ impl Grower<'_> {
         };
         gain[feature] += split_gain;
         let column = &self.binned[feature * self.n..(feature + 1) * self.n];
-        let mut split = 0;
-        for i in 0..rows.len() {
-            if column[rows[i] as usize] <= bin {
-                rows.swap(i, split);
-                split += 1;
-            }
-        }
+        let split = partition(rows, column, bin);
         let (left_rows, right_rows) = rows.split_at_mut(split);
         let (small, large_is_left) = if left_rows.len() <= right_rows.len() {
             (&*left_rows, false)

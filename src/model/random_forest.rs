@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bins::Bins;
+use super::bins::{Bins, partition};
 use super::detector::{Detector, Output};
 use crate::config::{MaxFeatures, RandomForestConfig};
 
@@ -345,13 +345,7 @@ impl Grower<'_> {
             return at;
         };
         let column = &self.binned[best.feature * self.n..(best.feature + 1) * self.n];
-        let mut split = 0;
-        for i in 0..rows.len() {
-            if column[rows[i] as usize] <= best.bin {
-                rows.swap(i, split);
-                split += 1;
-            }
-        }
+        let split = partition(rows, column, best.bin);
         importance[best.feature] += w * gini_sum_gain(&totals, w, best.score);
         tree.nodes.push(Node::leaf(at, 0));
         let (left_rows, right_rows) = rows.split_at_mut(split);
