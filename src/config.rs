@@ -270,6 +270,32 @@ impl Default for RandomForestConfig {
     }
 }
 
+/// `data.select_features`: rank the input columns by a random forest's impurity importance
+/// (a one-hot column's categories summed) and keep the top `keep`, or those with at least
+/// `min_importance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectFeatures {
+    pub by: SelectBy,
+    #[serde(default)]
+    pub keep: Option<usize>,
+    #[serde(default)]
+    pub min_importance: Option<f64>,
+    /// Trees of the ranking forest.
+    #[serde(default = "ranking_trees")]
+    pub n_trees: usize,
+}
+
+fn ranking_trees() -> usize {
+    100
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectBy {
+    ForestImportance,
+}
+
 /// `model.gradient_boosting`: histogram-based boosted trees (XGBoost's `hist` settings).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -716,6 +742,9 @@ pub struct DataConfig {
     /// Cut the largest class to at most this many times the other classes' rows together,
     /// in the training split only (null: keep every row).
     pub undersample: Option<f64>,
+    /// Keep only the input columns a forest finds important, fitted on each run's (or cv
+    /// fold's) training rows (null: keep every column).
+    pub select_features: Option<SelectFeatures>,
     pub test_size: f64,
     pub val_size: f64,
     pub random_state: u64,
@@ -744,6 +773,7 @@ impl Default for DataConfig {
             quantile_output: QuantileOutput::Uniform,
             n_quantiles: 1000,
             undersample: None,
+            select_features: None,
             test_size: 0.2,
             val_size: 0.1,
             random_state: 42,
@@ -1234,6 +1264,18 @@ impl Config {
             && !(r > 0.0 && r.is_finite())
         {
             bail_input!("data.undersample: expected a positive ratio (e.g. 1.0), got {r}");
+        }
+        if let Some(s) = &d.select_features {
+            let ok = match (s.keep, s.min_importance) {
+                (Some(k), None) => k >= 1,
+                (None, Some(m)) => m > 0.0 && m < 1.0,
+                _ => false,
+            };
+            if !ok || s.n_trees == 0 {
+                bail_input!(
+                    "data.select_features: expected `keep: K` (K >= 1) or `min_importance: x` (x in (0, 1)), one of them, and n_trees >= 1"
+                );
+            }
         }
         if self.checkpoint.save_dir.as_os_str().is_empty() {
             bail_input!("checkpoint.save_dir: expected a folder");

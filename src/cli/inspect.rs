@@ -4,7 +4,7 @@ use clap::Args;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
 use crate::data::inspect::DataCheck;
-use crate::data::{read_labeled, read_training};
+use crate::data::{prepare_training, read_labeled, read_training};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -33,6 +33,14 @@ pub fn check(config: &Config, json: bool) -> Result<()> {
     } else {
         for c in &checks {
             println!("{}", c.table());
+        }
+        // The columns `data.select_features` keeps, ranked, as `train` will choose them.
+        if cfg.select_features.is_some() {
+            let prepared = prepare_training(config)?;
+            let chosen = prepared.notices.iter();
+            for n in chosen.filter(|n| n.starts_with("data.select_features")) {
+                println!("{n}");
+            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod labels;
 pub mod preprocess;
 pub mod read;
+pub mod select;
 pub mod split;
 
 use std::collections::BTreeMap;
@@ -314,7 +315,7 @@ pub fn prepare_rows(
         }
         None => train,
     };
-    let (pre, fit_notices) = Preprocessor::fit(
+    let (mut pre, fit_notices) = Preprocessor::fit(
         &data.table,
         train,
         cfg,
@@ -322,6 +323,10 @@ pub fn prepare_rows(
     )
     .with_context(|| format!("fitting preprocessing on {path}"))?;
     notices.extend(fit_notices);
+    if let Some(selection) = &cfg.select_features {
+        let all = encode(&pre, data, train, &mut Vec::new())?;
+        notices.push(select::select(&mut pre, &all, selection, cfg.random_state)?);
+    }
     let train = encode(&pre, data, train, &mut notices)?;
     let val = encode(&pre, data, val, &mut notices)?;
     let test = Dataset {

@@ -226,6 +226,36 @@ impl Preprocessor {
         self.columns.iter().map(InputColumn::width).sum()
     }
 
+    /// Keeps the input columns `keep` (indices into `columns`, in order) and their features'
+    /// names and scaling, dropping the rest.
+    pub fn keep_columns(&mut self, keep: &[usize]) {
+        let mut start = 0;
+        let mut features = Vec::new();
+        for (c, col) in self.columns.iter().enumerate() {
+            if keep.contains(&c) {
+                features.extend(start..start + col.width());
+            }
+            start += col.width();
+        }
+        let pick = |v: &[f32]| -> Vec<f32> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                features.iter().map(|&f| v[f]).collect()
+            }
+        };
+        let s = &mut self.scaler;
+        (s.offset, s.scale) = (pick(&s.offset), pick(&s.scale));
+        if !s.quantiles.is_empty() {
+            s.quantiles = features.iter().map(|&f| s.quantiles[f].clone()).collect();
+        }
+        self.feature_names = features
+            .iter()
+            .map(|&f| self.feature_names[f].clone())
+            .collect();
+        self.columns = keep.iter().map(|&c| self.columns[c].clone()).collect();
+    }
+
     /// Model outputs: 1 (an anomaly logit) or one per class.
     pub fn n_outputs(&self) -> usize {
         self.classes.len().max(1)
@@ -617,6 +647,28 @@ mod tests {
         let x = pre.transform(&t, &[0, 1, 2]).unwrap().0;
         assert!((x.iter().sum::<f32>()).abs() < 1e-6);
         assert!((x.iter().map(|v| v * v).sum::<f32>() / 3.0 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn kept_columns_encode_and_scale_as_before() {
+        let t = table("a,proto,b,label\n1,tcp,10,0\n3,udp,20,1\n5,tcp,60,0\n");
+        let (mut pre, _) = Preprocessor::fit(
+            &t,
+            &[0, 1, 2],
+            &cfg(ScalerKind::Standard),
+            Default::default(),
+        )
+        .unwrap();
+        let all = pre.transform(&t, &[0, 1, 2]).unwrap().0;
+        // Keep `proto` (two features) and `b`, drop `a`.
+        pre.keep_columns(&[1, 2]);
+        assert_eq!(pre.feature_names, ["proto=tcp", "proto=udp", "b"]);
+        let kept = pre.transform(&t, &[0, 1, 2]).unwrap().0;
+        let want: Vec<f32> = all
+            .chunks_exact(4)
+            .flat_map(|row| row[1..].to_vec())
+            .collect();
+        assert_eq!(kept, want);
     }
 
     fn cfg(scaler: ScalerKind) -> DataConfig {

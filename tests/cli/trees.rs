@@ -4,7 +4,7 @@
 
 use anomaly::train::checkpoint::Checkpoint;
 
-use crate::util::Sandbox;
+use crate::util::{Sandbox, uniform};
 
 const FOREST: &[&str] = &[
     "--set",
@@ -144,4 +144,89 @@ fn gradient_boosting_trains_tests_predicts_and_cross_validates() {
         "{}",
         r["classes"]
     );
+}
+
+/// `data.select_features` keeps the columns that carry the signal: 20 columns, of which only
+/// `a`, `b` and `c` decide the label. It ranks on the training rows alone: the separate test
+/// file's `leak` column equals the label there (and is noise in training), and is dropped, in
+/// `train` and in every cv fold; `train --dry-run` shows the ranked list.
+#[test]
+fn feature_selection_keeps_the_informative_columns_from_training_rows_only() {
+    let s = Sandbox::new();
+    let mut draw = uniform(99);
+    let mut uniform = || draw() * 2.0 - 1.0;
+    let names: Vec<String> = ["a", "b", "c", "leak"]
+        .iter()
+        .map(|n| n.to_string())
+        .chain((0..16).map(|i| format!("n{i}")))
+        .collect();
+    let mut file = |rows: usize, leak_is_label: bool| {
+        let mut out = names.join(",") + ",label\n";
+        for _ in 0..rows {
+            let v: Vec<f64> = (0..20).map(|_| uniform()).collect();
+            let label = (v[0] + v[1] + v[2] > 0.1) as u8;
+            let cells: Vec<String> = v
+                .iter()
+                .enumerate()
+                .map(|(i, x)| match (i, leak_is_label) {
+                    (3, true) => label.to_string(),
+                    _ => format!("{x:.4}"),
+                })
+                .collect();
+            out += &format!("{},{label}\n", cells.join(","));
+        }
+        out
+    };
+    let (train, test) = (file(1200, false), file(300, true));
+    s.write("train.csv", train);
+    s.write("test.csv", test);
+    let select = [
+        "--set",
+        "data.test_path=test.csv",
+        "--set",
+        "data.select_features={by: forest_importance, keep: 3, n_trees: 30}",
+    ];
+    let kept = |path: &str| -> Vec<String> {
+        let ck = Checkpoint::load(&s.path(path)).unwrap();
+        let mut names: Vec<String> = ck
+            .preprocessor
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    s.train("train.csv", &forest(&select)).ok();
+    assert_eq!(kept("checkpoints/best.mpk"), ["a", "b", "c"]);
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.85, "{m}");
+    s.cv(
+        "train.csv",
+        &forest(&[&select[..], &["--folds", "2", "--json"]].concat()),
+    )
+    .ok();
+    for k in [1, 2] {
+        assert_eq!(
+            kept(&format!("checkpoints/fold_{k}/best.mpk")),
+            ["a", "b", "c"]
+        );
+    }
+    let dry = s
+        .train(
+            "train.csv",
+            &forest(&[&select[..], &["--dry-run"]].concat()),
+        )
+        .ok();
+    assert!(
+        dry.stdout
+            .contains("data.select_features: kept 3 of 20 columns by forest importance (ranked: "),
+        "{}",
+        dry.stdout
+    );
+    s.train(
+        "train.csv",
+        &forest(&["--set", "data.select_features={by: forest_importance}"]),
+    )
+    .bad_input("data.select_features: expected `keep: K`");
 }

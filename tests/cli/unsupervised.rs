@@ -3,7 +3,7 @@
 
 use anomaly::train::checkpoint::Checkpoint;
 
-use crate::util::Sandbox;
+use crate::util::{Sandbox, uniform};
 
 const FOREST: &[&str] = &["--set", "model.kind=isolation_forest"];
 
@@ -354,13 +354,8 @@ fn dbscan_scores_the_distance_to_the_nearest_core_point() {
 #[test]
 fn every_family_ranks_the_far_row_first() {
     let s = Sandbox::new();
-    let mut state = 12345u64;
-    let mut noise = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5
-    };
+    let mut uniform = uniform(12345);
+    let mut noise = || uniform() - 0.5;
     let mut csv = String::from("a,b,c,d\n");
     for row in 0..400 {
         let cells: Vec<String> = if row == 137 {

@@ -184,3 +184,15 @@ pub fn shared_dataset(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// A seeded stream of uniform numbers in [0, 1) (a 64-bit LCG's top 24 bits), for hand-made
+/// CSV files.
+pub fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 40) as f64 / (1u64 << 24) as f64
+    }
+}
