@@ -303,6 +303,9 @@ pub struct GradientBoostingConfig {
     pub n_rounds: usize,
     pub learning_rate: f64,
     pub max_depth: usize,
+    /// Grow each tree leaf-wise (best gain first, as LightGBM does) up to this many leaves,
+    /// still no deeper than `max_depth`; none grows level by level to `max_depth`.
+    pub max_leaves: Option<usize>,
     /// The least Hessian (about rows × p(1 − p)) a child may hold.
     pub min_child_weight: f64,
     /// L2 penalty on leaf values (λ).
@@ -321,6 +324,7 @@ impl Default for GradientBoostingConfig {
             n_rounds: 200,
             learning_rate: 0.1,
             max_depth: 6,
+            max_leaves: None,
             min_child_weight: 1.0,
             l2: 1.0,
             // Friedman's stochastic gradient boosting: on NSL-KDD, 0.8 ranked KDDTest+ better
@@ -1094,6 +1098,9 @@ impl Config {
             bail_input!(
                 "model.gradient_boosting: expected n_rounds, max_depth and early_stopping_rounds >= 1, learning_rate and subsample in (0, 1], l2 and min_child_weight >= 0"
             );
+        }
+        if gb.max_leaves.is_some_and(|l| l < 2) {
+            bail_input!("model.gradient_boosting.max_leaves: expected 2 or more (or null)");
         }
         if !(2..=256).contains(&gb.max_bins) {
             bail_input!(

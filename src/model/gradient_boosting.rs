@@ -4,7 +4,8 @@
 //! G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ) over pre-binned features ([`Bins`]), leaves worth
 //! −G/(H+λ) times the learning rate, and stops early when the validation loss has not improved
 //! for `early_stopping_rounds`. A child's histogram is its parent's minus its sibling's, so
-//! each level costs a pass over the smaller children's rows only.
+//! each level costs a pass over the smaller children's rows only. Trees grow level by level to
+//! `max_depth`, or leaf-wise (the best gain first, as LightGBM) up to `max_leaves`.
 //!
 //! Written here: the Rust GBDT crates (gbdt-rs, lightgbm bindings) either sort per node, take
 //! no validation split and class weights, or need a C++ build; the trees, bins and prediction
@@ -265,7 +266,20 @@ struct Grower<'a> {
 /// Per feature and bin: (gradient sum, Hessian sum), feature-major, 256 bins each.
 type Histogram = Vec<(f64, f64)>;
 
+/// A leaf of the growing tree: its node, its rows (a range of the partitioned row buffer),
+/// its depth, its gradient and Hessian sums, and its histogram and best split while it can
+/// still be split.
+struct Open {
+    at: u32,
+    rows: std::ops::Range<usize>,
+    depth: usize,
+    sums: (f64, f64),
+    split: Option<(Histogram, (usize, u8, f64))>,
+}
+
 impl Grower<'_> {
+    /// Splits open leaves until none can be split or `max_leaves` is reached: the best gain
+    /// first when `max_leaves` is set, else depth first (at most `max_depth` histograms held).
     fn grow(&self, rows: &[u32], g: &[f64], h: &[f64], gain: &mut [f64]) -> Tree {
         let mut tree = Tree {
             nodes: Vec::new(),
@@ -273,8 +287,104 @@ impl Grower<'_> {
         };
         let mut rows = rows.to_vec();
         let hist = self.histogram(&rows, g, h);
-        self.node(&mut rows, hist, 0, g, h, &mut tree, gain);
+        let mut open = vec![self.open(&mut tree, 0..rows.len(), 0, hist)];
+        let max_leaves = self.cfg.max_leaves.unwrap_or(usize::MAX);
+        let mut leaves = 1;
+        while leaves < max_leaves {
+            let mut splittable = open
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| o.split.as_ref().map(|(_, (_, _, gain))| (i, *gain)));
+            let next = if self.cfg.max_leaves.is_some() {
+                splittable.fold(None, |best: Option<(usize, f64)>, (i, g)| match best {
+                    Some((_, b)) if b >= g => best,
+                    _ => Some((i, g)),
+                })
+            } else {
+                splittable.next_back()
+            };
+            let Some((i, _)) = next else { break };
+            let leaf = open.remove(i);
+            let (left, right) = self.split_leaf(leaf, &mut rows, g, h, &mut tree, gain);
+            // Depth first takes the left child next, as a recursion would.
+            open.extend([right, left]);
+            leaves += 1;
+        }
+        open.sort_by_key(|o| o.at);
+        for o in open {
+            let value = -o.sums.0 / (o.sums.1 + self.cfg.l2) * self.cfg.learning_rate;
+            tree.nodes[o.at as usize] = Node::leaf(o.at, tree.leaves.len() as u32);
+            tree.leaves.push(value as f32);
+        }
         tree
+    }
+
+    /// A new leaf node over `rows`, with its best split when `max_depth` allows one.
+    fn open(
+        &self,
+        tree: &mut Tree,
+        rows: std::ops::Range<usize>,
+        depth: usize,
+        hist: Histogram,
+    ) -> Open {
+        let at = tree.nodes.len() as u32;
+        tree.nodes.push(Node::leaf(at, 0));
+        let sums = hist[..256]
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+        let best = (depth < self.cfg.max_depth)
+            .then(|| self.split(&hist, sums.0, sums.1))
+            .flatten();
+        Open {
+            at,
+            rows,
+            depth,
+            sums,
+            split: best.map(|b| (hist, b)),
+        }
+    }
+
+    /// Splits a leaf into its two children (the smaller's histogram built, the larger's its
+    /// parent's minus it) and records the split's gain.
+    fn split_leaf(
+        &self,
+        leaf: Open,
+        rows: &mut [u32],
+        g: &[f64],
+        h: &[f64],
+        tree: &mut Tree,
+        gain: &mut [f64],
+    ) -> (Open, Open) {
+        let (hist, (feature, bin, split_gain)) = leaf.split.expect("a splittable leaf");
+        gain[feature] += split_gain;
+        let column = &self.binned[feature * self.n..(feature + 1) * self.n];
+        let mid = leaf.rows.start + partition(&mut rows[leaf.rows.clone()], column, bin);
+        let (lr, rr) = (leaf.rows.start..mid, mid..leaf.rows.end);
+        let left_small = lr.len() <= rr.len();
+        let small = self.histogram(
+            &rows[if left_small { lr.clone() } else { rr.clone() }],
+            g,
+            h,
+        );
+        let large: Histogram = hist
+            .iter()
+            .zip(&small)
+            .map(|(p, s)| (p.0 - s.0, p.1 - s.1))
+            .collect();
+        let (lh, rh) = if left_small {
+            (small, large)
+        } else {
+            (large, small)
+        };
+        let left = self.open(tree, lr, leaf.depth + 1, lh);
+        let right = self.open(tree, rr, leaf.depth + 1, rh);
+        tree.nodes[leaf.at as usize] = Node {
+            feature: feature as u32,
+            threshold: self.thresholds[feature][bin as usize],
+            left: left.at,
+            right: right.at,
+        };
+        (left, right)
     }
 
     /// The histogram of `rows`, built feature by feature on rayon's threads.
@@ -292,66 +402,6 @@ impl Grower<'_> {
                 hist
             })
             .collect()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn node(
-        &self,
-        rows: &mut [u32],
-        hist: Histogram,
-        depth: usize,
-        g: &[f64],
-        h: &[f64],
-        tree: &mut Tree,
-        gain: &mut [f64],
-    ) -> u32 {
-        let at = tree.nodes.len() as u32;
-        let (gs, hs) = hist[..256]
-            .iter()
-            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
-        let lambda = self.cfg.l2;
-        let best = if depth < self.cfg.max_depth {
-            self.split(&hist, gs, hs)
-        } else {
-            None
-        };
-        let Some((feature, bin, split_gain)) = best else {
-            let leaf = tree.leaves.len() as u32;
-            let value = -gs / (hs + lambda) * self.cfg.learning_rate;
-            tree.leaves.push(value as f32);
-            tree.nodes.push(Node::leaf(at, leaf));
-            return at;
-        };
-        gain[feature] += split_gain;
-        let column = &self.binned[feature * self.n..(feature + 1) * self.n];
-        let split = partition(rows, column, bin);
-        let (left_rows, right_rows) = rows.split_at_mut(split);
-        let (small, large_is_left) = if left_rows.len() <= right_rows.len() {
-            (&*left_rows, false)
-        } else {
-            (&*right_rows, true)
-        };
-        let small_hist = self.histogram(small, g, h);
-        let large_hist: Histogram = hist
-            .iter()
-            .zip(&small_hist)
-            .map(|(p, s)| (p.0 - s.0, p.1 - s.1))
-            .collect();
-        let (left_hist, right_hist) = if large_is_left {
-            (large_hist, small_hist)
-        } else {
-            (small_hist, large_hist)
-        };
-        tree.nodes.push(Node::leaf(at, 0));
-        let left = self.node(left_rows, left_hist, depth + 1, g, h, tree, gain);
-        let right = self.node(right_rows, right_hist, depth + 1, g, h, tree, gain);
-        tree.nodes[at as usize] = Node {
-            feature: feature as u32,
-            threshold: self.thresholds[feature][bin as usize],
-            left,
-            right,
-        };
-        at
     }
 
     /// The best (feature, bin, gain) split, or none with a positive gain whose children both
@@ -439,6 +489,34 @@ mod tests {
             .count();
         assert!(right >= 185, "{right} of 200 right");
         assert!(one.importance[2] < one.importance[0].min(one.importance[1]));
+    }
+
+    #[test]
+    fn leaf_wise_growth_stops_at_max_leaves_and_otherwise_matches_depth_wise() {
+        let (x, class) = xor(800, 3);
+        let rows: Vec<usize> = (0..800).collect();
+        let data = Labelled {
+            x: &x,
+            d: 3,
+            rows: &rows,
+            class: &class,
+            class_weights: &[1.0, 1.0],
+            multiclass: false,
+        };
+        let fit = |max_leaves| {
+            let cfg = GradientBoostingConfig {
+                n_rounds: 5,
+                max_depth: 4,
+                max_leaves,
+                ..GradientBoostingConfig::default()
+            };
+            GradientBoosting::fit(&data, None, &cfg, 3)
+        };
+        let (level, unbounded, three) = (fit(None), fit(Some(1000)), fit(Some(3)));
+        assert!(level.trees.iter().any(|t| t.leaves.len() > 3));
+        assert!(three.trees.iter().all(|t| t.leaves.len() == 3));
+        assert_eq!(level.probabilities(&x), unbounded.probabilities(&x));
+        assert_eq!(level.importance, unbounded.importance);
     }
 
     #[test]
