@@ -10,7 +10,8 @@ use crate::data::{prepare_training, read_labeled, read_training};
 pub struct InspectArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// Print one JSON object instead of the report.
+    /// Print one JSON object instead of the report: `files` (the training file's check, then
+    /// the test file's) and `select_features` (the ranked columns, when the config selects).
     #[arg(long)]
     pub json: bool,
 }
@@ -28,20 +29,21 @@ pub fn check(config: &Config, json: bool) -> Result<()> {
     if let Some(path) = &cfg.test_path {
         checks.push(DataCheck::of(&read_labeled(path, cfg, config.task, None)?));
     }
+    // The columns `data.select_features` keeps, ranked, as `train` will choose them.
+    let selection = match cfg.select_features {
+        Some(_) => prepare_training(config)?.selection,
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string(&checks)?);
-    } else {
-        for c in &checks {
-            println!("{}", c.table());
-        }
-        // The columns `data.select_features` keeps, ranked, as `train` will choose them.
-        if cfg.select_features.is_some() {
-            let prepared = prepare_training(config)?;
-            let chosen = prepared.notices.iter();
-            for n in chosen.filter(|n| n.starts_with("data.select_features")) {
-                println!("{n}");
-            }
-        }
+        let out = serde_json::json!({"files": checks, "select_features": selection});
+        println!("{out}");
+        return Ok(());
+    }
+    for c in &checks {
+        println!("{}", c.table());
+    }
+    if let Some(s) = selection {
+        println!("{s}");
     }
     Ok(())
 }

@@ -280,6 +280,8 @@ pub struct Prepared {
     pub val: Dataset,
     pub test: Dataset,
     pub notices: Vec<String>,
+    /// The columns `data.select_features` ranked and kept, when it is set.
+    pub selection: Option<select::Selection>,
 }
 
 /// Fits preprocessing on `train` rows of `data` and encodes `train` and `val` (the test set is
@@ -323,10 +325,15 @@ pub fn prepare_rows(
     )
     .with_context(|| format!("fitting preprocessing on {path}"))?;
     notices.extend(fit_notices);
-    if let Some(selection) = &cfg.select_features {
-        let all = encode(&pre, data, train, &mut Vec::new())?;
-        notices.push(select::select(&mut pre, &all, selection, cfg.random_state)?);
-    }
+    let selection = match &cfg.select_features {
+        Some(by) => {
+            let all = encode(&pre, data, train, &mut Vec::new())?;
+            let chosen = select::select(&mut pre, &all, by, cfg.random_state)?;
+            notices.push(chosen.to_string());
+            Some(chosen)
+        }
+        None => None,
+    };
     let train = encode(&pre, data, train, &mut notices)?;
     let val = encode(&pre, data, val, &mut notices)?;
     let test = Dataset {
@@ -339,6 +346,7 @@ pub fn prepare_rows(
         val,
         test,
         notices,
+        selection,
     })
 }
 

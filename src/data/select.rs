@@ -4,7 +4,10 @@
 //! run and each cv fold selects on its own training rows only, and the checkpoint's
 //! preprocessing carries the choice.
 
+use std::fmt;
+
 use anyhow::Result;
+use serde::Serialize;
 
 use super::Dataset;
 use super::preprocess::Preprocessor;
@@ -50,13 +53,44 @@ pub fn column_importance(pre: &Preprocessor, train: &Dataset, trees: usize, seed
         .collect()
 }
 
-/// Keeps the columns `cfg` asks for in `pre`; returns the notice with the ranked list.
+/// The outcome of a selection: every input column ranked by importance, and how many of the
+/// first were kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    pub kept: usize,
+    pub ranked: Vec<Ranked>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    pub column: String,
+    pub importance: f64,
+}
+
+impl fmt::Display for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let list: Vec<String> = self
+            .ranked
+            .iter()
+            .map(|r| format!("{} {:.3}", r.column, r.importance))
+            .collect();
+        write!(
+            f,
+            "data.select_features: kept {} of {} columns by forest importance (ranked: {})",
+            self.kept,
+            self.ranked.len(),
+            list.join(", ")
+        )
+    }
+}
+
+/// Keeps the columns `cfg` asks for in `pre`.
 pub fn select(
     pre: &mut Preprocessor,
     train: &Dataset,
     cfg: &SelectFeatures,
     seed: u64,
-) -> Result<String> {
+) -> Result<Selection> {
     if !train.y.contains(&1.0) && pre.classes.is_empty() {
         bail_input!(
             "data.select_features: the training rows hold no anomalies, so a forest cannot rank the columns"
@@ -73,15 +107,16 @@ pub fn select(
     .clamp(1, ranked.len());
     let mut keep: Vec<usize> = ranked[..keep_n].to_vec();
     keep.sort_unstable();
-    let list: Vec<String> = ranked
-        .iter()
-        .map(|&c| format!("{} {:.3}", pre.columns[c].name, importance[c]))
-        .collect();
-    let notice = format!(
-        "data.select_features: kept {keep_n} of {} columns by forest importance (ranked: {})",
-        ranked.len(),
-        list.join(", ")
-    );
+    let selection = Selection {
+        kept: keep_n,
+        ranked: ranked
+            .iter()
+            .map(|&c| Ranked {
+                column: pre.columns[c].name.clone(),
+                importance: importance[c],
+            })
+            .collect(),
+    };
     pre.keep_columns(&keep);
-    Ok(notice)
+    Ok(selection)
 }

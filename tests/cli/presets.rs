@@ -458,7 +458,8 @@ fn inspect_reports_the_data_and_warns_about_identifier_leaks() {
         ])
         .ok()
         .json();
-    let flow_bytes = json[0]["columns"]
+    assert_eq!(json["select_features"], serde_json::Value::Null);
+    let flow_bytes = json["files"][0]["columns"]
         .as_array()
         .unwrap()
         .iter()

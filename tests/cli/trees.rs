@@ -224,6 +224,31 @@ fn feature_selection_keeps_the_informative_columns_from_training_rows_only() {
         "{}",
         dry.stdout
     );
+    let inspect = s
+        .run(
+            &[
+                &["inspect", "--json", "--set", "data.path=train.csv"],
+                &select[..],
+            ]
+            .concat(),
+        )
+        .ok()
+        .json();
+    let chosen = &inspect["select_features"];
+    assert_eq!(chosen["kept"], 3);
+    let ranked = chosen["ranked"].as_array().unwrap();
+    assert_eq!(ranked.len(), 20);
+    let mut top: Vec<&str> = ranked[..3]
+        .iter()
+        .map(|r| r["column"].as_str().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["a", "b", "c"]);
+    let sum: f64 = ranked
+        .iter()
+        .map(|r| r["importance"].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-6, "{sum}");
     s.train(
         "train.csv",
         &forest(&["--set", "data.select_features={by: forest_importance}"]),
