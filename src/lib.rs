@@ -15,4 +15,5 @@ pub mod log;
 pub mod model;
 pub mod report;
 pub mod score;
+pub mod serve;
 pub mod train;

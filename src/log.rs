@@ -48,6 +48,12 @@ pub fn utc_timestamp() -> String {
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
+/// `2026-11-21T10:15:00Z` (RFC 3339), for files other tools read.
+pub fn utc_rfc3339() -> String {
+    let (y, m, d, hh, mm, ss) = utc_now();
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
 /// TensorBoard events for one run directory: `events.out.tfevents.*`, TFRecord-framed `Event`
 /// protos built with tensorboard-rs's summaries. Written here rather than by tensorboard-rs's
 /// writer, which panics on its background thread when a write fails (a full disk): here a

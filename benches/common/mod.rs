@@ -18,11 +18,17 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// The peak resident set of this process, from /proc (KiB; 0 where there is none).
 pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("self", "VmHWM:")
+}
+
+/// A KiB figure (`VmRSS:`, `VmHWM:`) of process `pid` (or `self`), from /proc; 0 where there
+/// is none.
+pub fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

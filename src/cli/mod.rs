@@ -7,6 +7,7 @@ mod generate;
 mod info;
 mod inspect;
 mod predict;
+mod serve;
 mod test;
 mod train;
 mod upload;
@@ -45,6 +46,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Score new traffic (a file or a stream on stdin): one result row per input row.
     Predict(predict::PredictArgs),
+    /// Serve checkpoints over HTTP: a REST API, Prometheus metrics and a dashboard.
+    Serve(serve::ServeArgs),
     /// Publish a checkpoint to a Hugging Face Hub model repository.
     Upload(upload::UploadArgs),
     /// Versions, compiled backends and the GPU adapters this machine offers.
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Cv(args) => cv::run(args),
         Command::Augment(args) => augment::run(args),
         Command::Assess(args) => assess::run(args),

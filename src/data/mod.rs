@@ -1,6 +1,7 @@
 //! Data: reading files, labels, splits, preprocessing, and the synthetic sample generator.
 
 pub mod augment;
+pub mod feedback;
 pub mod folds;
 pub mod generate;
 pub mod inspect;

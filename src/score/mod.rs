@@ -74,6 +74,104 @@ pub fn anomaly(pre: &Preprocessor, output: Output) -> Scored {
     }
 }
 
+/// One row's verdict, as `predict` writes it and `serve` answers it.
+pub struct Verdict<'a> {
+    pub score: f32,
+    pub flagged: bool,
+    /// Multiclass: the most probable class and its probability.
+    pub class: Option<(&'a str, f32)>,
+    pub ensemble: Option<EnsembleRow<'a>>,
+}
+
+/// An ensemble's view of a row: each member's score and vote, and how many agree.
+pub struct EnsembleRow<'a> {
+    pub scores: &'a [f32],
+    pub votes: &'a [bool],
+    pub confidence: f64,
+    pub severity: &'static str,
+}
+
+impl Scored {
+    /// Row `i`'s verdict, flagged at `threshold`; `classes` names a multiclass model's columns.
+    pub fn verdict<'a>(&'a self, classes: &'a [String], i: usize, threshold: f32) -> Verdict<'a> {
+        let k = classes.len();
+        let class = (k > 0).then(|| {
+            let probs = &self.class_probs[i * k..(i + 1) * k];
+            let (c, p) = probs
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
+                    if p > best.1 { (c, p) } else { best }
+                });
+            (classes[c].as_str(), p)
+        });
+        let ensemble = self.ensemble.as_ref().map(|v| {
+            let m = v.members;
+            EnsembleRow {
+                scores: &v.member_scores[i * m..(i + 1) * m],
+                votes: &v.member_votes[i * m..(i + 1) * m],
+                confidence: v.confidence(i),
+                severity: v.severity[i].as_str(),
+            }
+        });
+        let score = self.anomaly[i];
+        Verdict {
+            score,
+            flagged: score >= threshold,
+            class,
+            ensemble,
+        }
+    }
+}
+
+/// One output row as a JSON object, as `predict --format jsonl` writes it and `serve` answers:
+/// `row`, the kept columns, then `score`, `is_anomaly`, `class` and `class_probability`
+/// (multiclass), `<member>_score`, `<member>_vote`, `confidence` and `severity` (ensembles); or
+/// null scores and the `error`. Floats are written in their shortest f32 form; NaN as null.
+pub struct JsonRow<'a> {
+    pub row: usize,
+    /// Column names and the row's cells.
+    pub keep: (&'a [String], &'a [String]),
+    pub verdict: std::result::Result<&'a Verdict<'a>, &'a str>,
+    /// An ensemble's member families (else empty).
+    pub members: &'a [&'static str],
+}
+
+impl serde::Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("row", &self.row)?;
+        for (name, cell) in self.keep.0.iter().zip(self.keep.1) {
+            map.serialize_entry(name, cell)?;
+        }
+        let v = match self.verdict {
+            Ok(v) => v,
+            Err(e) => {
+                map.serialize_entry("score", &())?;
+                map.serialize_entry("is_anomaly", &())?;
+                map.serialize_entry("error", e)?;
+                return map.end();
+            }
+        };
+        map.serialize_entry("score", &v.score)?;
+        map.serialize_entry("is_anomaly", &v.flagged)?;
+        if let Some((c, p)) = v.class {
+            map.serialize_entry("class", c)?;
+            map.serialize_entry("class_probability", &p)?;
+        }
+        if let Some(e) = &v.ensemble {
+            for ((m, s), vote) in self.members.iter().zip(e.scores).zip(e.votes) {
+                map.serialize_entry(&format!("{m}_score"), s)?;
+                map.serialize_entry(&format!("{m}_vote"), vote)?;
+            }
+            map.serialize_entry("confidence", &e.confidence)?;
+            map.serialize_entry("severity", e.severity)?;
+        }
+        map.end()
+    }
+}
+
 impl Scorer {
     pub fn from_checkpoint(ck: &Checkpoint, device: &Device) -> Result<Scorer> {
         Ok(Scorer {
@@ -89,10 +187,6 @@ impl Scorer {
     /// Scores encoded rows (row-major, `pre.n_features()` per row).
     pub fn score(&self, x: &[f32]) -> Result<Scored> {
         Ok(anomaly(&self.pre, self.detector.score(x)?))
-    }
-
-    pub fn is_anomaly(&self, score: f32) -> bool {
-        score >= self.threshold
     }
 
     /// Flags the top share `r` of the training rows from now on (`predict --contamination`).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use csv::ByteRecord;
 
-use super::Scorer;
+use super::{JsonRow, Scorer, Verdict};
 use crate::bail_input;
 use crate::config::{DataConfig, MissingPolicy};
 use crate::data::labels;
@@ -209,18 +209,42 @@ impl Rows {
 /// Reading, parsing and encoding, on their own thread: the main thread scores and writes
 /// meanwhile, and waits on it with a timeout, so a slow producer's rows are scored after at
 /// most `--flush-ms`.
-struct Encoder {
+struct Encoder<'a> {
     layout: Layout,
-    pre: Preprocessor,
-    data: DataConfig,
+    pre: &'a Preprocessor,
+    data: &'a DataConfig,
     /// The 0/1 meaning of each raw label value seen so far.
     labels: HashMap<Vec<u8>, Option<f32>>,
 }
 
-impl Encoder {
+/// Encodes and scales `records` (their fields named by `names`) exactly as `predict` does:
+/// every row's features, or the first row (1-based) that cannot be encoded and why.
+pub fn encode_records(
+    pre: &Preprocessor,
+    data: &DataConfig,
+    names: &[String],
+    records: &[ByteRecord],
+) -> Result<Vec<f32>> {
+    let mut encoder = Encoder {
+        layout: Layout::new(names, pre, data, &[])?,
+        pre,
+        data,
+        labels: HashMap::new(),
+    };
+    let mut rows = Rows::default();
+    for (i, record) in records.iter().enumerate() {
+        encoder.push(record, &mut rows);
+        if let Some(e) = &rows.info[i].error {
+            bail_input!("row {}: {e}", i + 1);
+        }
+    }
+    Ok(rows.x)
+}
+
+impl Encoder<'_> {
     fn push(&mut self, record: &ByteRecord, rows: &mut Rows) {
         let mark = rows.x.len();
-        let error = encode_row(record, &self.layout, &self.pre, &mut rows.x).err();
+        let error = encode_row(record, &self.layout, self.pre, &mut rows.x).err();
         if error.is_some() {
             rows.x.truncate(mark);
         } else {
@@ -241,7 +265,7 @@ impl Encoder {
             .label
             .and_then(|i| record.get(i))
             .and_then(|raw| {
-                let data = &self.data;
+                let data = self.data;
                 *self.labels.entry(raw.to_vec()).or_insert_with(|| {
                     let raw = text(raw);
                     labels::classify(labels::class_name(&raw, data), data).ok()
@@ -320,14 +344,9 @@ pub fn run(
     } else {
         data.columns.iter().map(|c| c.trim().to_string()).collect()
     };
-    let encoder = Encoder {
-        layout: Layout::new(&names, &scorer.pre, data, &opts.keep)?,
-        pre: scorer.pre.clone(),
-        data: data.clone(),
-        labels: HashMap::new(),
-    };
+    let layout = Layout::new(&names, &scorer.pre, data, &opts.keep)?;
     let mut summary = Summary {
-        confusion: encoder.layout.label.map(|_| Confusion::default()),
+        confusion: layout.label.map(|_| Confusion::default()),
         ..Default::default()
     };
     let mut writer = Writer::new(
@@ -344,7 +363,16 @@ pub fn run(
     };
     let (tx, rx) = sync_channel(queued);
     // Not scoped: on an error here the process ends without waiting for a blocked stdin.
-    std::thread::spawn(move || encoder.run(reader, group, tx));
+    let (pre, data) = (scorer.pre.clone(), data.clone());
+    std::thread::spawn(move || {
+        let encoder = Encoder {
+            layout,
+            pre: &pre,
+            data: &data,
+            labels: HashMap::new(),
+        };
+        encoder.run(reader, group, tx)
+    });
     let mut pending = Rows::default();
     let mut first_at: Option<Instant> = None;
     loop {
@@ -383,48 +411,20 @@ fn write_batch(
     if pending.len() == 0 {
         return Ok(());
     }
-    let pre = &scorer.pre;
     let scored = scorer.score(&pending.x)?;
-    let k = pre.classes.len();
     let mut next = 0;
     for info in &pending.info {
         summary.rows += 1;
         let row = summary.rows;
         let verdict = match &info.error {
             None => {
-                let score = scored.anomaly[next];
-                let class = (k > 0).then(|| {
-                    let probs = &scored.class_probs[next * k..(next + 1) * k];
-                    let (c, p) =
-                        probs
-                            .iter()
-                            .enumerate()
-                            .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
-                                if p > best.1 { (c, p) } else { best }
-                            });
-                    (pre.classes[c].as_str(), p)
-                });
-                let ensemble = scored.ensemble.as_ref().map(|v| {
-                    let m = v.members;
-                    EnsembleRow {
-                        scores: &v.member_scores[next * m..(next + 1) * m],
-                        votes: &v.member_votes[next * m..(next + 1) * m],
-                        confidence: v.confidence(next),
-                        severity: v.severity[next].as_str(),
-                    }
-                });
+                let v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
                 next += 1;
-                let flagged = scorer.is_anomaly(score);
-                summary.flagged += flagged as usize;
+                summary.flagged += v.flagged as usize;
                 if let (Some(y), Some(c)) = (info.label, summary.confusion.as_mut()) {
-                    c.count(flagged, y == 1.0);
+                    c.count(v.flagged, y == 1.0);
                 }
-                Ok(Verdict {
-                    score,
-                    flagged,
-                    class,
-                    ensemble,
-                })
+                Ok(v)
             }
             Some(e) => {
                 summary.failed += 1;
@@ -439,23 +439,6 @@ fn write_batch(
     pending.x.clear();
     pending.info.clear();
     writer.flush()
-}
-
-/// A scored row.
-struct Verdict<'a> {
-    score: f32,
-    flagged: bool,
-    /// Multiclass: the most probable class and its probability.
-    class: Option<(&'a str, f32)>,
-    ensemble: Option<EnsembleRow<'a>>,
-}
-
-/// An ensemble's view of a row: each member's score and vote, and how many agree.
-struct EnsembleRow<'a> {
-    scores: &'a [f32],
-    votes: &'a [bool],
-    confidence: f64,
-    severity: &'static str,
 }
 
 /// Output rows as CSV or JSON lines, written straight into the buffer.
@@ -517,8 +500,15 @@ impl Writer {
         let written = match self.format {
             Format::Csv => self.csv_row(row, keep, verdict),
             Format::Jsonl => {
-                let line = self.json_row(row, keep, verdict);
-                writeln!(self.out, "{line}")
+                let line = JsonRow {
+                    row,
+                    keep: (&self.keep, keep),
+                    verdict: verdict.as_ref().map_err(|e| *e),
+                    members: &self.members,
+                };
+                serde_json::to_writer(&mut self.out, &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| self.out.write_all(b"\n"))
             }
         };
         written.context("writing results")
@@ -567,43 +557,6 @@ impl Writer {
         }
     }
 
-    fn json_row(
-        &self,
-        row: usize,
-        keep: &[String],
-        verdict: &std::result::Result<Verdict, &str>,
-    ) -> serde_json::Value {
-        let mut obj = serde_json::Map::new();
-        obj.insert("row".into(), row.into());
-        for (name, value) in self.keep.iter().zip(keep) {
-            obj.insert(name.clone(), value.clone().into());
-        }
-        match verdict {
-            Ok(v) => {
-                obj.insert("score".into(), json_number(v.score));
-                obj.insert("is_anomaly".into(), v.flagged.into());
-                if let Some((c, p)) = v.class {
-                    obj.insert("class".into(), c.into());
-                    obj.insert("class_probability".into(), json_number(p));
-                }
-                if let Some(e) = &v.ensemble {
-                    for ((m, &s), &vote) in self.members.iter().zip(e.scores).zip(e.votes) {
-                        obj.insert(format!("{m}_score"), json_number(s));
-                        obj.insert(format!("{m}_vote"), vote.into());
-                    }
-                    obj.insert("confidence".into(), e.confidence.into());
-                    obj.insert("severity".into(), e.severity.into());
-                }
-            }
-            Err(e) => {
-                obj.insert("score".into(), serde_json::Value::Null);
-                obj.insert("is_anomaly".into(), serde_json::Value::Null);
-                obj.insert("error".into(), (*e).into());
-            }
-        }
-        serde_json::Value::Object(obj)
-    }
-
     fn flush(&mut self) -> Result<()> {
         self.out.flush().context("writing results")
     }
@@ -616,13 +569,4 @@ fn csv_cell(out: &mut impl Write, s: &str) -> std::io::Result<()> {
     } else {
         out.write_all(s.as_bytes())
     }
-}
-
-/// An f32 as JSON with its shortest decimal form (`0.25`, not `0.25000000372529`); null for NaN.
-fn json_number(v: f32) -> serde_json::Value {
-    format!("{v}")
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }

@@ -1,0 +1,559 @@
+//! The routes: `/api/v1/{health,ready,models,predict,openapi.json}`, `/metrics`, `/docs` and
+//! the dashboard at `/`, behind one middleware that checks the bearer token and counts every
+//! request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State as Shared};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use csv::ByteRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::State;
+use super::metrics::CONTENT_TYPE;
+use super::models::Model;
+use crate::data::feedback::{Entry, Verdict, append};
+use crate::data::read::column_name;
+use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
+use crate::log::utc_rfc3339;
+use crate::score::stream::encode_records;
+
+const OPENAPI: &str = include_str!("openapi.json");
+const DOCS: &str = include_str!("docs.html");
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Routes anyone may read: liveness, the static pages and the API's description.
+const OPEN_ROUTES: [&str; 5] = [
+    "/",
+    "/docs",
+    "/api/v1/health",
+    "/api/v1/ready",
+    "/api/v1/openapi.json",
+];
+
+pub fn router(state: Arc<State>, max_body: usize) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/docs", get(|| async { Html(DOCS) }))
+        .route(
+            "/api/v1/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/api/v1/ready", get(ready))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/predict", post(predict))
+        .route("/api/v1/feedback", post(feedback))
+        .route("/api/v1/files", get(files))
+        .route("/api/v1/files/{name}", get(file))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such route; see /docs".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// A JSON answer (axum's `Json` with our content type and no extractor side).
+struct Json(Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// An error answer: a status and `{"error": message}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: String) -> ApiError {
+        ApiError { status, message }
+    }
+
+    pub fn not_found(message: String) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn bad(message: String) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+/// The user's input is at fault (422), or the server is (500).
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        let status = if exit_code(&e) == EXIT_BAD_INPUT {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, one_line(&e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({"error": self.message}))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// Checks the bearer token (except on [`OPEN_ROUTES`]) and counts the request by route and
+/// status with its latency.
+async fn guard(Shared(state): Shared<Arc<State>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let open = OPEN_ROUTES.contains(&route.as_str());
+    let response = if open || authorized(state.token.as_deref(), req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "expected the header `Authorization: Bearer <token>` with the server's token".into(),
+        )
+        .into_response()
+    };
+    let status = response.status().as_u16();
+    state.metrics.request(&route, status, started.elapsed());
+    response
+}
+
+/// Whether the request carries the token, compared in constant time.
+fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else { return true };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
+    let stopped: Vec<&str> = state
+        .models
+        .iter()
+        .filter(|m| !m.is_ready())
+        .map(|m| m.name.as_str())
+        .collect();
+    if stopped.is_empty() {
+        Json(json!({"status": "ready", "models": state.models.len()})).into_response()
+    } else {
+        let body = json!({"status": "not ready", "stopped": stopped});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn models(Shared(state): Shared<Arc<State>>) -> Json {
+    let list: Vec<&Value> = state.models.iter().map(|m| &m.info).collect();
+    Json(json!({"default": state.models[0].name, "models": list}))
+}
+
+async fn openapi() -> Response {
+    let spec = OPENAPI.replace("{{version}}", env!("CARGO_PKG_VERSION"));
+    ([(header::CONTENT_TYPE, "application/json")], spec).into_response()
+}
+
+async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/predict`: rows in, one prediction per row out.
+async fn predict(
+    Shared(state): Shared<Arc<State>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    let threshold = match query.get("threshold") {
+        None => None,
+        Some(t) => match t.parse::<f32>() {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
+                let msg = format!("query parameter threshold: expected a number, got {t:?}");
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, msg));
+            }
+        },
+    };
+    let model_query = query.get("model").cloned();
+    let (name, x, rows) = if body.len() <= INLINE_BODY {
+        parse(&state, &body, csv, model_query)?
+    } else {
+        let parsing = state.clone();
+        tokio::task::spawn_blocking(move || parse(&parsing, &body, csv, model_query))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+    };
+    let model = state.model(Some(&name))?;
+    let threshold = threshold.unwrap_or(model.scorer.threshold);
+    let predictions = model.predict(x, rows, threshold).await?;
+    state.metrics.scored(&model.name, rows);
+    // The predictions arrive as JSON text: spliced in, not parsed and written again. The
+    // threshold is written as the f32 it is (0.2, not 0.20000000298023224).
+    let body = format!(
+        "{{\"model\":{},\"threshold\":{},\"predictions\":{predictions}}}",
+        Value::from(model.name.as_str()),
+        serde_json::to_string(&threshold).map_err(anyhow::Error::from)?,
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Bodies up to this size are parsed on the async thread (microseconds); larger ones on the
+/// blocking pool, so a big upload never stalls other requests.
+const INLINE_BODY: usize = 64 << 10;
+
+/// A predict body's rows encoded for its model: the model's name, the features, the row count.
+fn parse(
+    state: &State,
+    body: &[u8],
+    csv: bool,
+    model: Option<String>,
+) -> Result<(String, Vec<f32>, usize), ApiError> {
+    let request = if csv {
+        from_csv(body, model)?
+    } else {
+        from_json(body)?
+    };
+    let model = state.model(request.model.as_deref())?;
+    let names = request.names.clone().unwrap_or_else(|| input_names(model));
+    request.check(model)?;
+    let x = encode_records(&model.scorer.pre, &model.data, &names, &request.records)?;
+    Ok((model.name.clone(), x, request.records.len()))
+}
+
+/// A request's rows as CSV records, with their column names (none: the model's input columns
+/// in order, for `instances`).
+struct Rows {
+    model: Option<String>,
+    names: Option<Vec<String>>,
+    records: Vec<ByteRecord>,
+    /// `records`: every name must be one the model knows (a CSV body may carry any columns).
+    strict: bool,
+}
+
+impl Rows {
+    /// Refuses rows that cannot be meant for `model`: `instances` of the wrong length, and
+    /// `records` naming a column that is neither an input, the label, a dropped column nor
+    /// one of the columns a headerless training file was given.
+    fn check(&self, model: &Model) -> Result<(), ApiError> {
+        let inputs = input_names(model);
+        let expected = || format!("the model's input columns are: {}", inputs.join(", "));
+        match &self.names {
+            None => match self.records.iter().position(|r| r.len() != inputs.len()) {
+                Some(i) => Err(ApiError::bad(format!(
+                    "row {}: expected {} values, found {} ({})",
+                    i + 1,
+                    inputs.len(),
+                    self.records[i].len(),
+                    expected()
+                ))),
+                None => Ok(()),
+            },
+            Some(names) if self.strict => {
+                let data = &model.data;
+                let raw = [&data.drop_columns, &data.drop_if_present, &data.columns];
+                let known = |n: &String| {
+                    inputs.contains(n)
+                        || n == data.label_column.trim()
+                        || raw.iter().any(|list| list.iter().any(|d| d.trim() == n))
+                };
+                match names.iter().find(|n| !known(n)) {
+                    Some(n) => Err(ApiError::bad(format!(
+                        "unknown column '{n}'; {}",
+                        expected()
+                    ))),
+                    None => Ok(()),
+                }
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// A `text/csv` body: a header row, then records (`?model=` picks the model).
+fn from_csv(body: &[u8], model: Option<String>) -> Result<Rows, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
+    let mut records = reader.byte_records();
+    let header = match records.next() {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => return Err(ApiError::bad(format!("the CSV body: {e}"))),
+        None => {
+            return Err(ApiError::bad(
+                "the CSV body is empty: expected a header row".into(),
+            ));
+        }
+    };
+    let names = header.iter().map(column_name).collect();
+    let records = records
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad(format!("the CSV body: {e}")))?;
+    non_empty(Rows {
+        model,
+        names: Some(names),
+        records,
+        strict: false,
+    })
+}
+
+/// A JSON body: `{"model": …, "instances": [[…], …]}` or `{"model": …, "records": [{…}, …]}`.
+fn from_json(body: &[u8]) -> Result<Rows, ApiError> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON ({e}); send JSON or a text/csv body"),
+        )
+    })?;
+    let Some(obj) = request.as_object() else {
+        return Err(ApiError::bad(
+            "expected a JSON object with `instances` or `records`".into(),
+        ));
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !["model", "instances", "records"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad(format!(
+            "unknown key '{key}': expected `model` and one of `instances` or `records`"
+        )));
+    }
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "model: expected a name, got {other}"
+            )));
+        }
+    };
+    let rows = match (obj.get("instances"), obj.get("records")) {
+        (Some(Value::Array(rows)), None) => Rows {
+            model,
+            names: None,
+            strict: false,
+            records: rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| instance(i + 1, r))
+                .collect::<Result<_, _>>()?,
+        },
+        (None, Some(Value::Array(rows))) => records(model, rows)?,
+        _ => {
+            return Err(ApiError::bad(
+                "expected exactly one of `instances` (a list of lists) or `records` (a list of objects)".into(),
+            ));
+        }
+    };
+    non_empty(rows)
+}
+
+fn non_empty(rows: Rows) -> Result<Rows, ApiError> {
+    if rows.records.is_empty() {
+        return Err(ApiError::bad(
+            "no rows to score: expected at least one".into(),
+        ));
+    }
+    Ok(rows)
+}
+
+/// One positional row, as cells; its length is checked against the model's columns later.
+fn instance(row: usize, value: &Value) -> Result<ByteRecord, ApiError> {
+    let Value::Array(values) = value else {
+        return Err(ApiError::bad(format!(
+            "row {row}: expected a list of values, got {value}"
+        )));
+    };
+    let mut record = ByteRecord::new();
+    for (i, v) in values.iter().enumerate() {
+        record.push_field(cell(v, || format!("row {row}, value {}", i + 1))?.as_bytes());
+    }
+    Ok(record)
+}
+
+/// Rows by column name: the names of the first record, each record holding exactly those.
+fn records(model: Option<String>, rows: &[Value]) -> Result<Rows, ApiError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut records = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let Value::Object(fields) = row else {
+            return Err(ApiError::bad(format!(
+                "row {}: expected an object of column: value, got {row}",
+                i + 1
+            )));
+        };
+        if i == 0 {
+            names = fields.keys().cloned().collect();
+        }
+        let mut record = ByteRecord::new();
+        for name in &names {
+            let v = fields
+                .get(name)
+                .ok_or_else(|| ApiError::bad(format!("row {}: missing column '{name}'", i + 1)))?;
+            record.push_field(cell(v, || format!("row {}, column '{name}'", i + 1))?.as_bytes());
+        }
+        if let Some(extra) = fields.keys().find(|k| !names.contains(k)) {
+            return Err(ApiError::bad(format!(
+                "row {}: unknown column '{extra}' (not in row 1)",
+                i + 1
+            )));
+        }
+        records.push(record);
+    }
+    Ok(Rows {
+        model,
+        names: Some(names),
+        records,
+        strict: true,
+    })
+}
+
+/// A JSON value as a CSV cell: numbers and strings as written, booleans as true/false, null as
+/// an empty (missing) cell.
+fn cell(v: &Value, at: impl Fn() -> String) -> Result<String, ApiError> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        other => Err(ApiError::bad(format!(
+            "{}: expected a number, string, boolean or null, got {other}",
+            at()
+        ))),
+    }
+}
+
+/// The model's input columns, in the order `instances` gives their values.
+fn input_names(model: &Model) -> Vec<String> {
+    model
+        .scorer
+        .pre
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// `POST /api/v1/feedback`: an analyst's verdict on a row, appended to the feedback file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Feedback {
+    model: Option<String>,
+    record: serde_json::Map<String, Value>,
+    score: f32,
+    verdict: Verdict,
+}
+
+async fn feedback(
+    Shared(state): Shared<Arc<State>>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let fb: Feedback = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "feedback: {e}; expected {{\"model\", \"record\": {{column: value}}, \"score\", \"verdict\": true_positive | false_positive | false_negative | normal}}"
+        ))
+    })?;
+    let model = state.model(fb.model.as_deref())?;
+    let columns = input_names(model);
+    let values = columns
+        .iter()
+        .map(|c| match fb.record.get(c) {
+            Some(v) => cell(v, || format!("record, column '{c}'")),
+            None => Err(ApiError::bad(format!("record: missing column '{c}'"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let entry = Entry {
+        columns,
+        values,
+        score: fb.score,
+        verdict: fb.verdict,
+        model: model.name.clone(),
+        time: utc_rfc3339(),
+    };
+    let shared = state.clone();
+    let (path, rows) = tokio::task::spawn_blocking(move || {
+        let path = shared.feedback.lock().unwrap_or_else(|e| e.into_inner());
+        append(&path, &entry).map(|rows| (path.clone(), rows))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!({"file": path, "rows": rows})))
+}
+
+/// The `.csv` files directly in `--data-dir`, by name.
+fn data_files(state: &State) -> Vec<String> {
+    let Some(dir) = &state.data_dir else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".csv"))
+        .collect();
+    names.sort();
+    names
+}
+
+async fn files(Shared(state): Shared<Arc<State>>) -> Json {
+    Json(json!({"files": data_files(&state)}))
+}
+
+async fn file(Shared(state): Shared<Arc<State>>, Path(name): Path<String>) -> Response {
+    let dir = state.data_dir.as_deref();
+    match dir.filter(|_| data_files(&state).contains(&name)) {
+        Some(dir) => {
+            let path = dir.join(&name);
+            match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+                Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "text/csv")], bytes).into_response(),
+                Ok(Err(e)) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{name}: {e}"))
+                        .into_response()
+                }
+                Err(e) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                }
+            }
+        }
+        None => ApiError::not_found(format!("no file '{name}' in the server's --data-dir"))
+            .into_response(),
+    }
+}

@@ -1,0 +1,222 @@
+//! A served model: its checkpoint's scorer on a thread of its own, which scores together the
+//! rows of every request that queued while it was busy (and of those that arrive within
+//! `--max-wait-ms`), up to `--max-batch` rows. Scores do not depend on the batch a row lands
+//! in: CPU batches are padded to one size.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use burn::tensor::Device;
+use serde_json::{Value, json};
+
+use crate::config::DataConfig;
+use crate::data::preprocess::Encoding;
+use crate::data::read::Kind;
+use crate::score::{JsonRow, Scored, Scorer};
+use crate::train::checkpoint::Checkpoint;
+
+pub struct Model {
+    pub name: String,
+    pub scorer: Arc<Scorer>,
+    /// The checkpoint's data settings (label column, missing-cell policy), as `predict` uses.
+    pub data: DataConfig,
+    /// What `/api/v1/models` says about it.
+    pub info: Value,
+    pub load_seconds: f64,
+    jobs: Sender<Job>,
+    worker: JoinHandle<()>,
+}
+
+/// Encoded rows waiting to be scored, and where their predictions go.
+struct Job {
+    x: Vec<f32>,
+    rows: usize,
+    threshold: f32,
+    reply: tokio::sync::oneshot::Sender<Result<String>>,
+}
+
+impl Model {
+    pub fn load(
+        name: Option<String>,
+        path: &Path,
+        device: &Device,
+        max_batch: usize,
+        max_wait: Duration,
+    ) -> Result<Model> {
+        let started = Instant::now();
+        let ck = Checkpoint::load(path)?;
+        let scorer = Arc::new(
+            Scorer::from_checkpoint(&ck, device)
+                .with_context(|| format!("checkpoint {}", path.display()))?,
+        );
+        let load_seconds = started.elapsed().as_secs_f64();
+        let name = name.unwrap_or_else(|| ck.run_name.clone());
+        let info = describe(&name, path, &ck, load_seconds);
+        let (jobs, rx) = channel();
+        let worker = {
+            let scorer = scorer.clone();
+            std::thread::Builder::new()
+                .name(format!("score-{name}"))
+                .spawn(move || score_batches(&scorer, &rx, max_batch, max_wait))
+                .context("starting a scoring thread")?
+        };
+        Ok(Model {
+            name,
+            scorer,
+            data: ck.config.data.clone(),
+            info,
+            load_seconds,
+            jobs,
+            worker,
+        })
+    }
+
+    /// Scores encoded rows (in whatever batch they share) and returns the JSON array of their
+    /// predictions: per row `row` (1-based), then the fields `predict --format jsonl` writes.
+    pub async fn predict(&self, x: Vec<f32>, rows: usize, threshold: f32) -> Result<String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            x,
+            rows,
+            threshold,
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow!("model '{}': its scoring thread has stopped", self.name))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("model '{}': its scoring thread has stopped", self.name))?
+    }
+
+    /// Whether the scoring thread still runs.
+    pub fn is_ready(&self) -> bool {
+        !self.worker.is_finished()
+    }
+}
+
+/// The scoring thread: waits for a job, gathers more until the batch is full or the first has
+/// waited `max_wait`, scores them in one call and answers each.
+fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait: Duration) {
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + max_wait;
+        let mut rows = first.rows;
+        let mut jobs = vec![first];
+        while rows < max_batch {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(job) => {
+                    rows += job.rows;
+                    jobs.push(job);
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let x: Vec<f32> = jobs.iter().flat_map(|j| j.x.iter().copied()).collect();
+        match scorer.score(&x) {
+            Ok(scored) => {
+                let mut at = 0;
+                for job in jobs {
+                    let predictions = json_rows(scorer, &scored, at..at + job.rows, job.threshold);
+                    at += job.rows;
+                    let _ = job.reply.send(predictions);
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                for job in jobs {
+                    let _ = job.reply.send(Err(anyhow!("scoring failed: {message}")));
+                }
+            }
+        }
+    }
+}
+
+/// The JSON array of the predictions of `rows` of a scored batch.
+fn json_rows(
+    scorer: &Scorer,
+    scored: &Scored,
+    rows: std::ops::Range<usize>,
+    threshold: f32,
+) -> Result<String> {
+    let mut out = Vec::with_capacity(64 * rows.len());
+    out.push(b'[');
+    for (i, at) in rows.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let v = scored.verdict(&scorer.pre.classes, at, threshold);
+        let row = JsonRow {
+            row: i + 1,
+            keep: (&[], &[]),
+            verdict: Ok(&v),
+            members: &scorer.members,
+        };
+        serde_json::to_writer(&mut out, &row)?;
+    }
+    out.push(b']');
+    Ok(String::from_utf8(out)?)
+}
+
+/// The model as `/api/v1/models` lists it.
+fn describe(name: &str, path: &Path, ck: &Checkpoint, load_seconds: f64) -> Value {
+    let pre = &ck.preprocessor;
+    let features: Vec<Value> = pre
+        .columns
+        .iter()
+        .map(|c| {
+            let mut f = json!({"name": c.name, "kind": kind_name(c.kind())});
+            match &c.encoding {
+                Encoding::OneHot { categories } => f["categories"] = json!(categories),
+                // What a missing cell is filled with: the training rows' median.
+                Encoding::Numeric { fill, .. } | Encoding::Boolean { fill } => {
+                    f["median"] = json!(fill)
+                }
+            }
+            f
+        })
+        .collect();
+    let best = ck
+        .history
+        .iter()
+        .find(|r| r.epoch == ck.weights_epoch)
+        .map(|r| r.val_loss);
+    json!({
+        "name": name,
+        "path": PathBuf::from(path),
+        "family": ck.detector.family(),
+        "task": ck.config.task,
+        "features": features,
+        "classes": pre.classes,
+        "members": ck.detector.members(),
+        "decision": {
+            "rule": ck.config.training.threshold,
+            "threshold": ck.threshold,
+        },
+        "training": {
+            "run_name": ck.run_name,
+            "epochs": ck.epoch,
+            "weights_epoch": ck.weights_epoch,
+            "val_loss": best,
+            "train_rows": ck.data.train_rows,
+            "val_rows": ck.data.val_rows,
+            "train_positives": ck.data.train_positives,
+            "history": ck.history,
+        },
+        "trained_with": ck.tool_version,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "load_seconds": load_seconds,
+    })
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Numeric => "numeric",
+        Kind::Boolean => "boolean",
+        Kind::Categorical => "categorical",
+    }
+}
