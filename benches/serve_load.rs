@@ -1,6 +1,7 @@
 //! A load client for `anomaly serve` (and the FastAPI reference, which answers the same
-//! requests): keep-alive HTTP/1.1 connections on threads of their own, each sending the same
-//! body again and again for a fixed time, as wrk does. `benches/serve.sh` runs it.
+//! requests): keep-alive HTTP/1.1 connections driven by one event-loop thread (tokio), each
+//! sending the same body again and again for a fixed time, as wrk does. `benches/serve.sh`
+//! runs it.
 //!
 //!   cargo bench --bench serve_load -- --url http://127.0.0.1:8080/api/v1/predict \
 //!       --body FILE --content-type application/json [--connections 64] [--seconds 30]
@@ -11,8 +12,7 @@
 //! resident set before and after. `--abuse N` sends N malformed requests instead and counts
 //! their statuses; every one must be a 4xx and the server must still answer afterwards.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,55 +35,87 @@ fn split_url(url: &str) -> (String, String) {
     }
 }
 
-/// One keep-alive connection.
-struct Connection {
-    reader: BufReader<TcpStream>,
-    host: String,
+/// A POST request's bytes.
+fn post(host: &str, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), body].concat()
 }
 
-impl Connection {
-    fn open(host: &str) -> std::io::Result<Connection> {
-        let stream = TcpStream::connect(host)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Connection {
-            reader: BufReader::new(stream),
-            host: host.to_string(),
-        })
-    }
+/// One request on a new connection; the response's status.
+async fn once(host: &str, request: &[u8]) -> std::io::Result<u16> {
+    let conn = tokio::net::TcpStream::connect(host).await?;
+    write_all(&conn, request).await?;
+    read_response(&conn, &mut Vec::new()).await
+}
 
-    /// Sends one request and reads the whole response; its status.
-    fn request(&mut self, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<u16> {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
+/// Sends `request` on one keep-alive connection until `stop`: each response's latency (ms)
+/// when it was a 200, and the count of the others.
+async fn drive(host: String, request: Arc<[u8]>, stop: Arc<AtomicBool>) -> (Vec<f64>, usize) {
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    let mut conn = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connecting");
+    conn.set_nodelay(true).expect("TCP_NODELAY");
+    let mut buf = Vec::with_capacity(1 << 16);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let answer = match write_all(&conn, &request).await {
+            Ok(()) => read_response(&conn, &mut buf).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(200) => latencies.push(t.elapsed().as_secs_f64() * 1e3),
+            Ok(_) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                conn = tokio::net::TcpStream::connect(&host)
+                    .await
+                    .expect("reconnecting");
             }
         }
-        let mut sink = vec![0u8; length];
-        self.reader.read_exact(&mut sink)?;
-        Ok(status)
+    }
+    (latencies, errors)
+}
+
+async fn write_all(s: &tokio::net::TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        s.writable().await?;
+        match s.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one whole response (by its Content-Length) and returns its status.
+async fn read_response(s: &tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 1 << 16];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return status.ok_or_else(|| std::io::Error::other("no status line"));
+            }
+        }
+        s.readable().await?;
+        match s.try_read(&mut chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -92,7 +124,7 @@ fn rss_kib(pid: usize) -> u64 {
 }
 
 /// Malformed requests of every kind the server must refuse with a 4xx.
-fn abuse(host: &str, path: &str, n: usize) {
+async fn abuse(host: &str, path: &str, n: usize) {
     let big_row = format!("{{\"instances\": [[{}]]}}", "1,".repeat(5_000_000));
     let kinds: Vec<(&str, Vec<u8>)> = vec![
         ("application/json", b"{\"instances\": [[1, 2".to_vec()),
@@ -119,14 +151,13 @@ fn abuse(host: &str, path: &str, n: usize) {
     let mut failures = 0;
     for i in 0..n {
         let (ct, body) = &kinds[i % kinds.len()];
-        let got = Connection::open(host).and_then(|mut c| c.request(path, ct, body));
-        match got {
+        match once(host, &post(host, path, ct, body)).await {
             Ok(s) => *statuses.entry(s).or_insert(0) += 1,
             Err(_) => failures += 1,
         }
     }
-    let alive = Connection::open(host)
-        .and_then(|mut c| c.request(path, "application/json", b"{}"))
+    let alive = once(host, &post(host, path, "application/json", b"{}"))
+        .await
         .is_ok();
     let not_4xx: usize = statuses
         .iter()
@@ -141,8 +172,14 @@ fn abuse(host: &str, path: &str, n: usize) {
 fn main() {
     let url = text_arg("--url").expect("--url");
     let (host, path) = split_url(&url);
+    // One event-loop thread drives every connection, as wrk does, so the client takes as
+    // little of the cores it shares with the server as it can.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     if let Some(n) = text_arg("--abuse") {
-        abuse(&host, &path, n.parse().expect("a number"));
+        runtime.block_on(abuse(&host, &path, n.parse().expect("a number")));
         return;
     }
     let body = std::fs::read(text_arg("--body").expect("--body FILE")).expect("the body file");
@@ -154,34 +191,20 @@ fn main() {
     );
     let pid = arg("--pid", 0);
     let rss_before = if pid > 0 { rss_kib(pid) } else { 0 };
-    let stop = AtomicBool::new(false);
+    let request: Arc<[u8]> = post(&host, &path, &content_type, &body).into();
+    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|scope| {
+    let results: Vec<(Vec<f64>, usize)> = runtime.block_on(async {
         let workers: Vec<_> = (0..connections)
-            .map(|_| {
-                let (host, path, body, ct, stop) = (&host, &path, &body, &content_type, &stop);
-                scope.spawn(move || {
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    let mut conn = Connection::open(host).expect("connecting");
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        match conn.request(path, ct, body) {
-                            Ok(200) => latencies.push(t.elapsed().as_secs_f64() * 1e3),
-                            Ok(_) => errors += 1,
-                            Err(_) => {
-                                errors += 1;
-                                conn = Connection::open(host).expect("reconnecting");
-                            }
-                        }
-                    }
-                    (latencies, errors)
-                })
-            })
+            .map(|_| tokio::spawn(drive(host.clone(), request.clone(), stop.clone())))
             .collect();
-        std::thread::sleep(Duration::from_secs(seconds as u64));
+        tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
         stop.store(true, Ordering::Relaxed);
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
+        let mut results = Vec::new();
+        for w in workers {
+            results.push(w.await.expect("a connection task"));
+        }
+        results
     });
     let elapsed = started.elapsed().as_secs_f64();
     let errors: usize = results.iter().map(|r| r.1).sum();
