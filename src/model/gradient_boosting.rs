@@ -453,18 +453,23 @@ mod tests {
     use crate::model::{on_threads, xor};
     use rand::Rng;
 
+    /// Equally weighted binary rows.
+    fn binary<'a>(x: &'a [f32], d: usize, rows: &'a [usize], class: &'a [u32]) -> Labelled<'a> {
+        Labelled {
+            x,
+            d,
+            rows,
+            class,
+            class_weights: &[1.0, 1.0],
+            multiclass: false,
+        }
+    }
+
     #[test]
     fn boosting_learns_xor_stops_early_and_is_thread_independent() {
         let (x, class) = xor(1000, 3);
         let rows: Vec<usize> = (0..600).collect();
-        let data = Labelled {
-            x: &x,
-            d: 3,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 1.0],
-            multiclass: false,
-        };
+        let data = binary(&x, 3, &rows, &class);
         let val = Validation {
             x: &x[600 * 3..800 * 3],
             class: &class[600..800],
@@ -495,14 +500,7 @@ mod tests {
     fn leaf_wise_growth_stops_at_max_leaves_and_otherwise_matches_depth_wise() {
         let (x, class) = xor(800, 3);
         let rows: Vec<usize> = (0..800).collect();
-        let data = Labelled {
-            x: &x,
-            d: 3,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 1.0],
-            multiclass: false,
-        };
+        let data = binary(&x, 3, &rows, &class);
         let fit = |max_leaves| {
             let cfg = GradientBoostingConfig {
                 n_rounds: 5,
@@ -527,14 +525,7 @@ mod tests {
         let x: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let class: Vec<u32> = (0..8).map(|i| (i >= 4) as u32).collect();
         let rows: Vec<usize> = (0..8).collect();
-        let data = Labelled {
-            x: &x,
-            d: 1,
-            rows: &rows,
-            class: &class,
-            class_weights: &[1.0, 1.0],
-            multiclass: false,
-        };
+        let data = binary(&x, 1, &rows, &class);
         let cfg = GradientBoostingConfig {
             n_rounds: 1,
             learning_rate: 0.5,
