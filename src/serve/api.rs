@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State as Shared};
@@ -14,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use csv::ByteRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,19 +61,6 @@ pub fn router(state: Arc<State>, max_body: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// A JSON answer (axum's `Json` with our content type and no extractor side).
-struct Json(Value);
-
-impl IntoResponse for Json {
-    fn into_response(self) -> Response {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            self.0.to_string(),
-        )
-            .into_response()
-    }
 }
 
 /// An error answer: a status and `{"error": message}`.
@@ -169,7 +156,7 @@ async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
     }
 }
 
-async fn models(Shared(state): Shared<Arc<State>>) -> Json {
+async fn models(Shared(state): Shared<Arc<State>>) -> Json<Value> {
     let list: Vec<&Value> = state.models.iter().map(|m| &m.info).collect();
     Json(json!({"default": state.models[0].name, "models": list}))
 }
@@ -482,7 +469,7 @@ struct Feedback {
 async fn feedback(
     Shared(state): Shared<Arc<State>>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
     let fb: Feedback = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(format!(
@@ -533,7 +520,7 @@ fn data_files(state: &State) -> Vec<String> {
     names
 }
 
-async fn files(Shared(state): Shared<Arc<State>>) -> Json {
+async fn files(Shared(state): Shared<Arc<State>>) -> Json<Value> {
     Json(json!({"files": data_files(&state)}))
 }
 

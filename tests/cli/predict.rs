@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::Sandbox;
+use crate::util::{MULTICLASS, Sandbox};
 
 /// A trained sandbox: `d.csv` (600 generated rows) and `checkpoints/best.mpk`.
 fn trained() -> Sandbox {
@@ -241,18 +241,7 @@ fn streaming_from_stdin_returns_results_before_the_input_ends() {
 fn multiclass_predictions_carry_the_class_and_its_probability() {
     let s = Sandbox::new();
     let body = s.three_classes("m.csv");
-    s.train(
-        "m.csv",
-        &[
-            "--set",
-            "task=multiclass",
-            "--set",
-            "data.negative_labels=[normal]",
-            "--set",
-            "training.epochs=30",
-        ],
-    )
-    .ok();
+    s.train("m.csv", MULTICLASS).ok();
     let run = s
         .predict("checkpoints/best.mpk", "m.csv", &["--format", "jsonl"])
         .ok();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::Sandbox;
+use crate::util::{MULTICLASS, Sandbox};
 
 /// A running `anomaly serve` and every line it has written.
 pub struct Server {
@@ -136,22 +136,13 @@ fn trained() -> Sandbox {
     s.sample("d.csv", 600, 3);
     s.train("d.csv", &[]).ok();
     s.three_classes("m.csv");
-    s.train(
-        "m.csv",
-        &[
-            "--set",
-            "task=multiclass",
-            "--set",
-            "data.negative_labels=[normal]",
-            "--set",
-            "training.epochs=30",
-            "--set",
-            "checkpoint.save_dir=multi",
-            "--set",
-            "logging.run_name=multi",
-        ],
-    )
-    .ok();
+    let named = [
+        "--set",
+        "checkpoint.save_dir=multi",
+        "--set",
+        "logging.run_name=multi",
+    ];
+    s.train("m.csv", &[MULTICLASS, &named].concat()).ok();
     s
 }
 

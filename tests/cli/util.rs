@@ -68,6 +68,16 @@ pub const FAST: &[&str] = &[
     "logging.run_name=t",
 ];
 
+/// Settings that train a multiclass MLP on [`Sandbox::three_classes`] rows well.
+pub const MULTICLASS: &[&str] = &[
+    "--set",
+    "task=multiclass",
+    "--set",
+    "data.negative_labels=[normal]",
+    "--set",
+    "training.epochs=30",
+];
+
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
