@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod hub;
 pub mod log;
 pub mod model;

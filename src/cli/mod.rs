@@ -3,6 +3,7 @@
 mod assess;
 mod augment;
 mod cv;
+mod explain;
 mod generate;
 mod info;
 mod inspect;
@@ -44,6 +45,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
+    /// Why the detector flags what it flags: column importance and per-row reasons.
+    Explain(explain::ExplainArgs),
     /// Score new traffic (a file or a stream on stdin): one result row per input row.
     Predict(predict::PredictArgs),
     /// Serve checkpoints over HTTP: a REST API, Prometheus metrics and a dashboard.
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cv(args) => cv::run(args),
         Command::Augment(args) => augment::run(args),

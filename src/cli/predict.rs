@@ -44,6 +44,9 @@ pub struct PredictArgs {
     /// The longest a row read from standard input waits before its batch is scored.
     #[arg(long, default_value_t = 200, value_name = "MS")]
     pub flush_ms: u64,
+    /// Add each flagged row's top K reasons (CSV: reason_1…reason_K; JSON: a `reasons` list).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub explain: usize,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -91,6 +94,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         format: args.format,
         batch_rows: args.batch_rows,
         flush_after: Duration::from_millis(args.flush_ms),
+        explain: args.explain,
     };
     let result = stream::run(&scorer, &ck.config.data, input, stdin, out, &opts)
         .with_context(|| format!("reading {source}"));

@@ -6,10 +6,9 @@
 //! its pattern only with probability 0.7 and from normal traffic otherwise, so the classes
 //! overlap and the task is learnable but not trivially separable.
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Normal};
@@ -221,13 +220,5 @@ pub fn write_sample(out: &Path, rows: usize, seed: u64, anomaly_ratio: f64) -> R
             py_bool(f.flags[2]),
         );
     }
-    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = out.with_extension("csv.tmp");
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(text.as_bytes())?;
-    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    super::write_atomic(out, text)
 }

@@ -51,6 +51,25 @@ impl Dataset {
     pub fn positives(&self) -> usize {
         self.y.iter().filter(|&&v| v == 1.0).count()
     }
+
+    /// The rows `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> Dataset {
+        let d = self.n_features;
+        Dataset {
+            x: rows
+                .iter()
+                .flat_map(|&r| &self.x[r * d..(r + 1) * d])
+                .copied()
+                .collect(),
+            y: rows.iter().map(|&r| self.y[r]).collect(),
+            n_features: d,
+            class: rows
+                .iter()
+                .filter_map(|&r| self.class.get(r).copied())
+                .collect(),
+            unseen: BTreeMap::new(),
+        }
+    }
 }
 
 /// A labelled table, after the missing-value policy.
@@ -383,6 +402,19 @@ pub fn undersample(strata: &[f32], rows: &[usize], ratio: f64, seed: u64) -> Vec
     keep
 }
 
+/// Writes `bytes` to `path` under a temporary name, then renames it over `path`, so a reader
+/// never sees half a file (the folder is created when missing).
+pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(name);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Reads a whole labelled file with a fitted preprocessor.
 fn encode_file(
     path: &Path,
@@ -498,6 +530,37 @@ pub fn evaluation_source(config: &Config) -> Option<PathBuf> {
     } else {
         config.data.test_path.clone()
     }
+}
+
+/// Rows to explain, as `explain` reads them: a given file, labelled or not, or else the run's
+/// held-out test rows; with the features before scaling (what reasons quote) and whether the
+/// rows carry labels.
+pub fn explanation_rows(
+    config: &Config,
+    pre: &Preprocessor,
+    file: Option<&Path>,
+) -> Result<(Dataset, Vec<f32>, bool)> {
+    let cfg = &config.data;
+    let source = file
+        .map(Path::to_path_buf)
+        .or_else(|| evaluation_source(config));
+    let (t, rows) = match source {
+        Some(p) => {
+            let t = read(&p, cfg, Task::Binary, Some(pre), true)?;
+            let rows = (0..t.y.len()).collect();
+            (t, rows)
+        }
+        None => {
+            let t = read_labeled(&cfg.path, cfg, config.task, None)?;
+            let split = split_rows(&t, cfg);
+            (t, split.test)
+        }
+    };
+    let ds = encode(pre, &t, &rows, &mut Vec::new())?;
+    let (raw, _) = pre
+        .encode(&t.table, &rows)
+        .with_context(|| format!("encoding {}", t.table.path.display()))?;
+    Ok((ds, raw, t.labelled))
 }
 
 /// The data `test` evaluates: a given file, or else the training run's held-out test rows.

@@ -102,6 +102,77 @@ pub struct Preprocessor {
     pub classes: Vec<String>,
     #[serde(default)]
     pub anomalous: Vec<bool>,
+    /// What each input column looked like in the training rows, before scaling (what
+    /// explanations compare a row with; empty in checkpoints from before explanations).
+    #[serde(default)]
+    pub profile: Vec<Profile>,
+}
+
+/// One input column over the training rows, in its features before scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Profile {
+    /// A numeric column: its 0th to 100th percentiles (101 values).
+    Percentiles { values: Vec<f32> },
+    /// A boolean (false, true) or one-hot column (its categories): each value's share.
+    Shares { values: Vec<f32> },
+}
+
+impl Profile {
+    /// Fits the profile of the column whose features are `at..at + width` of `raw` rows.
+    fn fit(column: &InputColumn, raw: &[f32], width: usize, at: usize) -> Profile {
+        let rows = raw.chunks_exact(width);
+        match &column.encoding {
+            Encoding::Numeric { .. } => {
+                let mut v: Vec<f32> = rows.map(|r| r[at]).collect();
+                v.sort_unstable_by(f32::total_cmp);
+                Profile::Percentiles {
+                    values: percentiles(&v, 101),
+                }
+            }
+            Encoding::Boolean { .. } => {
+                let n = raw.len() / width;
+                let ones = rows.filter(|r| r[at] == 1.0).count() as f32 / n as f32;
+                Profile::Shares {
+                    values: vec![1.0 - ones, ones],
+                }
+            }
+            Encoding::OneHot { categories } => {
+                let n = raw.len() / width;
+                let mut shares = vec![0.0f32; categories.len()];
+                for r in rows {
+                    shares.iter_mut().zip(&r[at..]).for_each(|(s, v)| *s += v);
+                }
+                shares.iter_mut().for_each(|s| *s /= n as f32);
+                Profile::Shares { values: shares }
+            }
+        }
+    }
+
+    /// The training rows' typical value as features before scaling: the median, or the most
+    /// common value's one-hot (or 0/1) encoding.
+    pub fn typical(&self, one_hot: bool) -> Vec<f32> {
+        match self {
+            Profile::Percentiles { values } => vec![values[50]],
+            Profile::Shares { values } => {
+                let top = (0..values.len())
+                    .fold(0, |best, i| if values[i] > values[best] { i } else { best });
+                if one_hot {
+                    (0..values.len()).map(|i| (i == top) as u8 as f32).collect()
+                } else {
+                    vec![top as f32]
+                }
+            }
+        }
+    }
+
+    /// Where a numeric feature value falls among the training rows, in percent.
+    pub fn percentile(&self, v: f32) -> Option<f64> {
+        match self {
+            Profile::Percentiles { values } => Some(100.0 * quantile_position(v, values)),
+            Profile::Shares { .. } => None,
+        }
+    }
 }
 
 /// What encoding a file met that training had not seen.
@@ -216,9 +287,16 @@ impl Preprocessor {
             missing: cfg.missing,
             classes,
             anomalous,
+            profile: Vec::new(),
         };
         let (raw, _) = pre.encode(table, train)?;
         pre.scaler = Scaler::fit(cfg, &raw, pre.n_features());
+        let width = pre.n_features();
+        let mut at = 0;
+        for c in &pre.columns {
+            pre.profile.push(Profile::fit(c, &raw, width, at));
+            at += c.width();
+        }
         Ok((pre, notices))
     }
 
@@ -254,6 +332,9 @@ impl Preprocessor {
             .map(|&f| self.feature_names[f].clone())
             .collect();
         self.columns = keep.iter().map(|&c| self.columns[c].clone()).collect();
+        if !self.profile.is_empty() {
+            self.profile = keep.iter().map(|&c| self.profile[c].clone()).collect();
+        }
     }
 
     /// Model outputs: 1 (an anomaly logit) or one per class.
@@ -300,7 +381,8 @@ impl Preprocessor {
         self.scaler.apply(x);
     }
 
-    fn encode(&self, table: &Table, rows: &[usize]) -> Result<(Vec<f32>, EncodeReport)> {
+    /// Encodes `rows` of `table` into features before scaling (what explanations quote).
+    pub fn encode(&self, table: &Table, rows: &[usize]) -> Result<(Vec<f32>, EncodeReport)> {
         let width = self.n_features();
         let mut x = vec![0.0f32; rows.len() * width];
         let mut report = EncodeReport::default();

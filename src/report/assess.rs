@@ -20,7 +20,9 @@ use crate::eval::clusters::ClusterReport;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::eval::summary::{FoldResult, METRIC_NAMES, Summary};
+use crate::explain::{Explainer, Global};
 use crate::log::{Scalars, run_dir, utc_timestamp};
+use crate::report::explain;
 use crate::report::figures::{
     Bars, Curves, Figure, HEIGHT, Heatmap, Scatter, Scores, Training, WIDTH, render,
 };
@@ -102,7 +104,8 @@ pub fn assess_checkpoint(
     device: &Device,
 ) -> Result<Written> {
     let scorer = Scorer::from_checkpoint(ck, device)?;
-    let sets: Vec<Scored> = evaluation_sets(&ck.config, &ck.preprocessor)?
+    let data = evaluation_sets(&ck.config, &ck.preprocessor)?;
+    let sets: Vec<Scored> = data
         .iter()
         .map(|(name, ds)| score(name, ck, &scorer, ds, resamples))
         .collect::<Result<_>>()?;
@@ -123,11 +126,20 @@ pub fn assess_checkpoint(
             best_epoch: ck.weights_epoch,
         },
     )?);
+    let (_, test_rows) = data
+        .iter()
+        .find(|(name, _)| *name == "test")
+        .expect("evaluation_sets returns a test set");
+    let importance = importance_section(ck, &scorer, test_rows, &mut figures)?;
     let body = format!(
-        "<h2>Metrics</h2>{}{}<h2>Figures</h2>{}",
+        "<h2>Metrics</h2>{}{}<h2>Figures</h2>{}{importance}",
         html::metrics_table(&set_reports(&sets)),
         class_tables(&sets),
-        figures.iter().map(html::figure).collect::<String>()
+        figures
+            .iter()
+            .filter(|f| f.name != "feature_importance")
+            .map(html::figure)
+            .collect::<String>()
     );
     write_report(
         &path.display().to_string(),
@@ -140,6 +152,35 @@ pub fn assess_checkpoint(
         None,
         out,
     )
+}
+
+/// The report's permutation-importance section on the test rows (its figure added to
+/// `figures`), or a line saying why there is none.
+fn importance_section(
+    ck: &Checkpoint,
+    scorer: &Scorer,
+    test: &Dataset,
+    figures: &mut Vec<Figure>,
+) -> Result<String> {
+    const REPEATS: usize = 5;
+    let Ok(explainer) = Explainer::new(scorer) else {
+        return Ok(
+            "<h2>Feature importance</h2><p>This checkpoint was written before \
+                   explanations (no profile of its training rows); train it again for this \
+                   section.</p>"
+                .into(),
+        );
+    };
+    let global = Global {
+        repeats: REPEATS,
+        max_rows: 5000,
+        seed: ck.config.training.seed,
+    };
+    let (measure, ranked, rows) = explainer.importance(test, &global)?;
+    let figure = explain::figure(measure, &ranked)?;
+    let section = explain::html_section(measure, &ranked, &figure, rows, REPEATS);
+    figures.push(figure);
+    Ok(section)
 }
 
 /// Assesses every fold checkpoint of the cv run in `config.checkpoint.save_dir`, each on its

@@ -187,6 +187,64 @@ impl Plot for Bars {
     }
 }
 
+/// Horizontal bars, largest on top, each with its interval as a whisker: feature importances.
+pub struct Ranking {
+    pub title: String,
+    pub x_desc: String,
+    /// (label, value, low, high), in the order drawn from the top.
+    pub bars: Vec<(String, f64, f64, f64)>,
+}
+
+impl Plot for Ranking {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        let n = self.bars.len().max(1);
+        let lo = self.bars.iter().map(|b| b.2).fold(0.0, f64::min);
+        let hi = self.bars.iter().map(|b| b.3.max(b.1)).fold(0.0, f64::max);
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, font(22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(200)
+            .build_cartesian_2d((lo - pad)..(hi + pad), 0f64..n as f64)
+            .msg()?;
+        let labels: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&move |y| {
+                // Bar i is drawn from the top: its centre is at n - i - 0.5.
+                let i = n as f64 - y - 0.5;
+                let k = i.round();
+                if (i - k).abs() < 1e-6 && (k as usize) < labels.len() {
+                    labels[k as usize].chars().take(28).collect()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(&self.x_desc)
+            .label_style(font(13))
+            .draw()
+            .msg()?;
+        let top = |i: usize| (n - i) as f64;
+        chart
+            .draw_series(self.bars.iter().enumerate().map(|(i, b)| {
+                Rectangle::new(
+                    [(0.0, top(i) - 0.85), (b.1, top(i) - 0.15)],
+                    PALETTE[0].filled(),
+                )
+            }))
+            .msg()?;
+        chart
+            .draw_series(self.bars.iter().enumerate().map(|(i, b)| {
+                PathElement::new(vec![(b.2, top(i) - 0.5), (b.3, top(i) - 0.5)], BLACK)
+            }))
+            .msg()?;
+        Ok(())
+    }
+}
+
 /// Counts as a heat map (rows: `y_desc`, columns: `x_desc`), each cell shaded by its share of
 /// its row, showing the count or that share: confusion matrices, clusters by class.
 pub struct Heatmap {

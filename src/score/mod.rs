@@ -13,6 +13,7 @@ use crate::eval::clusters::ClusterReport;
 use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
+use crate::explain::Reason;
 use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::Votes;
 use crate::train::checkpoint::Checkpoint;
@@ -81,6 +82,8 @@ pub struct Verdict<'a> {
     /// Multiclass: the most probable class and its probability.
     pub class: Option<(&'a str, f32)>,
     pub ensemble: Option<EnsembleRow<'a>>,
+    /// When explaining, a flagged row's top reasons.
+    pub reasons: Option<&'a [Reason]>,
 }
 
 /// An ensemble's view of a row: each member's score and vote, and how many agree.
@@ -120,13 +123,15 @@ impl Scored {
             flagged: score >= threshold,
             class,
             ensemble,
+            reasons: None,
         }
     }
 }
 
 /// One output row as a JSON object, as `predict --format jsonl` writes it and `serve` answers:
 /// `row`, the kept columns, then `score`, `is_anomaly`, `class` and `class_probability`
-/// (multiclass), `<member>_score`, `<member>_vote`, `confidence` and `severity` (ensembles); or
+/// (multiclass), `<member>_score`, `<member>_vote`, `confidence` and `severity` (ensembles),
+/// `reasons` (a flagged row, when explaining); or
 /// null scores and the `error`. Floats are written in their shortest f32 form; NaN as null.
 pub struct JsonRow<'a> {
     pub row: usize,
@@ -167,6 +172,9 @@ impl serde::Serialize for JsonRow<'_> {
             }
             map.serialize_entry("confidence", &e.confidence)?;
             map.serialize_entry("severity", e.severity)?;
+        }
+        if let Some(r) = v.reasons {
+            map.serialize_entry("reasons", r)?;
         }
         map.end()
     }

@@ -21,6 +21,7 @@ use crate::data::preprocess::{Encoding, Preprocessor};
 use crate::data::read::{column_name, parse_bool, parse_number};
 use crate::error::bad_input;
 use crate::eval::Confusion;
+use crate::explain::Explainer;
 
 /// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +38,8 @@ pub struct Options {
     pub batch_rows: usize,
     /// The longest a read row waits for its batch to fill before it is scored anyway.
     pub flush_after: Duration,
+    /// Reasons given per flagged row (0: none).
+    pub explain: usize,
 }
 
 /// What a run saw.
@@ -183,6 +186,8 @@ fn encode_row(
 #[derive(Default)]
 struct Rows {
     x: Vec<f32>,
+    /// When explaining: the same features before scaling.
+    raw: Vec<f32>,
     info: Vec<RowInfo>,
 }
 
@@ -202,6 +207,7 @@ impl Rows {
 
     fn append(&mut self, mut other: Rows) {
         self.x.append(&mut other.x);
+        self.raw.append(&mut other.raw);
         self.info.append(&mut other.info);
     }
 }
@@ -215,21 +221,26 @@ struct Encoder<'a> {
     data: &'a DataConfig,
     /// The 0/1 meaning of each raw label value seen so far.
     labels: HashMap<Vec<u8>, Option<f32>>,
+    /// Whether to keep the features before scaling too (for explanations).
+    keep_raw: bool,
 }
 
 /// Encodes and scales `records` (their fields named by `names`) exactly as `predict` does:
-/// every row's features, or the first row (1-based) that cannot be encoded and why.
+/// every row's features (and, with `keep_raw`, the same before scaling), or the first row
+/// (1-based) that cannot be encoded and why.
 pub fn encode_records(
     pre: &Preprocessor,
     data: &DataConfig,
     names: &[String],
     records: &[ByteRecord],
-) -> Result<Vec<f32>> {
+    keep_raw: bool,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let mut encoder = Encoder {
         layout: Layout::new(names, pre, data, &[])?,
         pre,
         data,
         labels: HashMap::new(),
+        keep_raw,
     };
     let mut rows = Rows::default();
     for (i, record) in records.iter().enumerate() {
@@ -238,7 +249,7 @@ pub fn encode_records(
             bail_input!("row {}: {e}", i + 1);
         }
     }
-    Ok(rows.x)
+    Ok((rows.x, rows.raw))
 }
 
 impl Encoder<'_> {
@@ -248,6 +259,9 @@ impl Encoder<'_> {
         if error.is_some() {
             rows.x.truncate(mark);
         } else {
+            if self.keep_raw {
+                rows.raw.extend_from_slice(&rows.x[mark..]);
+            }
             self.pre.scale(&mut rows.x[mark..]);
         }
         let keep = self
@@ -349,12 +363,17 @@ pub fn run(
         confusion: layout.label.map(|_| Confusion::default()),
         ..Default::default()
     };
+    let explainer = match opts.explain {
+        0 => None,
+        _ => Some(Explainer::new(scorer)?),
+    };
     let mut writer = Writer::new(
         out,
         opts.format,
         &opts.keep,
         !scorer.pre.classes.is_empty(),
         &scorer.members,
+        opts.explain,
     )?;
     let (group, queued) = if stream {
         (1, opts.batch_rows)
@@ -364,15 +383,18 @@ pub fn run(
     let (tx, rx) = sync_channel(queued);
     // Not scoped: on an error here the process ends without waiting for a blocked stdin.
     let (pre, data) = (scorer.pre.clone(), data.clone());
+    let keep_raw = opts.explain > 0;
     std::thread::spawn(move || {
         let encoder = Encoder {
             layout,
             pre: &pre,
             data: &data,
             labels: HashMap::new(),
+            keep_raw,
         };
         encoder.run(reader, group, tx)
     });
+    let explain = explainer.as_ref().map(|e| (e, opts.explain));
     let mut pending = Rows::default();
     let mut first_at: Option<Instant> = None;
     loop {
@@ -390,20 +412,22 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                write_batch(scorer, &mut pending, &mut writer, &mut summary)?;
+                write_batch(scorer, explain, &mut pending, &mut writer, &mut summary)?;
                 break;
             }
         }
-        write_batch(scorer, &mut pending, &mut writer, &mut summary)?;
+        write_batch(scorer, explain, &mut pending, &mut writer, &mut summary)?;
         first_at = None;
     }
     writer.flush()?;
     Ok(summary)
 }
 
-/// Scores the pending rows, writes one output row for each, and flushes the output.
+/// Scores the pending rows, writes one output row for each (with the top reasons of flagged
+/// rows, when explaining), and flushes the output.
 fn write_batch(
     scorer: &Scorer,
+    explain: Option<(&Explainer, usize)>,
     pending: &mut Rows,
     writer: &mut Writer,
     summary: &mut Summary,
@@ -412,13 +436,21 @@ fn write_batch(
         return Ok(());
     }
     let scored = scorer.score(&pending.x)?;
+    let reasons = match explain {
+        Some((e, k)) => {
+            let rows = (&pending.x[..], &pending.raw[..], &scored.anomaly[..]);
+            e.batch(rows, scorer.threshold, k)?
+        }
+        None => Vec::new(),
+    };
     let mut next = 0;
     for info in &pending.info {
         summary.rows += 1;
         let row = summary.rows;
         let verdict = match &info.error {
             None => {
-                let v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
+                let mut v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
+                v.reasons = reasons.get(next).and_then(Option::as_deref);
                 next += 1;
                 summary.flagged += v.flagged as usize;
                 if let (Some(y), Some(c)) = (info.label, summary.confusion.as_mut()) {
@@ -437,6 +469,7 @@ fn write_batch(
         writer.row(row, &info.keep, &verdict)?;
     }
     pending.x.clear();
+    pending.raw.clear();
     pending.info.clear();
     writer.flush()
 }
@@ -449,6 +482,8 @@ struct Writer {
     multiclass: bool,
     /// An ensemble's member families (else empty).
     members: Vec<&'static str>,
+    /// CSV: the `reason_N` columns.
+    reasons: usize,
 }
 
 impl Writer {
@@ -458,6 +493,7 @@ impl Writer {
         keep: &[String],
         multiclass: bool,
         members: &[&'static str],
+        reasons: usize,
     ) -> Result<Writer> {
         let mut w = Writer {
             out: std::io::BufWriter::with_capacity(1 << 16, out),
@@ -465,6 +501,7 @@ impl Writer {
             keep: keep.to_vec(),
             multiclass,
             members: members.to_vec(),
+            reasons,
         };
         if format == Format::Csv {
             let mut header: Vec<String> = vec!["row".into()];
@@ -479,6 +516,7 @@ impl Writer {
             if !members.is_empty() {
                 header.extend(["confidence".into(), "severity".into()]);
             }
+            header.extend((1..=reasons).map(|k| format!("reason_{k}")));
             header.push("error".into());
             for (i, h) in header.iter().enumerate() {
                 if i > 0 {
@@ -540,6 +578,13 @@ impl Writer {
                     }
                     write!(out, ",{},{}", e.confidence, e.severity)?;
                 }
+                let given = v.reasons.unwrap_or_default();
+                for k in 0..self.reasons {
+                    out.write_all(b",")?;
+                    if let Some(r) = given.get(k) {
+                        csv_cell(out, &r.to_string())?;
+                    }
+                }
                 out.write_all(b",\n")
             }
             Err(e) => {
@@ -549,7 +594,7 @@ impl Writer {
                 } else {
                     2 * self.members.len() + 2
                 };
-                let blanks = 2 + 2 * self.multiclass as usize + ensemble;
+                let blanks = 2 + 2 * self.multiclass as usize + ensemble + self.reasons;
                 out.write_all(",".repeat(blanks + 1).as_bytes())?;
                 csv_cell(out, e)?;
                 out.write_all(b"\n")

@@ -196,18 +196,30 @@ async fn predict(
             }
         },
     };
+    let explain = match query.get("explain") {
+        None => 0,
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if k <= MAX_REASONS => k,
+            _ => {
+                let msg = format!(
+                    "query parameter explain: expected a count of reasons from 0 to {MAX_REASONS}, got {k:?}"
+                );
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, msg));
+            }
+        },
+    };
     let model_query = query.get("model").cloned();
-    let (name, x, rows) = if body.len() <= INLINE_BODY {
-        parse(&state, &body, csv, model_query)?
+    let (name, x, raw, rows) = if body.len() <= INLINE_BODY {
+        parse(&state, &body, csv, model_query, explain > 0)?
     } else {
         let parsing = state.clone();
-        tokio::task::spawn_blocking(move || parse(&parsing, &body, csv, model_query))
+        tokio::task::spawn_blocking(move || parse(&parsing, &body, csv, model_query, explain > 0))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
     let model = state.model(Some(&name))?;
     let threshold = threshold.unwrap_or(model.scorer.threshold);
-    let predictions = model.predict(x, rows, threshold).await?;
+    let predictions = model.predict(x, raw, rows, threshold, explain).await?;
     state.metrics.scored(&model.name, rows);
     // The predictions arrive as JSON text: spliced in, not parsed and written again. The
     // threshold is written as the f32 it is (0.2, not 0.20000000298023224).
@@ -219,17 +231,22 @@ async fn predict(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The most reasons `?explain=` may ask for per row.
+const MAX_REASONS: usize = 64;
+
 /// Bodies up to this size are parsed on the async thread (microseconds); larger ones on the
 /// blocking pool, so a big upload never stalls other requests.
 const INLINE_BODY: usize = 64 << 10;
 
-/// A predict body's rows encoded for its model: the model's name, the features, the row count.
+/// A predict body's rows encoded for its model: the model's name, the features (with
+/// `explain`, also before scaling), the row count.
 fn parse(
     state: &State,
     body: &[u8],
     csv: bool,
     model: Option<String>,
-) -> Result<(String, Vec<f32>, usize), ApiError> {
+    explain: bool,
+) -> Result<(String, Vec<f32>, Vec<f32>, usize), ApiError> {
     let request = if csv {
         from_csv(body, model)?
     } else {
@@ -238,8 +255,16 @@ fn parse(
     let model = state.model(request.model.as_deref())?;
     let names = request.names.clone().unwrap_or_else(|| input_names(model));
     request.check(model)?;
-    let x = encode_records(&model.scorer.pre, &model.data, &names, &request.records)?;
-    Ok((model.name.clone(), x, request.records.len()))
+    if explain && !model.explainable {
+        return Err(ApiError::bad(format!(
+            "model '{}' cannot explain its scores: its checkpoint holds no profile of its \
+             training rows (it was written before explanations); train it again",
+            model.name
+        )));
+    }
+    let pre = &model.scorer.pre;
+    let (x, raw) = encode_records(pre, &model.data, &names, &request.records, explain)?;
+    Ok((model.name.clone(), x, raw, request.records.len()))
 }
 
 /// A request's rows as CSV records, with their column names (none: the model's input columns

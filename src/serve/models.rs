@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::config::DataConfig;
 use crate::data::preprocess::Encoding;
 use crate::data::read::Kind;
+use crate::explain::{Explainer, Reason};
 use crate::score::{JsonRow, Scored, Scorer};
 use crate::train::checkpoint::Checkpoint;
 
@@ -27,6 +28,8 @@ pub struct Model {
     /// What `/api/v1/models` says about it.
     pub info: Value,
     pub load_seconds: f64,
+    /// Whether `?explain=` can give reasons (the checkpoint profiles its training rows).
+    pub explainable: bool,
     jobs: Sender<Job>,
     worker: JoinHandle<()>,
 }
@@ -34,8 +37,12 @@ pub struct Model {
 /// Encoded rows waiting to be scored, and where their predictions go.
 struct Job {
     x: Vec<f32>,
+    /// When explaining: the features before scaling.
+    raw: Vec<f32>,
     rows: usize,
     threshold: f32,
+    /// Reasons per flagged row (0: none).
+    explain: usize,
     reply: tokio::sync::oneshot::Sender<Result<String>>,
 }
 
@@ -56,6 +63,9 @@ impl Model {
         let load_seconds = started.elapsed().as_secs_f64();
         let name = name.unwrap_or_else(|| ck.run_name.clone());
         let info = describe(&name, path, &ck, load_seconds);
+        let explainable = Explainer::new(&scorer).is_ok();
+        let mut info = info;
+        info["explainable"] = json!(explainable);
         let (jobs, rx) = channel();
         let worker = {
             let scorer = scorer.clone();
@@ -70,6 +80,7 @@ impl Model {
             data: ck.config.data.clone(),
             info,
             load_seconds,
+            explainable,
             jobs,
             worker,
         })
@@ -77,12 +88,21 @@ impl Model {
 
     /// Scores encoded rows (in whatever batch they share) and returns the JSON array of their
     /// predictions: per row `row` (1-based), then the fields `predict --format jsonl` writes.
-    pub async fn predict(&self, x: Vec<f32>, rows: usize, threshold: f32) -> Result<String> {
+    pub async fn predict(
+        &self,
+        x: Vec<f32>,
+        raw: Vec<f32>,
+        rows: usize,
+        threshold: f32,
+        explain: usize,
+    ) -> Result<String> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             x,
+            raw,
             rows,
             threshold,
+            explain,
             reply,
         };
         self.jobs
@@ -102,6 +122,7 @@ impl Model {
 /// The scoring thread: waits for a job, gathers more until the batch is full or the first has
 /// waited `max_wait`, scores them in one call and answers each.
 fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait: Duration) {
+    let explainer = Explainer::new(scorer).ok();
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + max_wait;
         let mut rows = first.rows;
@@ -121,8 +142,11 @@ fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait
             Ok(scored) => {
                 let mut at = 0;
                 for job in jobs {
-                    let predictions = json_rows(scorer, &scored, at..at + job.rows, job.threshold);
+                    let rows = at..at + job.rows;
                     at += job.rows;
+                    let predictions =
+                        reasons(explainer.as_ref(), &job, &scored.anomaly[rows.clone()])
+                            .and_then(|r| json_rows(scorer, &scored, rows, job.threshold, &r));
                     let _ = job.reply.send(predictions);
                 }
             }
@@ -136,12 +160,29 @@ fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait
     }
 }
 
-/// The JSON array of the predictions of `rows` of a scored batch.
+/// A job's flagged rows' reasons, when it asks for them (else empty).
+fn reasons(
+    explainer: Option<&Explainer>,
+    job: &Job,
+    scores: &[f32],
+) -> Result<Vec<Option<Vec<Reason>>>> {
+    match (explainer, job.explain) {
+        (Some(e), k) if k > 0 => {
+            let rows = (&job.x[..], &job.raw[..], scores);
+            e.batch(rows, job.threshold, k)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The JSON array of the predictions of `rows` of a scored batch, with `reasons` of flagged
+/// rows when explaining.
 fn json_rows(
     scorer: &Scorer,
     scored: &Scored,
     rows: std::ops::Range<usize>,
     threshold: f32,
+    reasons: &[Option<Vec<Reason>>],
 ) -> Result<String> {
     let mut out = Vec::with_capacity(64 * rows.len());
     out.push(b'[');
@@ -149,7 +190,8 @@ fn json_rows(
         if i > 0 {
             out.push(b',');
         }
-        let v = scored.verdict(&scorer.pre.classes, at, threshold);
+        let mut v = scored.verdict(&scorer.pre.classes, at, threshold);
+        v.reasons = reasons.get(i).and_then(Option::as_deref);
         let row = JsonRow {
             row: i + 1,
             keep: (&[], &[]),

@@ -13,7 +13,7 @@ use crate::bail_input;
 use crate::config::{Config, ThresholdChoice};
 use crate::data::augment;
 use crate::data::folds::kfold;
-use crate::data::{Labeled, prepare_rows, read_labeled, split_rows};
+use crate::data::{Labeled, prepare_rows, read_labeled, split_rows, write_atomic};
 use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
 use crate::score::Scorer;
@@ -125,12 +125,6 @@ pub fn record_plan(config: &Config, plan: &FoldPlan) -> Result<FoldPlan> {
     std::fs::create_dir_all(&config.checkpoint.save_dir)?;
     write_atomic(&path, &serde_json::to_string_pretty(plan)?)?;
     Ok(plan.clone())
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn metrics_path(config: &Config, fold: usize) -> PathBuf {

@@ -226,6 +226,21 @@ fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
     browser.click(&first);
     let title = browser.wait_text("#detail-title", |t| t.starts_with("Row "));
     let row: usize = title[4..].split(':').next().unwrap().parse().unwrap();
+    // The row's top reasons, as `predict --explain 3` gives them.
+    let explained = s
+        .predict(
+            "checkpoints/best.mpk",
+            sample,
+            &["--explain", "3", "--format", "jsonl"],
+        )
+        .ok()
+        .stdout;
+    let line: serde_json::Value =
+        serde_json::from_str(explained.lines().nth(row - 1).unwrap()).unwrap();
+    let top = line["reasons"][0]["feature"].as_str().unwrap().to_string();
+    let first_reason = browser.wait_text("#reasons tbody tr td", |t| !t.is_empty());
+    assert_eq!(first_reason, top);
+    assert!(!browser.elements("#reasons-chart rect").is_empty());
     browser.click_when_enabled("#mark-fp");
     browser.wait_text("#feedback-status", |t| t.starts_with("saved to"));
     let feedback = std::fs::read_to_string(s.path("feedback/feedback.csv")).unwrap();

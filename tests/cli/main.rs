@@ -7,6 +7,7 @@ mod cv;
 mod dashboard;
 mod datasets;
 mod errors;
+mod explain;
 mod gpu;
 mod hub_server;
 mod predict;

@@ -242,6 +242,34 @@ fn serve_scores_csv_positional_and_named_rows_exactly_as_predict_does() {
 
     let all = server.predict("/api/v1/predict?threshold=0", &json!({"records": records}));
     assert_eq!(all["threshold"], 0.0);
+    // ?explain=K gives flagged rows the reasons `predict --explain K` writes.
+    assert_eq!(model["explainable"], true);
+    let explained = server.predict(
+        "/api/v1/predict?threshold=0&explain=2",
+        &json!({"records": records}),
+    );
+    let cli = s
+        .predict(
+            "checkpoints/best.mpk",
+            "head.csv",
+            &["--threshold", "0", "--explain", "2", "--format", "jsonl"],
+        )
+        .ok()
+        .stdout;
+    for (served, line) in explained["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cli.lines())
+    {
+        let written: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(served["reasons"], written["reasons"], "{line}");
+        assert!(
+            !served["reasons"].as_array().unwrap().is_empty(),
+            "{served}"
+        );
+    }
+    assert!(all["predictions"][0].get("reasons").is_none());
     let (_, text) = server.post(
         "/api/v1/predict?threshold=0.2",
         "application/json",
@@ -270,10 +298,10 @@ fn serve_scores_csv_positional_and_named_rows_exactly_as_predict_does() {
 
     let metrics = server.get("/metrics").1;
     for line in [
-        "anomaly_http_requests_total{route=\"/api/v1/predict\",status=\"200\"} 46",
-        "anomaly_rows_scored_total{model=\"t\"} 201",
+        "anomaly_http_requests_total{route=\"/api/v1/predict\",status=\"200\"} 47",
+        "anomaly_rows_scored_total{model=\"t\"} 241",
         "anomaly_rows_scored_total{model=\"multi\"} 1",
-        "anomaly_http_request_duration_seconds_count{route=\"/api/v1/predict\"} 46",
+        "anomaly_http_request_duration_seconds_count{route=\"/api/v1/predict\"} 47",
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
@@ -395,6 +423,12 @@ fn serve_answers_bad_input_with_a_4xx_that_names_the_row_and_field() {
         json!({"records": records}).to_string(),
     );
     assert_eq!((status, text.contains("threshold")), (400, true), "{text}");
+    let (status, text) = server.post(
+        "/api/v1/predict?explain=many",
+        "application/json",
+        json!({"records": records}).to_string(),
+    );
+    assert_eq!((status, text.contains("explain")), (400, true), "{text}");
     assert_eq!(server.get("/no/such/route").0, 404);
     assert_eq!(server.get_json("/api/v1/health")["status"], "ok");
 }
