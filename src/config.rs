@@ -28,6 +28,26 @@ pub struct Config {
     pub cross_validation: CrossValidationConfig,
     pub huggingface: HuggingFaceConfig,
     pub augmentation: AugmentationConfig,
+    pub feedback: FeedbackConfig,
+}
+
+/// Retraining from analyst feedback (`train --resume-from F --feedback FILE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// The feedback file (`--feedback` overrides it).
+    pub path: Option<PathBuf>,
+    /// How many training rows each judged row counts as (it is repeated that many times).
+    pub weight: u32,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            weight: 10,
+        }
+    }
 }
 
 /// `binary`: one anomaly logit. `multiclass`: one softmax output per class of the label column,
@@ -1291,6 +1311,12 @@ impl Config {
             && (name.is_empty() || name.contains(['/', '\\']))
         {
             bail_input!("logging.run_name: expected a plain name without slashes, got {name:?}");
+        }
+        if !(1..=1000).contains(&self.feedback.weight) {
+            bail_input!(
+                "feedback.weight: expected a whole number from 1 to 1000 (each judged row counts as that many training rows), got {}",
+                self.feedback.weight
+            );
         }
         let hf = &self.huggingface;
         if hf.push_to_hub && hf.repo_id.is_none() {

@@ -68,14 +68,17 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let device = device::select(&local.device)?.device;
     let scorer = Scorer::from_checkpoint(&ck, &device)?;
     let explainer = Explainer::new(&scorer)?;
-    let (ds, raw, labelled) = explanation_rows(&ck.config, &ck.preprocessor, args.data.as_deref())?;
+    let (ds, raw, labelled, rows) =
+        explanation_rows(&ck.config, &ck.preprocessor, args.data.as_deref())?;
     let global = Global {
         repeats: args.repeats,
         max_rows: args.max_rows,
         seed: args.seed.unwrap_or(ck.config.training.seed),
     };
     let (measure, ranked, used) = explainer.importance(&ds, &global)?;
-    let flagged = explainer.flagged(&ds, &raw, args.top)?;
+    let mut flagged = explainer.flagged(&ds, &raw, args.top)?;
+    // Numbered as the file's data rows, as `predict` numbers them.
+    flagged.iter_mut().for_each(|f| f.row = rows[f.row - 1] + 1);
     let source = args.data.as_ref().map_or_else(
         || format!("held-out test rows of {}", ck.config.data.path.display()),
         |p| p.display().to_string(),

@@ -4,6 +4,7 @@ mod assess;
 mod augment;
 mod cv;
 mod explain;
+mod feedback;
 mod generate;
 mod info;
 mod inspect;
@@ -47,6 +48,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Why the detector flags what it flags: column importance and per-row reasons.
     Explain(explain::ExplainArgs),
+    /// Record analysts' verdicts on alarms, or summarise them (for `train --feedback`).
+    Feedback(feedback::FeedbackArgs),
     /// Score new traffic (a file or a stream on stdin): one result row per input row.
     Predict(predict::PredictArgs),
     /// Serve checkpoints over HTTP: a REST API, Prometheus metrics and a dashboard.
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Feedback(args) => feedback::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cv(args) => cv::run(args),
         Command::Augment(args) => augment::run(args),

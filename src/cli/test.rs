@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::cli::{ConfigArgs, check_bootstrap};
+use crate::data::feedback;
 use crate::data::{evaluation_source, prepare_evaluation};
 use crate::device;
 use crate::eval::assess::Assessment;
@@ -11,6 +12,7 @@ use crate::log::{Scalars, run_dir};
 use crate::report::{class_table, cluster_table, ensemble_table, metrics_table};
 use crate::score::Scorer;
 use crate::train::checkpoint::Checkpoint;
+use crate::train::feedback::Comparison;
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
@@ -42,7 +44,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let cfg = &ck.config;
     let selected = device::select(&local.device)?;
     let device = selected.device;
-    let (ds, notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
+    let (ds, mut notices) = prepare_evaluation(cfg, &ck.preprocessor, args.data.as_deref())?;
     let predictions = Scorer::from_checkpoint(&ck, &device)?.evaluate(&ds)?;
     let assessment = Assessment::new(
         &predictions.anomaly,
@@ -52,6 +54,11 @@ pub fn run(args: TestArgs) -> Result<()> {
         cfg.training.seed,
     );
     let metrics = &assessment.metrics;
+    let feedback = side_by_side(&ck, &device)?;
+    if let Err(note) = &feedback {
+        notices.push(note.clone());
+    }
+    let feedback = feedback.ok().flatten();
 
     let source = args
         .data
@@ -73,6 +80,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "classes": predictions.classes,
         "ensemble": predictions.ensemble,
         "clusters": predictions.clusters,
+        "feedback": feedback,
         "notices": notices,
     });
     if !args.no_write {
@@ -111,6 +119,37 @@ pub fn run(args: TestArgs) -> Result<()> {
         if let Some(r) = &predictions.clusters {
             println!("\n{}", cluster_table(r));
         }
+        if let (Some(c), Some(r)) = (&feedback, &ck.feedback) {
+            println!(
+                "\nretrained from {} with {} judged rows of {}:\n{}",
+                r.parent.display(),
+                r.rows,
+                r.file.display(),
+                c.table()
+            );
+        }
     }
     Ok(())
+}
+
+/// A model retrained from feedback: itself and the model it started from, on the judged rows
+/// and the held-out test rows. `Err` says why that comparison cannot be made.
+fn side_by_side(
+    ck: &Checkpoint,
+    device: &burn::tensor::Device,
+) -> Result<std::result::Result<Option<Comparison>, String>> {
+    let Some(r) = &ck.feedback else {
+        return Ok(Ok(None));
+    };
+    for (what, path) in [("old model", &r.parent), ("feedback file", &r.file)] {
+        if !path.exists() {
+            return Ok(Err(format!(
+                "retrained from feedback, but the {what} {} is gone: no side-by-side comparison",
+                path.display()
+            )));
+        }
+    }
+    let parent = Checkpoint::load(&r.parent)?;
+    let judged = feedback::read(&r.file, &ck.preprocessor, &ck.config.data)?;
+    Ok(Ok(Some(Comparison::compute(&parent, ck, &judged, device)?)))
 }

@@ -3,16 +3,24 @@
 //! retraining reads it. Each append rewrites the file under a temporary name and renames it
 //! over the old one, so a reader never sees half a row.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use csv::ByteRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
+use crate::config::DataConfig;
+use crate::data::preprocess::Preprocessor;
+use crate::data::read::{column_name, sha256_file};
+use crate::error::bad_input;
+use crate::score::stream::encode_records;
 
 /// An analyst's judgement of a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Verdict {
     TruePositive,
     FalsePositive,
@@ -29,6 +37,154 @@ impl Verdict {
             Verdict::Normal => "normal",
         }
     }
+
+    pub const ALL: [Verdict; 4] = [
+        Verdict::TruePositive,
+        Verdict::FalsePositive,
+        Verdict::FalseNegative,
+        Verdict::Normal,
+    ];
+
+    /// Whether the analyst says the row is an anomaly.
+    pub fn is_anomaly(self) -> bool {
+        matches!(self, Verdict::TruePositive | Verdict::FalseNegative)
+    }
+
+    fn parse(text: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+}
+
+/// A feedback file read for a model: its rows encoded with the model's preprocessing, each
+/// with its verdict, and the file's sha256.
+pub struct Judged {
+    pub x: Vec<f32>,
+    pub verdicts: Vec<Verdict>,
+    pub sha256: String,
+}
+
+impl Judged {
+    /// The analysts' labels: 1 for an anomaly, 0 for a normal row.
+    pub fn labels(&self) -> Vec<f32> {
+        self.verdicts
+            .iter()
+            .map(|v| v.is_anomaly() as u8 as f32)
+            .collect()
+    }
+
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.verdicts.iter().filter(|&&v| v == verdict).count()
+    }
+}
+
+/// The rows of a feedback file as a CSV table: column names and records.
+fn table(path: &Path) -> Result<(Vec<String>, Vec<ByteRecord>)> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        bad_input(format!(
+            "feedback file {}: cannot open it: {e}",
+            path.display()
+        ))
+    })?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(file);
+    let bad = |e: csv::Error| bad_input(format!("feedback file {}: {e}", path.display()));
+    let names = reader
+        .byte_headers()
+        .map_err(bad)?
+        .iter()
+        .map(column_name)
+        .collect();
+    let records = reader
+        .byte_records()
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    Ok((names, records))
+}
+
+/// Reads the feedback file at `path` for the model whose preprocessing is `pre`: every input
+/// column must be there, and every verdict one of the four.
+pub fn read(path: &Path, pre: &Preprocessor, data: &DataConfig) -> Result<Judged> {
+    let (names, records) = table(path)?;
+    let shown = path.display();
+    for c in &pre.columns {
+        if !names.contains(&c.name) {
+            bail_input!(
+                "feedback file {shown}: no column '{}', which the model was trained on (its columns: {})",
+                c.name,
+                names.join(", ")
+            );
+        }
+    }
+    let Some(at) = names.iter().position(|n| n == "verdict") else {
+        bail_input!("feedback file {shown}: no 'verdict' column");
+    };
+    if records.is_empty() {
+        bail_input!("feedback file {shown}: no rows");
+    }
+    let verdicts = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let cell = String::from_utf8_lossy(r.get(at).unwrap_or_default());
+            Verdict::parse(cell.trim()).ok_or_else(|| {
+                bad_input(format!(
+                    "feedback file {shown}, row {}: verdict {cell:?}: expected true_positive, false_positive, false_negative or normal",
+                    i + 1
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let (x, _) = encode_records(pre, data, &names, &records, false)
+        .with_context(|| format!("feedback file {shown}"))?;
+    Ok(Judged {
+        x,
+        verdicts,
+        sha256: sha256_file(path)?,
+    })
+}
+
+/// What `feedback list` shows: rows per verdict and per model, and the time span.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub verdicts: BTreeMap<String, usize>,
+    pub models: BTreeMap<String, usize>,
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+pub fn summarize(path: &Path) -> Result<Summary> {
+    let (names, records) = table(path)?;
+    let at = |name: &str| names.iter().position(|n| n == name);
+    let (Some(v), Some(m), Some(t)) = (at("verdict"), at("model"), at("time")) else {
+        bail_input!(
+            "feedback file {}: expected the columns {} after the model's input columns",
+            path.display(),
+            TRAILER.join(", ")
+        );
+    };
+    let cell = |r: &ByteRecord, i: usize| {
+        String::from_utf8_lossy(r.get(i).unwrap_or_default()).into_owned()
+    };
+    let mut s = Summary {
+        rows: records.len(),
+        verdicts: BTreeMap::new(),
+        models: BTreeMap::new(),
+        first: None,
+        last: None,
+    };
+    for r in &records {
+        *s.verdicts.entry(cell(r, v)).or_default() += 1;
+        *s.models.entry(cell(r, m)).or_default() += 1;
+        let time = cell(r, t);
+        // RFC 3339 UTC times order as text.
+        if s.first.as_ref().is_none_or(|f| time < *f) {
+            s.first = Some(time.clone());
+        }
+        if s.last.as_ref().is_none_or(|l| time > *l) {
+            s.last = Some(time);
+        }
+    }
+    Ok(s)
 }
 
 /// One judged row.

@@ -302,6 +302,8 @@ pub struct Prepared {
     pub notices: Vec<String>,
     /// The columns `data.select_features` ranked and kept, when it is set.
     pub selection: Option<select::Selection>,
+    /// Feedback retraining: the judged rows the training rows now include.
+    pub feedback: Option<crate::train::feedback::FeedbackRecord>,
 }
 
 /// Fits preprocessing on `train` rows of `data` and encodes `train` and `val` (the test set is
@@ -367,6 +369,7 @@ pub fn prepare_rows(
         test,
         notices,
         selection,
+        feedback: None,
     })
 }
 
@@ -533,13 +536,13 @@ pub fn evaluation_source(config: &Config) -> Option<PathBuf> {
 }
 
 /// Rows to explain, as `explain` reads them: a given file, labelled or not, or else the run's
-/// held-out test rows; with the features before scaling (what reasons quote) and whether the
-/// rows carry labels.
+/// held-out test rows; with the features before scaling (what reasons quote), whether the
+/// rows carry labels, and each row's place among the file's rows (0-based).
 pub fn explanation_rows(
     config: &Config,
     pre: &Preprocessor,
     file: Option<&Path>,
-) -> Result<(Dataset, Vec<f32>, bool)> {
+) -> Result<(Dataset, Vec<f32>, bool, Vec<usize>)> {
     let cfg = &config.data;
     let source = file
         .map(Path::to_path_buf)
@@ -560,7 +563,7 @@ pub fn explanation_rows(
     let (raw, _) = pre
         .encode(&t.table, &rows)
         .with_context(|| format!("encoding {}", t.table.path.display()))?;
-    Ok((ds, raw, t.labelled))
+    Ok((ds, raw, t.labelled, rows))
 }
 
 /// The data `test` evaluates: a given file, or else the training run's held-out test rows.

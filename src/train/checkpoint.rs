@@ -96,6 +96,10 @@ pub struct Checkpoint {
     pub data: DataShape,
     /// Optimizer and early-stopping state, for families trained by gradient descent.
     pub train_state: Option<TrainState>,
+    /// A model retrained from analyst feedback: the file, its rows, and the model it started
+    /// from.
+    #[serde(default)]
+    pub feedback: Option<super::feedback::FeedbackRecord>,
 }
 
 /// Read first, so a file of another format is refused before its body is decoded.
@@ -148,6 +152,7 @@ impl TryFrom<CheckpointV1> for Checkpoint {
             history: v1.history,
             data: v1.data,
             train_state: v1.train_state,
+            feedback: None,
         })
     }
 }
@@ -177,6 +182,7 @@ impl Checkpoint {
             history: Vec::new(),
             data: DataShape::of(data),
             train_state: None,
+            feedback: data.feedback.clone(),
         }
     }
 

@@ -206,6 +206,7 @@ pub fn run_fold(
             run_name: &run_name,
             data: &prepared,
             device,
+            warm_start: None,
         },
         resume,
         observer,
@@ -276,6 +277,7 @@ pub fn final_model(
         run_name: &run_name,
         data: &prepared,
         device,
+        warm_start: None,
     };
     let outcome = train::train(&run, None, observer)?;
     let path = config.checkpoint.save_dir.join("final.mpk");

@@ -267,6 +267,7 @@ pub fn one_pass(
         run_name,
         data,
         device,
+        ..
     } = *run;
     let t = &config.training;
     if resume.is_some() {

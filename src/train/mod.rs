@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod cv;
+pub mod feedback;
 pub mod fit;
 
 use std::path::{Path, PathBuf};
@@ -436,6 +437,8 @@ pub struct Run<'a> {
     pub run_name: &'a str,
     pub data: &'a Prepared,
     pub device: &'a Device,
+    /// Fine-tuning: the network whose weights training starts from (else a fresh one).
+    pub warm_start: Option<&'a NetworkState>,
 }
 
 /// Fits (or resumes) the detector `model.kind` names on the run's data, writing its
@@ -464,6 +467,7 @@ fn train_network(
         run_name,
         data,
         device,
+        warm_start,
     } = *run;
     let cfg = &config.training;
     let ad = device.clone().autodiff();
@@ -478,7 +482,13 @@ fn train_network(
     let (train_rows, val_rows) = learning_rows(config, data)?;
     let shape = DataShape::of(data);
     ad.seed(cfg.seed);
-    let mut model = spec.init(&ad);
+    let mut model = match warm_start {
+        Some(start) if start.spec != spec => bail_input!(
+            "--resume-from: the checkpoint's network does not match model.* of this run"
+        ),
+        Some(start) => load_model(&spec, &start.weights, &ad)?,
+        None => spec.init(&ad),
+    };
     let mut optim = optimizer(cfg);
     let (mut state, mut history, first_epoch) = match resume {
         None => {

@@ -8,6 +8,7 @@ mod dashboard;
 mod datasets;
 mod errors;
 mod explain;
+mod feedback;
 mod gpu;
 mod hub_server;
 mod predict;

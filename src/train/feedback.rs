@@ -1,0 +1,305 @@
+//! Retraining from analyst feedback. Judged rows join the training rows: a classifier learns
+//! them with their corrected labels; an unsupervised family takes false positives (and rows
+//! judged normal) into its normal set and loses the rows judged anomalous from it. Each judged
+//! row counts `feedback.weight` times. The old and new models are then compared on the judged
+//! rows and on the held-out test rows, so a fix for false alarms that costs detection
+//! elsewhere is caught.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::data::feedback::{Judged, Verdict};
+use crate::data::{Dataset, Prepared, prepare_evaluation};
+use crate::eval::Metrics;
+use crate::score::Scorer;
+use crate::train::checkpoint::Checkpoint;
+
+/// What a retrained checkpoint records of its feedback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRecord {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub rows: usize,
+    pub true_positives: usize,
+    pub false_positives: usize,
+    pub false_negatives: usize,
+    pub normal: usize,
+    pub weight: u32,
+    /// The checkpoint retraining started from, and its sha256.
+    pub parent: PathBuf,
+    pub parent_sha256: String,
+}
+
+impl FeedbackRecord {
+    pub fn new(file: &Path, judged: &Judged, weight: u32, parent: &Path) -> Result<Self> {
+        Ok(FeedbackRecord {
+            file: file.to_path_buf(),
+            sha256: judged.sha256.clone(),
+            rows: judged.verdicts.len(),
+            true_positives: judged.count(Verdict::TruePositive),
+            false_positives: judged.count(Verdict::FalsePositive),
+            false_negatives: judged.count(Verdict::FalseNegative),
+            normal: judged.count(Verdict::Normal),
+            weight,
+            parent: parent.to_path_buf(),
+            parent_sha256: crate::data::read::sha256_file(parent)?,
+        })
+    }
+}
+
+/// Adds the judged rows to `data`'s training rows, each `weight` times, and returns a line on
+/// what changed. `classifier`: learn every row with its corrected label (a multiclass model
+/// learns only rows judged normal, as its normal class: an anomaly verdict names no class);
+/// else rows judged normal join the normal set and training rows equal to a row judged
+/// anomalous leave it.
+pub fn add_to_training(
+    data: &mut Prepared,
+    judged: &Judged,
+    weight: u32,
+    classifier: bool,
+) -> String {
+    let train = &mut data.train;
+    let d = train.n_features;
+    let pre = &data.pre;
+    let normal_class = pre.anomalous.iter().position(|a| !a).unwrap_or(0) as u32;
+    let multiclass = !pre.classes.is_empty();
+    let labels = judged.labels();
+    let mut added = 0;
+    let mut anomalous: Vec<&[f32]> = Vec::new();
+    for (row, &y) in judged.x.chunks_exact(d).zip(&labels) {
+        let learn = if classifier {
+            y == 0.0 || !multiclass
+        } else {
+            if y == 1.0 {
+                anomalous.push(row);
+            }
+            y == 0.0
+        };
+        if !learn {
+            continue;
+        }
+        for _ in 0..weight {
+            train.x.extend_from_slice(row);
+            train.y.push(y);
+            if multiclass {
+                train.class.push(normal_class);
+            }
+            added += 1;
+        }
+    }
+    let removed = remove_rows(train, &anomalous);
+    let skipped = if classifier && multiclass {
+        labels.iter().filter(|&&y| y == 1.0).count()
+    } else {
+        0
+    };
+    let mut line = format!(
+        "feedback: {} judged rows; {added} training rows added (weight {weight})",
+        judged.verdicts.len()
+    );
+    if removed > 0 {
+        line += &format!("; {removed} training rows equal to rows judged anomalous removed");
+    }
+    if skipped > 0 {
+        line += &format!(
+            "; {skipped} rows judged anomalous skipped (a multiclass model needs their class)"
+        );
+    }
+    line
+}
+
+/// Drops the rows of `ds` equal (bit for bit) to any of `rows`; returns how many.
+fn remove_rows(ds: &mut Dataset, rows: &[&[f32]]) -> usize {
+    if rows.is_empty() {
+        return 0;
+    }
+    let d = ds.n_features;
+    let bits = |r: &[f32]| r.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let drop: std::collections::HashSet<Vec<u32>> = rows.iter().map(|r| bits(r)).collect();
+    let keep: Vec<usize> = (0..ds.len())
+        .filter(|&i| !drop.contains(&bits(&ds.x[i * d..(i + 1) * d])))
+        .collect();
+    let removed = ds.len() - keep.len();
+    if removed > 0 {
+        *ds = ds.subset(&keep);
+    }
+    removed
+}
+
+/// One model's figures in a [`Comparison`].
+#[derive(Debug, Serialize)]
+pub struct Side {
+    /// Judged rows whose flag matches the analyst's verdict.
+    pub feedback_agree: usize,
+    /// Rows judged normal (false positives included) the model still flags.
+    pub normal_flagged: usize,
+    /// Rows judged anomalous the model flags.
+    pub anomalous_flagged: usize,
+    pub test: Metrics,
+}
+
+/// The old and the retrained model side by side.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub judged_rows: usize,
+    pub judged_normal: usize,
+    pub judged_anomalous: usize,
+    pub old: Side,
+    pub new: Side,
+    /// How far the held-out ROC AUC fell (negative: it rose).
+    pub auc_drop: f64,
+}
+
+impl Comparison {
+    pub fn compute(
+        old: &Checkpoint,
+        new: &Checkpoint,
+        judged: &Judged,
+        device: &Device,
+    ) -> Result<Comparison> {
+        let (test, _) = prepare_evaluation(&new.config, &new.preprocessor, None)?;
+        let labels = judged.labels();
+        let side = |ck: &Checkpoint| -> Result<Side> {
+            let scorer = Scorer::from_checkpoint(ck, device)?;
+            let flags: Vec<bool> = scorer
+                .score(&judged.x)?
+                .anomaly
+                .iter()
+                .map(|&s| s >= scorer.threshold)
+                .collect();
+            let count = |anomaly: bool| {
+                flags
+                    .iter()
+                    .zip(&labels)
+                    .filter(|(f, y)| **f && (**y == 1.0) == anomaly)
+                    .count()
+            };
+            let agree = flags
+                .iter()
+                .zip(&labels)
+                .filter(|(f, y)| **f == (**y == 1.0))
+                .count();
+            let scores = scorer.score(&test.x)?.anomaly;
+            Ok(Side {
+                feedback_agree: agree,
+                normal_flagged: count(false),
+                anomalous_flagged: count(true),
+                test: Metrics::compute(&scores, &test.y, scorer.threshold),
+            })
+        };
+        let (old, new) = (side(old)?, side(new)?);
+        let auc = |s: &Side| s.test.roc_auc.unwrap_or(f64::NAN);
+        let anomalous = labels.iter().filter(|&&y| y == 1.0).count();
+        Ok(Comparison {
+            judged_rows: labels.len(),
+            judged_normal: labels.len() - anomalous,
+            judged_anomalous: anomalous,
+            auc_drop: auc(&old) - auc(&new),
+            old,
+            new,
+        })
+    }
+
+    /// The comparison as a table.
+    pub fn table(&self) -> String {
+        let (o, n) = (&self.old, &self.new);
+        let auc = |s: &Side| s.test.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"));
+        format!(
+            "{:<44} {:>12} {:>12}\n\
+             {:<44} {:>12} {:>12}\n\
+             {:<44} {:>12} {:>12}\n\
+             {:<44} {:>12} {:>12}\n\
+             held-out test rows ({}):\n\
+             {:<44} {:>12} {:>12}\n\
+             {:<44} {:>12.4} {:>12.4}\n\
+             {:<44} {:>12.4} {:>12.4}\n\
+             {:<44} {:>12.4} {:>12.4}",
+            "",
+            "old model",
+            "retrained",
+            format!(
+                "judged rows agreeing with the analysts ({})",
+                self.judged_rows
+            ),
+            o.feedback_agree,
+            n.feedback_agree,
+            format!("  judged normal, still flagged (of {})", self.judged_normal),
+            o.normal_flagged,
+            n.normal_flagged,
+            format!("  judged anomalous, flagged (of {})", self.judged_anomalous),
+            o.anomalous_flagged,
+            n.anomalous_flagged,
+            o.test.rows,
+            "  ROC AUC",
+            auc(o),
+            auc(n),
+            "  F1",
+            o.test.f1,
+            n.test.f1,
+            "  recall",
+            o.test.recall,
+            n.test.recall,
+            "  false-positive rate",
+            o.test.confusion.false_positive_rate(),
+            n.test.confusion.false_positive_rate(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(rows: &[[f32; 2]], verdicts: &[Verdict]) -> Judged {
+        Judged {
+            x: rows.concat(),
+            verdicts: verdicts.to_vec(),
+            sha256: String::new(),
+        }
+    }
+
+    fn prepared(x: Vec<f32>, y: Vec<f32>) -> Prepared {
+        let pre: crate::data::preprocess::Preprocessor = serde_json::from_str(
+            r#"{"columns": [], "feature_names": [], "missing": "error",
+                "scaler": {"kind": "none", "offset": [], "scale": []}}"#,
+        )
+        .unwrap();
+        Prepared {
+            pre,
+            train: Dataset {
+                x,
+                y,
+                n_features: 2,
+                ..Default::default()
+            },
+            val: Dataset::default(),
+            test: Dataset::default(),
+            notices: Vec::new(),
+            selection: None,
+            feedback: None,
+        }
+    }
+
+    #[test]
+    fn classifiers_learn_corrected_labels_and_unsupervised_normal_sets_change() {
+        use Verdict::*;
+        let j = judged(&[[1.0, 2.0], [3.0, 4.0]], &[FalsePositive, TruePositive]);
+        let mut p = prepared(vec![3.0, 4.0, 5.0, 6.0], vec![0.0, 0.0]);
+        let line = add_to_training(&mut p, &j, 3, true);
+        assert_eq!(p.train.y, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(&p.train.x[4..6], [1.0, 2.0]);
+        assert_eq!(&p.train.x[14..16], [3.0, 4.0]);
+        assert!(line.contains("6 training rows added (weight 3)"), "{line}");
+
+        // Unsupervised: the false positive joins the normal set; the training row equal to
+        // the true positive leaves it.
+        let mut p = prepared(vec![3.0, 4.0, 5.0, 6.0], vec![0.0, 0.0]);
+        let line = add_to_training(&mut p, &j, 2, false);
+        assert_eq!(p.train.x, [5.0, 6.0, 1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(p.train.y, [0.0, 0.0, 0.0]);
+        assert!(line.contains("1 training rows equal to rows judged anomalous removed"));
+    }
+}
