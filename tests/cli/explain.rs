@@ -72,6 +72,18 @@ fn permutation_importance_ranks_the_two_signal_columns_first_for_every_family() 
                 .contains("<svg")
         );
         assert!(s.exists("why/importance.png"));
+        // Per row, too: a and b are the columns most often named as flagged rows' first reason.
+        let mut first: std::collections::BTreeMap<&str, usize> = Default::default();
+        for f in report["flagged"].as_array().unwrap() {
+            *first
+                .entry(f["reasons"][0]["feature"].as_str().unwrap())
+                .or_default() += 1;
+        }
+        let mut by_count: Vec<(&str, usize)> = first.into_iter().collect();
+        by_count.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+        let mut top: Vec<&str> = by_count.iter().take(2).map(|x| x.0).collect();
+        top.sort();
+        assert_eq!(top, ["a", "b"], "{family}: {by_count:?}");
         let reasons = std::fs::read_to_string(s.path("why/reasons.csv")).unwrap();
         let flagged = report["flagged"].as_array().unwrap().len();
         assert!(flagged > 0);
