@@ -4,6 +4,7 @@
 //!   cargo bench --bench throughput -- [--rows 1000000] [--reps 3] [--csv-rows 1000000]
 //!                                     [--scaling-rows 100000,1000000,4000000]
 //!                                     [--skip-csv] [--skip-scaling] [--json PATH] [--csv-out PATH]
+//!                                     [--shards N] [--train-only]
 //!
 //! (a) training samples/s of the default MLP (17 → 128 → 64 → 32 → 1, ReLU, dropout 0.3, Adam,
 //!     BCE-with-logits) on in-memory synthetic rows at batch 64, 256, 1024, 4096: 262,144 samples
@@ -46,6 +47,10 @@ struct Args {
     json: Option<PathBuf>,
     csv_out: Option<PathBuf>,
     load_only: Option<PathBuf>,
+    /// `training.shards` of the training loop.
+    shards: usize,
+    /// Skip the inference, test-path and CSV parts: training only.
+    train_only: bool,
 }
 
 fn args() -> Args {
@@ -58,6 +63,8 @@ fn args() -> Args {
         json: None,
         csv_out: None,
         load_only: None,
+        shards: TrainingConfig::default().shards,
+        train_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +84,8 @@ fn args() -> Args {
             "--json" => a.json = Some(value().into()),
             "--csv-out" => a.csv_out = Some(value().into()),
             "--load-only" => a.load_only = Some(value().into()),
+            "--shards" => a.shards = value().parse().expect("--shards N"),
+            "--train-only" => a.train_only = true,
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
         }
@@ -199,6 +208,7 @@ fn main() -> anyhow::Result<()> {
                 &|_| 1e-3,
                 rep as u64,
                 &ad,
+                a.shards,
                 &mut |_| {},
             );
             model = m;
@@ -215,6 +225,9 @@ fn main() -> anyhow::Result<()> {
             .as_array_mut()
             .unwrap()
             .push(json!({ "batch": batch, "samples_per_s": r, "all": rates }));
+    }
+    if a.train_only {
+        return Ok(());
     }
 
     // (b) inference and the test path
@@ -362,6 +375,7 @@ fn main() -> anyhow::Result<()> {
                     &|_| 1e-3,
                     seed,
                     &ad,
+                    a.shards,
                     &mut |_| {},
                 );
                 (m, t.elapsed().as_secs_f64())

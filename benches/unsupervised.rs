@@ -135,6 +135,7 @@ fn main() {
             &|_| 1e-3,
             rep as u64,
             &device,
+            1,
             &mut |_| {},
         );
         model = m;

@@ -660,6 +660,10 @@ pub struct TrainingConfig {
     pub fit_on: FitOn,
     /// Seeds weight init, shuffling and dropout (and each tree of a forest).
     pub seed: u64,
+    /// CPU: each batch is split into this many parts (of at least 256 rows) whose gradients
+    /// are computed on parallel threads and summed in order. Fixed here, not by the core
+    /// count, so the same seed gives the same bytes on any machine.
+    pub shards: usize,
 }
 
 impl Default for TrainingConfig {
@@ -685,6 +689,7 @@ impl Default for TrainingConfig {
             threshold: ThresholdChoice::Fixed(0.5),
             fit_on: FitOn::Normal,
             seed: 42,
+            shards: 4,
         }
     }
 }
@@ -1311,6 +1316,12 @@ impl Config {
             && (name.is_empty() || name.contains(['/', '\\']))
         {
             bail_input!("logging.run_name: expected a plain name without slashes, got {name:?}");
+        }
+        if !(1..=64).contains(&self.training.shards) {
+            bail_input!(
+                "training.shards: expected 1 to 64 parts per batch, got {}",
+                self.training.shards
+            );
         }
         if !(1..=1000).contains(&self.feedback.weight) {
             bail_input!(

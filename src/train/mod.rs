@@ -12,10 +12,11 @@ pub mod fit;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig,
+    AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig,
     grad_clipping::GradientClipping,
 };
 use burn::tensor::activation::{log_sigmoid, log_softmax};
@@ -172,6 +173,16 @@ impl Objective {
         }
     }
 
+    /// A part of a batch's loss: `share` of the batch's rows. A mean over the part counts
+    /// for its share; multiclass targets are already weighted over the whole batch.
+    fn part_loss(&self, logits: Tensor<2>, targets: Tensor<2>, share: f64) -> Tensor<1> {
+        let loss = self.loss(logits, targets);
+        match self {
+            Objective::Multiclass { .. } => loss,
+            _ => loss.mul_scalar(share),
+        }
+    }
+
     /// `[rows, 1]` 0/1 targets, `[rows, classes]` weighted one-hot rows, or the rows
     /// themselves.
     fn targets(&self, ds: &Dataset, rows: &[usize]) -> (Vec<f32>, [usize; 2]) {
@@ -259,6 +270,66 @@ fn batches(order: &[usize], size: usize, batch_norm: bool) -> Vec<&[usize]> {
     batches
 }
 
+/// The parts a batch of `rows` is split into for one step: `shards` (the config's), fewer
+/// when a part would hold fewer than [`MIN_SHARD_ROWS`] rows. It depends on the config and the
+/// batch only, never on the machine, so the same seed gives the same bytes on any core count.
+pub fn shard_count(shards: usize, rows: usize) -> usize {
+    shards.min(rows / MIN_SHARD_ROWS).max(1)
+}
+
+/// Below this many rows a part's fixed costs outweigh running it beside the others.
+pub const MIN_SHARD_ROWS: usize = 256;
+
+/// The batch's gradients and mean loss. Split into [`shard_count`] contiguous parts, each
+/// part's loss (its share of the batch's) is differentiated on a thread of its own and the
+/// gradients are summed in part order, so the result does not depend on the thread count.
+/// Each part works on a fork of the model (the same parameters and ids, an autodiff graph of
+/// its own): parts sharing one graph's leaves across threads deadlocked in burn's autodiff.
+fn gradients(
+    model: &Mlp,
+    device: &Device,
+    objective: &Objective,
+    (x, t, masks): (Tensor<2>, Tensor<2>, Option<Vec<Tensor<2>>>),
+    shards: usize,
+) -> (GradientsParams, f64) {
+    let n = x.dims()[0];
+    let k = shard_count(shards, n);
+    let bounds = |s: usize| (s * n / k, (s + 1) * n / k);
+    let part = |(model, s): (Mlp, usize)| {
+        let (a, b) = bounds(s);
+        let masks = masks
+            .as_ref()
+            .map(|m| m.iter().map(|m| m.clone().slice(a..b)).collect());
+        let out = model.forward_masked(x.clone().slice(a..b), masks);
+        let loss = objective.part_loss(out, t.clone().slice(a..b), (b - a) as f64 / n as f64);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        (grads, loss.into_scalar::<f32>() as f64)
+    };
+    if k == 1 {
+        return part((model.clone(), 0));
+    }
+    let parts: Vec<(GradientsParams, f64)> = std::thread::scope(|scope| {
+        let part = &part;
+        let running: Vec<_> = (0..k)
+            .map(|s| {
+                let model = model.clone().fork(device);
+                scope.spawn(move || part((model, s)))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().expect("a gradient thread panicked"))
+            .collect()
+    });
+    let mut sum = GradientsAccumulator::<Mlp>::new();
+    let mut loss = 0.0;
+    for (grads, value) in parts {
+        sum.accumulate(model, grads);
+        loss += value;
+    }
+    (sum.grads(), loss)
+}
+
 /// One pass over `order` in mini-batches: forward, loss, backward, optimizer step. `lr` gives
 /// the rate of each batch (by its index in this pass); `seed` seeds the pass's dropout. Returns
 /// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss. (The
@@ -274,6 +345,7 @@ pub fn run_epoch(
     lr: &dyn Fn(usize) -> f64,
     seed: u64,
     device: &Device,
+    shards: usize,
     on_batch: &mut dyn FnMut(f64),
 ) -> (Mlp, f64) {
     let batches = batches(order, batch_size, model.has_batch_norm());
@@ -282,6 +354,13 @@ pub fn run_epoch(
     if !host_masks {
         device.seed(seed);
     }
+    // Parts run on the CPU's cores; a GPU runs a batch in parallel already. Batch norm keeps
+    // one batch: its statistics would be each part's, and its running state shared.
+    let shards = if crate::device::is_cpu(device) && !model.has_batch_norm() {
+        shards
+    } else {
+        1
+    };
     let mut x_buf = Vec::with_capacity(batch_size * data.n_features);
     let mut loss_sum = 0.0f64;
     let model = std::thread::scope(|scope| {
@@ -310,9 +389,7 @@ pub fn run_epoch(
                     .collect()
             });
             let (x, t) = batch_tensors(data, rows, objective, &mut x_buf, device);
-            let loss = objective.loss(model.forward_masked(x, masks), t);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let value = loss.into_scalar::<f32>() as f64;
+            let (grads, value) = gradients(&model, device, objective, (x, t, masks), shards);
             model = optim.step(lr(i), model, grads);
             loss_sum += value * rows.len() as f64;
             on_batch(value);
@@ -581,6 +658,7 @@ fn train_network(
             &lr,
             seed,
             &ad,
+            cfg.shards,
             &mut |loss| {
                 step += 1;
                 observer.batch_done(step, loss);
@@ -777,6 +855,7 @@ mod tests {
                 &|_| 1e-2,
                 7,
                 &ad,
+                1,
                 &mut |loss| ours.push(loss),
             );
 
