@@ -4,7 +4,7 @@
 //!   cargo bench --bench throughput -- [--rows 1000000] [--reps 3] [--csv-rows 1000000]
 //!                                     [--scaling-rows 100000,1000000,4000000]
 //!                                     [--skip-csv] [--skip-scaling] [--json PATH] [--csv-out PATH]
-//!                                     [--shards N] [--train-only]
+//!                                     [--shards N] [--train-only] [--batches 64,256,1024,4096]
 //!
 //! (a) training samples/s of the default MLP (17 → 128 → 64 → 32 → 1, ReLU, dropout 0.3, Adam,
 //!     BCE-with-logits) on in-memory synthetic rows at batch 64, 256, 1024, 4096: 262,144 samples
@@ -51,6 +51,8 @@ struct Args {
     shards: usize,
     /// Skip the inference, test-path and CSV parts: training only.
     train_only: bool,
+    /// The training batch sizes.
+    batches: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -65,6 +67,7 @@ fn args() -> Args {
         load_only: None,
         shards: TrainingConfig::default().shards,
         train_only: false,
+        batches: vec![64, 256, 1024, 4096],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -86,6 +89,12 @@ fn args() -> Args {
             "--load-only" => a.load_only = Some(value().into()),
             "--shards" => a.shards = value().parse().expect("--shards N"),
             "--train-only" => a.train_only = true,
+            "--batches" => {
+                a.batches = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("--batches N,N,..."))
+                    .collect()
+            }
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
         }
@@ -184,7 +193,7 @@ fn main() -> anyhow::Result<()> {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut rng = StdRng::seed_from_u64(2);
-    for batch in [64, 256, 1024, 4096] {
+    for &batch in &a.batches {
         let mut model = spec.init(&ad);
         let mut optim = optimizer(&training);
         let mut rates = Vec::new();

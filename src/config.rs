@@ -660,7 +660,7 @@ pub struct TrainingConfig {
     pub fit_on: FitOn,
     /// Seeds weight init, shuffling and dropout (and each tree of a forest).
     pub seed: u64,
-    /// CPU: each batch is split into this many parts (of at least 256 rows) whose gradients
+    /// CPU: each batch is split into this many parts (of at least 1024 rows) whose gradients
     /// are computed on parallel threads and summed in order. Fixed here, not by the core
     /// count, so the same seed gives the same bytes on any machine.
     pub shards: usize,

@@ -278,7 +278,7 @@ pub fn shard_count(shards: usize, rows: usize) -> usize {
 }
 
 /// Below this many rows a part's fixed costs outweigh running it beside the others.
-pub const MIN_SHARD_ROWS: usize = 256;
+pub const MIN_SHARD_ROWS: usize = 1024;
 
 /// The batch's gradients and mean loss. Split into [`shard_count`] contiguous parts, each
 /// part's loss (its share of the batch's) is differentiated on a thread of its own and the
@@ -294,6 +294,12 @@ fn gradients(
 ) -> (GradientsParams, f64) {
     let n = x.dims()[0];
     let k = shard_count(shards, n);
+    if k == 1 {
+        // The whole batch, with no slicing or scaling on the hot path of small batches.
+        let loss = objective.loss(model.forward_masked(x, masks), t);
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        return (grads, loss.into_scalar::<f32>() as f64);
+    }
     let bounds = |s: usize| (s * n / k, (s + 1) * n / k);
     let part = |(model, s): (Mlp, usize)| {
         let (a, b) = bounds(s);
@@ -305,9 +311,6 @@ fn gradients(
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         (grads, loss.into_scalar::<f32>() as f64)
     };
-    if k == 1 {
-        return part((model.clone(), 0));
-    }
     let parts: Vec<(GradientsParams, f64)> = std::thread::scope(|scope| {
         let part = &part;
         let running: Vec<_> = (0..k)

@@ -277,7 +277,7 @@ fn sharded_batches_give_the_same_bytes_on_any_thread_count() {
             "--set",
             "training.epochs=3",
             "--set",
-            "training.batch_size=1024",
+            "training.batch_size=2048",
             "--set",
             &shards,
             "--set",
