@@ -804,6 +804,17 @@ mod tests {
     }
 
     #[test]
+    fn parts_per_batch_depend_on_the_config_and_batch_only() {
+        let parts: Vec<usize> = [64, 2047, 2048, 3071, 4096, 65536]
+            .iter()
+            .map(|&rows| shard_count(4, rows))
+            .collect();
+        assert_eq!(parts, [1, 1, 2, 2, 4, 4]);
+        assert_eq!(shard_count(1, 65536), 1);
+        assert_eq!(shard_count(64, 65536), 64);
+    }
+
+    #[test]
     fn batch_norm_never_gets_a_one_row_batch() {
         let order: Vec<usize> = (0..9).collect();
         let lens = |size, bn| -> Vec<usize> {
