@@ -122,6 +122,12 @@ fn gate(
         old.display(),
         c.table()
     ));
+    if c.auc_drop.is_nan() {
+        log.say(
+            "note: a held-out ROC AUC is undefined (one class, or one score for every row), so \
+             --max-regression cannot be checked",
+        );
+    }
     if c.auc_drop > args.max_regression {
         let (best, _) = train::checkpoint_paths(save_dir);
         let rejected = save_dir.join("rejected.mpk");
