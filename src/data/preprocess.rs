@@ -118,6 +118,11 @@ pub enum Profile {
     Shares { values: Vec<f32> },
 }
 
+/// The index of the largest share (the first on ties).
+pub fn most_common(shares: &[f32]) -> usize {
+    (0..shares.len()).fold(0, |best, i| if shares[i] > shares[best] { i } else { best })
+}
+
 impl Profile {
     /// Fits the profile of the column whose features are `at..at + width` of `raw` rows.
     fn fit(column: &InputColumn, raw: &[f32], width: usize, at: usize) -> Profile {
@@ -155,8 +160,7 @@ impl Profile {
         match self {
             Profile::Percentiles { values } => vec![values[50]],
             Profile::Shares { values } => {
-                let top = (0..values.len())
-                    .fold(0, |best, i| if values[i] > values[best] { i } else { best });
+                let top = most_common(values);
                 if one_hot {
                     (0..values.len()).map(|i| (i == top) as u8 as f32).collect()
                 } else {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::bail_input;
 use crate::data::Dataset;
-use crate::data::preprocess::{Encoding, Profile};
+use crate::data::preprocess::{Encoding, Profile, most_common};
 use crate::eval::multiclass::ClassReport;
 use crate::eval::roc_auc;
 use crate::score::Scorer;
@@ -239,7 +239,7 @@ impl<'a> Explainer<'a> {
             }
             (Encoding::Boolean { .. }, Profile::Shares { values }) => {
                 let name = |b: bool| b.to_string();
-                let top = p_top(values);
+                let top = most_common(values);
                 let at = (v[0] == 1.0) as usize;
                 (name(at == 1), name(top == 1), None, Some(values[at]))
             }
@@ -247,7 +247,12 @@ impl<'a> Explainer<'a> {
                 let hot = v.iter().position(|&b| b == 1.0);
                 let value = hot.map_or("(unseen)".to_string(), |h| categories[h].clone());
                 let share = hot.map_or(0.0, |h| values[h]);
-                (value, categories[p_top(values)].clone(), None, Some(share))
+                (
+                    value,
+                    categories[most_common(values)].clone(),
+                    None,
+                    Some(share),
+                )
             }
             _ => (number(v[0]), String::new(), None, None),
         };
@@ -368,11 +373,6 @@ impl<'a> Explainer<'a> {
         out.sort_by(|a, b| b.importance.total_cmp(&a.importance));
         Ok((measure, out, n))
     }
-}
-
-/// The index of the largest share (the first on ties).
-fn p_top(values: &[f32]) -> usize {
-    (0..values.len()).fold(0, |best, i| if values[i] > values[best] { i } else { best })
 }
 
 /// A value with at most 6 significant digits, as a person reads it.
