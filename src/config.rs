@@ -29,6 +29,49 @@ pub struct Config {
     pub huggingface: HuggingFaceConfig,
     pub augmentation: AugmentationConfig,
     pub feedback: FeedbackConfig,
+    /// Sequence families (`model.kind: cnn_lstm`): how flows become windows.
+    pub sequence: SequenceConfig,
+}
+
+/// Windows of consecutive flows, what a sequence family classifies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SequenceConfig {
+    /// Flows per window (L).
+    pub length: usize,
+    /// Flows between the ends of consecutive training windows.
+    pub stride: usize,
+    /// The column that orders flows: numbers, or date-times (`2017-07-03 08:55:58`, ISO 8601,
+    /// or CICFlowMeter's day-first `3/7/2017 8:55:58`); null: file order.
+    pub order_by: Option<String>,
+    /// The column whose value keeps windows apart (e.g. `Src IP`); null: one sequence.
+    pub group_by: Option<String>,
+    /// A window's label from its flows' labels.
+    pub label: WindowLabel,
+}
+
+impl Default for SequenceConfig {
+    fn default() -> Self {
+        Self {
+            length: 32,
+            stride: 1,
+            order_by: None,
+            group_by: None,
+            label: WindowLabel::Last,
+        }
+    }
+}
+
+/// How a window's flows' labels make the window's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowLabel {
+    /// The last flow's label (what the window's score is written against).
+    Last,
+    /// Anomalous when any flow is (multiclass: the last anomalous flow's class).
+    Any,
+    /// The most common label among the flows (ties: the later flow's).
+    Majority,
 }
 
 /// Retraining from analyst feedback (`train --resume-from F --feedback FILE`).
@@ -86,6 +129,9 @@ pub enum ModelKind {
     RandomForest,
     /// Gradient-boosted trees (`model.gradient_boosting`), binary or multiclass.
     GradientBoosting,
+    /// A 1-D CNN then an LSTM over windows of consecutive flows (`model.cnn_lstm`,
+    /// `sequence`), binary or multiclass.
+    CnnLstm,
 }
 
 impl ModelKind {
@@ -103,6 +149,7 @@ impl ModelKind {
             ModelKind::Ensemble => "ensemble",
             ModelKind::RandomForest => "random_forest",
             ModelKind::GradientBoosting => "gradient_boosting",
+            ModelKind::CnnLstm => "cnn_lstm",
         }
     }
 
@@ -114,7 +161,13 @@ impl ModelKind {
                 | ModelKind::Resmlp
                 | ModelKind::RandomForest
                 | ModelKind::GradientBoosting
+                | ModelKind::CnnLstm
         )
+    }
+
+    /// Families that score windows of consecutive flows (`sequence`), not single rows.
+    pub fn is_sequence(self) -> bool {
+        self == ModelKind::CnnLstm
     }
 
     /// Families trained by the gradient trainer (epochs, early stopping, exact resume; the
@@ -122,7 +175,7 @@ impl ModelKind {
     pub fn by_gradient(self) -> bool {
         matches!(
             self,
-            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder
+            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder | ModelKind::CnnLstm
         )
     }
 
@@ -137,6 +190,7 @@ impl ModelKind {
                 | ModelKind::IsolationForest
                 | ModelKind::RandomForest
                 | ModelKind::GradientBoosting
+                | ModelKind::CnnLstm
         )
     }
 }
@@ -515,6 +569,79 @@ pub struct ModelConfig {
     pub ensemble: EnsembleConfig,
     pub random_forest: RandomForestConfig,
     pub gradient_boosting: GradientBoostingConfig,
+    pub cnn_lstm: CnnLstmConfig,
+}
+
+/// The sequence classifier: 1-D convolution blocks (conv, batch norm, ReLU, max-pool) over the
+/// window's time axis, dropout, an LSTM, and a linear head on its last hidden state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CnnLstmConfig {
+    /// Output channels of each convolution block.
+    pub conv_channels: Vec<usize>,
+    pub kernel_size: usize,
+    /// Max-pool width (and stride) after each block.
+    pub pool: usize,
+    pub dropout: f64,
+    pub lstm_hidden: usize,
+    pub lstm_layers: usize,
+    pub bidirectional: bool,
+}
+
+impl Default for CnnLstmConfig {
+    fn default() -> Self {
+        Self {
+            conv_channels: vec![128, 256],
+            kernel_size: 3,
+            pool: 2,
+            dropout: 0.3,
+            lstm_hidden: 128,
+            lstm_layers: 1,
+            bidirectional: false,
+        }
+    }
+}
+
+impl CnnLstmConfig {
+    /// The time steps left after the convolution blocks, for windows of `length` flows (none
+    /// when a block would have nothing to convolve or pool).
+    pub fn steps_after_conv(&self, length: usize) -> Option<usize> {
+        self.conv_channels.iter().try_fold(length, |l, _| {
+            let convolved = l.checked_sub(self.kernel_size - 1)?;
+            Some(convolved / self.pool).filter(|&s| s > 0)
+        })
+    }
+
+    fn validate(&self, length: usize) -> Result<()> {
+        let sizes = [
+            self.kernel_size,
+            self.pool,
+            self.lstm_hidden,
+            self.lstm_layers,
+        ];
+        if self.conv_channels.contains(&0) || sizes.contains(&0) {
+            bail_input!(
+                "model.cnn_lstm: expected conv_channels, kernel_size, pool, lstm_hidden and \
+                 lstm_layers >= 1"
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail_input!(
+                "model.cnn_lstm.dropout: expected a value in [0, 1), got {}",
+                self.dropout
+            );
+        }
+        if self.steps_after_conv(length).is_none() {
+            bail_input!(
+                "sequence.length: {length} flows are too few for {} convolution blocks of \
+                 kernel {} and pool {} (each needs kernel_size - 1 + pool more)",
+                self.conv_channels.len(),
+                self.kernel_size,
+                self.pool
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ModelConfig {
@@ -533,6 +660,7 @@ impl Default for ModelConfig {
             ensemble: EnsembleConfig::default(),
             random_forest: RandomForestConfig::default(),
             gradient_boosting: GradientBoostingConfig::default(),
+            cnn_lstm: CnnLstmConfig::default(),
         }
     }
 }
@@ -1019,6 +1147,43 @@ impl Config {
         Ok(config)
     }
 
+    /// The sequence keys, checked only for a sequence family.
+    fn validate_sequence(&self) -> Result<()> {
+        if !self.model.kind.is_sequence() {
+            return Ok(());
+        }
+        let s = &self.sequence;
+        if s.length < 2 || s.stride == 0 {
+            bail_input!(
+                "sequence: expected length >= 2 and stride >= 1, got {} and {}",
+                s.length,
+                s.stride
+            );
+        }
+        for (key, name) in [("order_by", &s.order_by), ("group_by", &s.group_by)] {
+            if let Some(name) = name
+                && name.trim() == self.data.label_column.trim()
+            {
+                bail_input!("sequence.{key}: '{name}' is the label column");
+            }
+        }
+        let d = &self.data;
+        for (key, set) in [
+            ("data.undersample", d.undersample.is_some()),
+            ("data.select_features", d.select_features.is_some()),
+            ("data.use_augmented_data", d.use_augmented_data),
+            ("augmentation.enabled", self.augmentation.enabled),
+        ] {
+            if set {
+                bail_input!(
+                    "{key}: not available for sequence families, whose windows need every flow \
+                     of a group in order"
+                );
+            }
+        }
+        self.model.cnn_lstm.validate(s.length)
+    }
+
     /// Every range and cross-key check, once; code past this point trusts the config.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
@@ -1098,6 +1263,7 @@ impl Config {
             );
         }
         m.ensemble.validate()?;
+        self.validate_sequence()?;
         let rf = &m.random_forest;
         let share_ok = match rf.max_features {
             MaxFeatures::Fraction(f) => f > 0.0 && f <= 1.0,

@@ -67,7 +67,7 @@ fn split_repo_id(repo_id: &str) -> Result<(&str, &str)> {
 /// The weights in safetensors format, PyTorch names and layout.
 pub fn safetensors_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     let device = crate::device::select(&Default::default())?.device;
-    let tensors = ck.network()?.model(&device)?.named_weights()?;
+    let tensors = ck.network()?.named_weights(&device)?;
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .into_iter()
         .map(|t| {

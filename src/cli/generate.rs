@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
-use crate::data::generate::write_sample;
+use crate::data::generate::{write_sample, write_sequences};
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -17,6 +17,14 @@ pub struct GenerateArgs {
     pub anomaly_ratio: f64,
     #[arg(long, default_value = "data/sample.csv")]
     pub out: PathBuf,
+    /// Time-ordered flows of several hosts (`timestamp`, `src_host`) with attacks that only
+    /// their order and timing give away: beacons, slow port scans, brute-force runs (for
+    /// `model.kind: cnn_lstm` with `sequence.order_by: timestamp`, `group_by: src_host`).
+    #[arg(long)]
+    pub sequences: bool,
+    /// With --sequences: how many hosts.
+    #[arg(long, default_value_t = 20)]
+    pub hosts: usize,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
@@ -29,7 +37,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             args.anomaly_ratio
         );
     }
-    write_sample(&args.out, args.rows, args.seed, args.anomaly_ratio)?;
+    if args.sequences {
+        if args.hosts == 0 || args.hosts > args.rows {
+            bail_input!(
+                "--hosts: expected 1 to --rows ({}), got {}",
+                args.rows,
+                args.hosts
+            );
+        }
+        write_sequences(
+            &args.out,
+            args.rows,
+            args.hosts,
+            args.seed,
+            args.anomaly_ratio,
+        )?;
+    } else {
+        write_sample(&args.out, args.rows, args.seed, args.anomaly_ratio)?;
+    }
     println!("wrote {} rows to {}", args.rows, args.out.display());
     Ok(())
 }

@@ -149,6 +149,13 @@ fn report(s: &stream::Summary, scorer: &Scorer, took: Duration) {
             String::new()
         }
     );
+    if s.warming > 0 {
+        eprintln!(
+            "{} rows came before their group's first full window of {} flows and have no score",
+            s.warming,
+            scorer.sequence.as_ref().map_or(0, |q| q.length)
+        );
+    }
     if let Some(c) = s.confusion.filter(|c| c.total() > 0) {
         eprintln!(
             "against the label column ({} rows): accuracy {:.4}, precision {:.4}, recall {:.4}, F1 {:.4} (TP {}, FP {}, FN {}, TN {})",

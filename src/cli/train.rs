@@ -87,6 +87,13 @@ fn add_feedback(
     else {
         bail_input!("--resume-from: give the feedback file (--feedback FILE or feedback.path)");
     };
+    if config.model.kind.is_sequence() {
+        bail_input!(
+            "--resume-from {}: feedback judges single rows, and a sequence model learns from \
+             windows of flows; retraining it from feedback is not supported",
+            old.display()
+        );
+    }
     let mut now = data.pre.clone();
     now.profile = ck.preprocessor.profile.clone();
     if now != ck.preprocessor {
@@ -215,8 +222,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.training.epochs,
         args.common.quiet,
     )?;
+    let rows = match &data.train.windows {
+        Some(w) => format!("windows of {} flows", w.length),
+        None => "rows".into(),
+    };
     log.say(&format!(
-        "run {run_name} on {device_note}: {} train / {} validation / {} test rows, {} features",
+        "run {run_name} on {device_note}: {} train / {} validation / {} test {rows}, {} features",
         data.train.len(),
         data.val.len(),
         data.test.len(),

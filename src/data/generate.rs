@@ -222,3 +222,162 @@ pub fn write_sample(out: &Path, rows: usize, seed: u64, anomaly_ratio: f64) -> R
     }
     super::write_atomic(out, text)
 }
+
+/// The columns `write_sequences` writes.
+pub const SEQUENCE_COLUMNS: [&str; 10] = [
+    "timestamp",
+    "src_host",
+    "dst_port",
+    "duration",
+    "bytes_out",
+    "bytes_in",
+    "packets",
+    "gap",
+    "failed",
+    "label",
+];
+
+/// One flow of a host's sequence.
+#[derive(Clone, Copy)]
+struct SeqFlow {
+    dst_port: u32,
+    duration: f64,
+    bytes_out: f64,
+    bytes_in: f64,
+    packets: u32,
+    failed: bool,
+}
+
+/// A normal flow: a login (30%: port 22, short, small, failing half the time) or a service
+/// flow (a port from 1 to 1024, heavy-tailed sizes, failing 5% of the time).
+fn normal_flow(rng: &mut StdRng) -> SeqFlow {
+    let lognormal = |m: f64, s: f64, rng: &mut StdRng| {
+        (m + s * Normal::<f64>::new(0.0, 1.0)
+            .expect("valid normal")
+            .sample(rng))
+        .exp()
+    };
+    if rng.random_bool(0.3) {
+        SeqFlow {
+            dst_port: 22,
+            duration: lognormal(-1.0, 0.5, rng),
+            bytes_out: lognormal(6.0, 0.3, rng),
+            bytes_in: lognormal(6.5, 0.3, rng),
+            packets: rng.random_range(8..15),
+            failed: rng.random_bool(0.5),
+        }
+    } else {
+        SeqFlow {
+            dst_port: rng.random_range(1..=1024),
+            duration: lognormal(0.0, 1.0, rng),
+            bytes_out: lognormal(7.0, 1.5, rng),
+            bytes_in: lognormal(8.0, 2.0, rng),
+            packets: 1 + lognormal(2.0, 0.8, rng).round() as u32,
+            failed: rng.random_bool(0.05),
+        }
+    }
+}
+
+/// The gap before a host's next flow, in seconds.
+fn normal_gap(rng: &mut StdRng) -> f64 {
+    (1.0 + Normal::<f64>::new(0.0, 1.0)
+        .expect("valid normal")
+        .sample(rng))
+    .exp()
+}
+
+/// The attacks that only a sequence shows: each flow on its own is a draw from normal
+/// traffic; their order and timing are not.
+#[derive(Clone, Copy)]
+enum SequenceAttack {
+    /// One normal flow repeated at a fixed period (a normal gap, drawn once).
+    Beacon,
+    /// Service flows to ports counting up by one, at a fixed pace.
+    Scan,
+    /// Logins, one after another at a fixed pace.
+    BruteForce,
+}
+
+/// Writes about `rows` time-ordered flows of `hosts` hosts to `out`: `timestamp`, `src_host`,
+/// six flow features, `gap` (seconds since the host's previous flow), and `label` (1 in
+/// attack episodes of 50 to 150 flows, about `anomaly_ratio` of the flows). Same seed, same
+/// bytes.
+pub fn write_sequences(
+    out: &Path,
+    rows: usize,
+    hosts: usize,
+    seed: u64,
+    anomaly_ratio: f64,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // An episode of 100 flows on average starts with this chance where a normal flow would.
+    let start = anomaly_ratio / (100.0 * (1.0 - anomaly_ratio) + anomaly_ratio);
+    let mut flows: Vec<(f64, usize, SeqFlow, f64, bool)> = Vec::with_capacity(rows);
+    for host in 0..hosts {
+        let n = rows / hosts + usize::from(host < rows % hosts);
+        let mut t = 1_700_000_000.0 + rng.random_range(0.0..60.0);
+        let mut i = 0;
+        while i < n {
+            if !rng.random_bool(start) {
+                let gap = normal_gap(&mut rng);
+                t += gap;
+                flows.push((t, host, normal_flow(&mut rng), gap, false));
+                i += 1;
+                continue;
+            }
+            let kind = [
+                SequenceAttack::Beacon,
+                SequenceAttack::Beacon,
+                SequenceAttack::Scan,
+                SequenceAttack::Scan,
+                SequenceAttack::BruteForce,
+            ][rng.random_range(0..5)];
+            let len = rng.random_range(50..=150).min(n - i);
+            let pace = normal_gap(&mut rng);
+            let beacon = normal_flow(&mut rng);
+            let first_port = rng.random_range(1..=1024);
+            for k in 0..len {
+                let f = match kind {
+                    SequenceAttack::Beacon => beacon,
+                    SequenceAttack::Scan => loop {
+                        let f = normal_flow(&mut rng);
+                        if f.dst_port != 22 {
+                            break SeqFlow {
+                                dst_port: (first_port + k as u32 - 1) % 1024 + 1,
+                                ..f
+                            };
+                        }
+                    },
+                    SequenceAttack::BruteForce => loop {
+                        let f = normal_flow(&mut rng);
+                        if f.dst_port == 22 {
+                            break f;
+                        }
+                    },
+                };
+                t += pace;
+                flows.push((t, host, f, pace, true));
+            }
+            i += len;
+        }
+    }
+    flows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut text = String::with_capacity(flows.len() * 90);
+    text.push_str(&SEQUENCE_COLUMNS.join(","));
+    text.push('\n');
+    for (t, host, f, gap, attack) in flows {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "{t:.3},h{host:02},{},{:.4},{:.0},{:.0},{},{gap:.3},{},{}",
+            f.dst_port,
+            f.duration,
+            f.bytes_out,
+            f.bytes_in,
+            f.packets,
+            u8::from(f.failed),
+            u8::from(attack)
+        );
+    }
+    super::write_atomic(out, text)
+}

@@ -9,9 +9,10 @@ pub mod labels;
 pub mod preprocess;
 pub mod read;
 pub mod select;
+pub mod sequence;
 pub mod split;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -37,6 +38,8 @@ pub struct Dataset {
     pub class: Vec<u32>,
     /// Multiclass: the rows of each class name the model was not trained on.
     pub unseen: BTreeMap<String, Vec<usize>>,
+    /// Sequence families: the rows are windows over these flows (`x` is empty).
+    pub windows: Option<sequence::Windows>,
 }
 
 impl Dataset {
@@ -52,15 +55,34 @@ impl Dataset {
         self.y.iter().filter(|&&v| v == 1.0).count()
     }
 
+    /// Appends the features of `rows`: copied, or each window built from its flows.
+    pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) {
+        let d = self.n_features;
+        out.reserve(rows.len() * d);
+        for &r in rows {
+            match &self.windows {
+                Some(w) => w.push(r, out),
+                None => out.extend_from_slice(&self.x[r * d..(r + 1) * d]),
+            }
+        }
+    }
+
     /// The rows `rows`, in that order.
     pub fn subset(&self, rows: &[usize]) -> Dataset {
         let d = self.n_features;
+        let windows = self.windows.as_ref().map(|w| sequence::Windows {
+            ends: rows.iter().map(|&r| w.ends[r]).collect(),
+            ..w.clone()
+        });
         Dataset {
-            x: rows
-                .iter()
-                .flat_map(|&r| &self.x[r * d..(r + 1) * d])
-                .copied()
-                .collect(),
+            x: match windows {
+                Some(_) => Vec::new(),
+                None => rows
+                    .iter()
+                    .flat_map(|&r| &self.x[r * d..(r + 1) * d])
+                    .copied()
+                    .collect(),
+            },
             y: rows.iter().map(|&r| self.y[r]).collect(),
             n_features: d,
             class: rows
@@ -68,6 +90,7 @@ impl Dataset {
                 .filter_map(|&r| self.class.get(r).copied())
                 .collect(),
             unseen: BTreeMap::new(),
+            windows,
         }
     }
 }
@@ -100,11 +123,24 @@ impl Labeled {
     }
 }
 
-fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>, label_optional: bool) -> TableSpec {
-    let (forced_kinds, only_columns) = match pre {
+/// What to read: with `pre`, its columns and kinds; `keys` (a sequence's order and group
+/// columns) are also read, as text.
+fn spec(
+    cfg: &DataConfig,
+    pre: Option<&Preprocessor>,
+    label_optional: bool,
+    keys: &[String],
+) -> TableSpec {
+    let (mut forced_kinds, only_columns): (HashMap<String, Kind>, _) = match pre {
         Some(p) => (
             p.forced_kinds(),
-            Some(p.columns.iter().map(|c| c.name.clone()).collect()),
+            Some(
+                p.columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .chain(keys.iter().cloned())
+                    .collect(),
+            ),
         ),
         None => (
             cfg.categorical_columns
@@ -114,6 +150,7 @@ fn spec(cfg: &DataConfig, pre: Option<&Preprocessor>, label_optional: bool) -> T
             None,
         ),
     };
+    forced_kinds.extend(keys.iter().map(|k| (k.clone(), Kind::Categorical)));
     TableSpec {
         header: cfg.header,
         columns: cfg.columns.clone(),
@@ -166,8 +203,19 @@ fn read(
     pre: Option<&Preprocessor>,
     label_optional: bool,
 ) -> Result<Labeled> {
+    read_keyed(path, cfg, (task, pre), label_optional, &[])
+}
+
+/// [`read`], also reading the `keys` columns (as text; `sequence::Keys::take` removes them).
+fn read_keyed(
+    path: &Path,
+    cfg: &DataConfig,
+    (task, pre): (Task, Option<&Preprocessor>),
+    label_optional: bool,
+    keys: &[String],
+) -> Result<Labeled> {
     let load = || -> Result<Labeled> {
-        let mut table = read_table(path, &spec(cfg, pre, label_optional))?;
+        let mut table = read_table(path, &spec(cfg, pre, label_optional, keys))?;
         if pre.is_none() {
             check_named_columns(&table, cfg)?;
         }
@@ -290,6 +338,7 @@ pub fn encode(
         n_features: pre.n_features(),
         class,
         unseen,
+        windows: None,
     })
 }
 
@@ -463,6 +512,9 @@ pub fn read_training(config: &Config) -> Result<Labeled> {
 /// `anomaly augment` wrote when `data.use_augmented_data` is set.
 pub fn prepare_training(config: &Config) -> Result<Prepared> {
     let cfg = &config.data;
+    if config.model.kind.is_sequence() {
+        return sequence::prepare_training(config);
+    }
     if cfg.use_augmented_data {
         let out = Outputs::in_dir(&config.augmentation.output_dir);
         let data = read_labeled(augmented_file(&out.train)?, cfg, config.task, None)?;
@@ -496,6 +548,9 @@ pub fn evaluation_sets(
 ) -> Result<Vec<(&'static str, Dataset)>> {
     let cfg = &config.data;
     let mut notices = Vec::new();
+    if config.model.kind.is_sequence() {
+        return sequence::evaluation_sets(config, pre);
+    }
     if cfg.use_augmented_data {
         let out = Outputs::in_dir(&config.augmentation.output_dir);
         return Ok(vec![
@@ -574,6 +629,9 @@ pub fn prepare_evaluation(
 ) -> Result<(Dataset, Vec<String>)> {
     let cfg = &config.data;
     let mut notices = Vec::new();
+    if config.model.kind.is_sequence() {
+        return sequence::evaluation(config, pre, file);
+    }
     let ds = match file
         .map(Path::to_path_buf)
         .or_else(|| evaluation_source(config))

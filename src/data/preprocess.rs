@@ -106,6 +106,9 @@ pub struct Preprocessor {
     /// explanations compare a row with; empty in checkpoints from before explanations).
     #[serde(default)]
     pub profile: Vec<Profile>,
+    /// A sequence family's order and group columns: read with the features, not encoded.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// One input column over the training rows, in its features before scaling.
@@ -292,6 +295,7 @@ impl Preprocessor {
             classes,
             anomalous,
             profile: Vec::new(),
+            keys: Vec::new(),
         };
         let (raw, _) = pre.encode(table, train)?;
         pre.scaler = Scaler::fit(cfg, &raw, pre.n_features());

@@ -129,6 +129,12 @@ pub struct Explainer<'a> {
 impl<'a> Explainer<'a> {
     pub fn new(scorer: &'a Scorer) -> Result<Explainer<'a>> {
         let pre = &scorer.pre;
+        if scorer.sequence.is_some() {
+            bail_input!(
+                "a sequence model scores windows of flows; explaining them is not supported \
+                 (explain a per-flow model instead)"
+            );
+        }
         if pre.profile.len() != pre.columns.len() {
             bail_input!(
                 "this checkpoint holds no profile of its training rows (it was written before \

@@ -9,6 +9,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::cnn_lstm::CnnLstm;
 use super::cpu::CpuMlp;
 use super::dbscan::Dbscan;
 use super::ensemble::{self, Ensemble, Votes};
@@ -18,7 +19,7 @@ use super::kmeans::Kmeans;
 use super::lof::Lof;
 use super::one_class_svm::OneClassSvm;
 use super::random_forest::RandomForest;
-use super::{Mlp, ModelSpec, probabilities};
+use super::{Mlp, ModelSpec, NamedTensor, Net, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
 
@@ -37,6 +38,7 @@ pub enum DetectorState {
     Ensemble(Ensemble),
     RandomForest(RandomForest),
     GradientBoosting(GradientBoosting),
+    CnnLstm(NetworkState),
 }
 
 /// A neural family's payload: the architecture and its burnpack weights.
@@ -113,6 +115,7 @@ impl DetectorState {
             ModelKind::Mlp => Ok(DetectorState::Mlp(state)),
             ModelKind::Resmlp => Ok(DetectorState::Resmlp(state)),
             ModelKind::Autoencoder => Ok(DetectorState::Autoencoder(state)),
+            ModelKind::CnnLstm => Ok(DetectorState::CnnLstm(state)),
             other => Err(bad_input(format!(
                 "a network stored as model kind {other:?}, which is not a neural family"
             ))),
@@ -133,6 +136,7 @@ impl DetectorState {
             DetectorState::Ensemble(_) => ModelKind::Ensemble,
             DetectorState::RandomForest(_) => ModelKind::RandomForest,
             DetectorState::GradientBoosting(_) => ModelKind::GradientBoosting,
+            DetectorState::CnnLstm(_) => ModelKind::CnnLstm,
         }
     }
 
@@ -152,9 +156,10 @@ impl DetectorState {
     /// The neural payload, for families trained by gradient descent.
     pub fn as_network(&self) -> Option<&NetworkState> {
         match self {
-            DetectorState::Mlp(n) | DetectorState::Resmlp(n) | DetectorState::Autoencoder(n) => {
-                Some(n)
-            }
+            DetectorState::Mlp(n)
+            | DetectorState::Resmlp(n)
+            | DetectorState::Autoencoder(n)
+            | DetectorState::CnnLstm(n) => Some(n),
             DetectorState::IsolationForest(_)
             | DetectorState::Kmeans(_)
             | DetectorState::Lof(_)
@@ -169,9 +174,10 @@ impl DetectorState {
     /// Builds the detector on `device`.
     pub fn load(&self, device: &Device) -> Result<Box<dyn Detector>> {
         match self {
-            DetectorState::Mlp(n) | DetectorState::Resmlp(n) | DetectorState::Autoencoder(n) => {
-                Ok(Box::new(n.network(device)?))
-            }
+            DetectorState::Mlp(n)
+            | DetectorState::Resmlp(n)
+            | DetectorState::Autoencoder(n)
+            | DetectorState::CnnLstm(n) => Ok(Box::new(n.network(device)?)),
             DetectorState::IsolationForest(f) => Ok(Box::new(f.clone())),
             DetectorState::Kmeans(m) => Ok(Box::new(m.clone())),
             DetectorState::Lof(l) => Ok(Box::new(l.clone())),
@@ -185,19 +191,29 @@ impl DetectorState {
 }
 
 impl NetworkState {
-    /// Rebuilds the network from its spec and weights.
-    pub fn model(&self, device: &Device) -> Result<Mlp> {
-        load_model(&self.spec, &self.weights, device)
-    }
-
     /// The network in inference mode.
     pub fn network(&self, device: &Device) -> Result<Network> {
-        Network::of(&self.spec, &self.model(device)?, device)
+        if self.spec.sequence.is_some() {
+            let model: CnnLstm = load_model(&self.spec, &self.weights, device)?;
+            Network::of(&self.spec, &model, device)
+        } else {
+            let model: Mlp = load_model(&self.spec, &self.weights, device)?;
+            Network::of(&self.spec, &model, device)
+        }
+    }
+
+    /// The weights with PyTorch's names and layouts.
+    pub fn named_weights(&self, device: &Device) -> Result<Vec<NamedTensor>> {
+        if self.spec.sequence.is_some() {
+            load_model::<CnnLstm>(&self.spec, &self.weights, device)?.named_weights()
+        } else {
+            load_model::<Mlp>(&self.spec, &self.weights, device)?.named_weights()
+        }
     }
 }
 
 /// A network's weights as burnpack bytes (burn's own record format).
-pub fn model_bytes(model: &Mlp) -> Result<Vec<u8>> {
+pub fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
     let bytes = model
         .clone()
         .into_record()
@@ -207,10 +223,10 @@ pub fn model_bytes(model: &Mlp) -> Result<Vec<u8>> {
 }
 
 /// Rebuilds a network from its spec and burnpack weights.
-pub fn load_model(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<Mlp> {
+pub fn load_model<M: Net>(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<M> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| bad_input(format!("the weights are unreadable: {e}")))?;
-    spec.init(device).try_load_record(record).map_err(|e| {
+    M::build(spec, device).try_load_record(record).map_err(|e| {
         bad_input(format!(
             "the weights do not fit the stored architecture: {e}"
         ))
@@ -221,38 +237,47 @@ pub fn load_model(spec: &ModelSpec, weights: &[u8], device: &Device) -> Result<M
 /// architecture allows it ([`CpuMlp`], the same results): a classifier's probabilities, or an
 /// autoencoder's reconstruction errors.
 pub struct Network {
-    model: Mlp,
+    forward: Box<dyn Fn(Tensor<2>) -> Tensor<2> + Send + Sync>,
     cpu: Option<CpuMlp>,
     device: Device,
+    /// Values per input row (a window's channels × time steps for a sequence family).
     n_features: usize,
+    output_width: usize,
     /// An autoencoder: the last layer's outputs are the reconstructed rows.
     reconstructs: bool,
 }
 
 impl Network {
-    /// A classifier.
+    /// A classifier MLP.
     pub fn new(model: &Mlp, device: &Device) -> Result<Network> {
-        Self::build(model, device, false)
+        Self::build(model, device, model.input_width(), false)
     }
 
     /// The network `spec` describes: a classifier or an autoencoder.
-    pub fn of(spec: &ModelSpec, model: &Mlp, device: &Device) -> Result<Network> {
-        Self::build(model, device, spec.kind == ModelKind::Autoencoder)
+    pub fn of<M: Net>(spec: &ModelSpec, model: &M, device: &Device) -> Result<Network> {
+        let reconstructs = spec.kind == ModelKind::Autoencoder;
+        Self::build(model, device, spec.row_width(), reconstructs)
     }
 
-    fn build(model: &Mlp, device: &Device, reconstructs: bool) -> Result<Network> {
+    fn build<M: Net>(
+        model: &M,
+        device: &Device,
+        n_features: usize,
+        reconstructs: bool,
+    ) -> Result<Network> {
         let model = model.valid();
         let cpu = if crate::device::is_cpu(device) {
-            CpuMlp::of(&model)?
+            model.cpu()?
         } else {
             None
         };
-        let n_features = model.input_width();
+        let output_width = model.output_width();
         Ok(Network {
-            model,
+            forward: Box::new(move |x| model.forward_masked(x, None)),
             cpu,
             device: device.clone(),
             n_features,
+            output_width,
             reconstructs,
         })
     }
@@ -284,7 +309,7 @@ impl Network {
                 TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
                 &self.device,
             );
-            finish(self.model.forward(x))
+            finish((self.forward)(x))
         };
         let cpu_batch = |buffers: &mut [Vec<f32>; 2], chunk: &[f32]| -> Result<Vec<f32>> {
             let rows = chunk.len() / d;
@@ -348,7 +373,35 @@ impl Detector for Network {
         }
         Ok(Output::Probabilities {
             values: self.probabilities(x)?,
-            width: self.model.output_width(),
+            width: self.output_width,
         })
     }
+}
+
+/// Scores every row of a dataset: its rows as they are, or its windows built a chunk at a
+/// time (never all at once).
+pub fn score_dataset(detector: &dyn Detector, ds: &crate::data::Dataset) -> Result<Output> {
+    if ds.windows.is_none() {
+        return detector.score(&ds.x);
+    }
+    const CHUNK: usize = 4096;
+    let rows: Vec<usize> = (0..ds.len()).collect();
+    let (mut values, mut width, mut buf) = (Vec::new(), 1, Vec::new());
+    for chunk in rows.chunks(CHUNK) {
+        buf.clear();
+        ds.gather(chunk, &mut buf);
+        match detector.score(&buf)? {
+            Output::Probabilities {
+                values: v,
+                width: w,
+            } => {
+                values.extend(v);
+                width = w;
+            }
+            Output::Scores(_) | Output::Ensemble(_) => {
+                unreachable!("sequence families are classifiers")
+            }
+        }
+    }
+    Ok(Output::Probabilities { values, width })
 }

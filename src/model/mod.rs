@@ -2,6 +2,7 @@
 //! anomaly logit (binary) or one logit per class (multiclass).
 
 pub mod bins;
+pub mod cnn_lstm;
 pub mod cpu;
 pub mod dbscan;
 pub mod detector;
@@ -38,6 +39,30 @@ pub struct ModelSpec {
     pub outputs: usize,
     pub dropout: f64,
     pub activation: Activation,
+    /// Sequence families: the window and the layer sizes.
+    #[serde(default)]
+    pub sequence: Option<cnn_lstm::SequenceSpec>,
+}
+
+/// A network the gradient trainer fits: the MLP families and the CNN+LSTM.
+pub trait Net: Module + Sync + 'static {
+    /// A freshly initialised network; its weights come from the device's RNG (seed it first).
+    fn build(spec: &ModelSpec, device: &Device) -> Self;
+    /// `[batch, inputs]` → `[batch, outputs]` logits, with the dropout masks of each dropout
+    /// layer given (`[batch, width]`, scaled, from [`dropout::HostMasks`]) or drawn by burn.
+    fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2>;
+    /// The dropout probability and the width of each dropout layer (its masks' shapes).
+    fn dropout_layout(&self) -> (f64, Vec<usize>);
+    /// Whether layers normalise over the batch (a batch is then never split or one row).
+    fn has_batch_norm(&self) -> bool;
+    /// Outputs per row: 1 (the anomaly logit) or one per class.
+    fn output_width(&self) -> usize;
+    /// The weights with PyTorch's names and layouts, for safetensors.
+    fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>>;
+    /// The CPU inference fast path, where the architecture has one.
+    fn cpu(&self) -> anyhow::Result<Option<cpu::CpuMlp>> {
+        Ok(None)
+    }
 }
 
 fn mlp() -> ModelKind {
@@ -62,6 +87,7 @@ impl ModelSpec {
                 outputs: input_dim,
                 dropout: 0.0,
                 activation: cfg.autoencoder.activation,
+                sequence: None,
             };
         }
         Self {
@@ -71,7 +97,34 @@ impl ModelSpec {
             outputs,
             dropout: cfg.dropout,
             activation: cfg.activation,
+            sequence: None,
         }
+    }
+
+    /// The network of a run: `new`'s, or for a sequence family the CNN+LSTM over windows of
+    /// `sequence.length` flows of `input_dim` features.
+    pub fn of_run(config: &crate::config::Config, input_dim: usize, outputs: usize) -> Self {
+        let m = &config.model;
+        if !m.kind.is_sequence() {
+            return Self::new(input_dim, outputs, m);
+        }
+        Self {
+            kind: m.kind,
+            input_dim,
+            hidden_dims: Vec::new(),
+            outputs,
+            dropout: m.cnn_lstm.dropout,
+            activation: Activation::Relu,
+            sequence: Some(cnn_lstm::SequenceSpec::new(
+                &m.cnn_lstm,
+                config.sequence.length,
+            )),
+        }
+    }
+
+    /// Values per input row: the features, or a window's channels × time steps.
+    pub fn row_width(&self) -> usize {
+        self.input_dim * self.sequence.as_ref().map_or(1, |s| s.length)
     }
 
     /// A freshly initialised network; its weights come from the device's RNG (seed it first).
@@ -118,6 +171,9 @@ impl ModelSpec {
 
     /// Trainable parameters (batch norm's running statistics are not counted).
     pub fn n_params(&self) -> usize {
+        if self.sequence.is_some() {
+            return cnn_lstm::CnnLstm::n_params(self);
+        }
         let mut width = self.input_dim;
         let mut n = 0;
         for &h in &self.hidden_dims {
@@ -145,7 +201,7 @@ pub fn probabilities(logits: Tensor<2>) -> anyhow::Result<Vec<f32>> {
 /// burn initialises parameters lazily, at first use, which would tie the weights to whatever
 /// the RNG holds then (say, after a pass's dropout seed) rather than to the seed set before
 /// `init`; this draws them all at once.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -155,7 +211,7 @@ impl ModuleVisitor for Materialize {
 
 /// burn draws parameter ids at random, and they are saved with the weights and key the
 /// optimizer state; numbering them makes the same seed give byte-identical checkpoints.
-fn numbered(mut layer: Linear, ids: &mut std::ops::RangeFrom<u64>) -> Linear {
+pub(crate) fn numbered(mut layer: Linear, ids: &mut std::ops::RangeFrom<u64>) -> Linear {
     layer.weight.id = ParamId::from(ids.next().expect("unbounded"));
     if let Some(bias) = layer.bias.as_mut() {
         bias.id = ParamId::from(ids.next().expect("unbounded"));
@@ -163,7 +219,7 @@ fn numbered(mut layer: Linear, ids: &mut std::ops::RangeFrom<u64>) -> Linear {
     layer
 }
 
-fn numbered_norm(mut norm: BatchNorm, ids: &mut std::ops::RangeFrom<u64>) -> BatchNorm {
+pub(crate) fn numbered_norm(mut norm: BatchNorm, ids: &mut std::ops::RangeFrom<u64>) -> BatchNorm {
     let mut next = || ParamId::from(ids.next().expect("unbounded"));
     norm.gamma.id = next();
     norm.beta.id = next();
@@ -200,88 +256,111 @@ impl Mlp {
         self.hidden[0].weight.dims()[0]
     }
 
-    /// Outputs per row: 1 (the anomaly logit) or one per class.
-    pub fn output_width(&self) -> usize {
+    /// `[batch, features]` → `[batch, outputs]` logits; a training-mode model on an autodiff
+    /// device applies dropout with burn's on-device RNG.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_masked(x, None)
+    }
+}
+
+/// A tensor's values, row-major.
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
+    t.try_to_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))
+}
+
+/// A linear layer's weight as PyTorch's [out, in] (burn keeps [in, out]) and its bias, under
+/// the given names.
+pub(crate) fn linear_weights(
+    layer: &Linear,
+    [weight, bias]: [String; 2],
+) -> anyhow::Result<Vec<NamedTensor>> {
+    let w = layer.weight.val();
+    let [d_in, d_out] = w.dims();
+    let mut out = vec![NamedTensor {
+        name: weight,
+        shape: vec![d_out, d_in],
+        values: values(w.transpose())?,
+    }];
+    if let Some(b) = &layer.bias {
+        out.push(NamedTensor {
+            name: bias,
+            shape: vec![d_out],
+            values: values(b.val())?,
+        });
+    }
+    Ok(out)
+}
+
+/// A batch norm's `{prefix}.{weight,bias,running_mean,running_var}` (torch.nn.BatchNorm1d).
+pub(crate) fn norm_weights(prefix: &str, n: &BatchNorm) -> anyhow::Result<Vec<NamedTensor>> {
+    [
+        ("weight", n.gamma.val()),
+        ("bias", n.beta.val()),
+        ("running_mean", n.running_mean.value()),
+        ("running_var", n.running_var.value()),
+    ]
+    .into_iter()
+    .map(|(part, t)| {
+        Ok(NamedTensor {
+            name: format!("{prefix}.{part}"),
+            shape: t.dims().to_vec(),
+            values: values(t)?,
+        })
+    })
+    .collect()
+}
+
+impl Net for Mlp {
+    fn build(spec: &ModelSpec, device: &Device) -> Self {
+        spec.init(device)
+    }
+
+    fn output_width(&self) -> usize {
         self.output.weight.dims()[1]
     }
 
-    /// Whether the hidden layers normalise over the batch (resmlp).
-    pub fn has_batch_norm(&self) -> bool {
+    /// resmlp's hidden layers.
+    fn has_batch_norm(&self) -> bool {
         !self.norms.is_empty()
     }
 
-    /// The dropout probability and the width of each hidden layer (the shapes of its masks).
-    pub fn dropout_layout(&self) -> (f64, Vec<usize>) {
+    /// One mask per hidden layer.
+    fn dropout_layout(&self) -> (f64, Vec<usize>) {
         let widths = self.hidden.iter().map(|l| l.weight.dims()[1]).collect();
         (self.dropout.prob, widths)
     }
 
-    /// The weights with PyTorch's names and layout (`layers.K.weight` as [out, in]; burn keeps
-    /// [in, out]), so `torch.nn.Sequential` state dicts and other tools can load them. resmlp
-    /// adds `norms.K.{weight,bias,running_mean,running_var}` (torch.nn.BatchNorm1d) and
-    /// `skips.K.weight` for projected skip connections.
-    pub fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
-        fn values<const D: usize>(t: Tensor<D>) -> anyhow::Result<Vec<f32>> {
-            t.try_to_vec_as::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))
-        }
+    fn cpu(&self) -> anyhow::Result<Option<cpu::CpuMlp>> {
+        cpu::CpuMlp::of(self)
+    }
+
+    /// `layers.K` (torch.nn.Sequential's linear layers); resmlp adds `norms.K` and `skips.K`
+    /// for projected skip connections.
+    fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
+        let names = |name: String| [format!("{name}.weight"), format!("{name}.bias")];
         let mut out = Vec::new();
-        let mut linear = |name: String, layer: &Linear| -> anyhow::Result<()> {
-            let w = layer.weight.val();
-            let [d_in, d_out] = w.dims();
-            out.push(NamedTensor {
-                name: format!("{name}.weight"),
-                shape: vec![d_out, d_in],
-                values: values(w.transpose())?,
-            });
-            if let Some(b) = &layer.bias {
-                out.push(NamedTensor {
-                    name: format!("{name}.bias"),
-                    shape: vec![d_out],
-                    values: values(b.val())?,
-                });
-            }
-            Ok(())
-        };
         for (k, layer) in self
             .hidden
             .iter()
             .chain(std::iter::once(&self.output))
             .enumerate()
         {
-            linear(format!("layers.{k}"), layer)?;
+            out.extend(linear_weights(layer, names(format!("layers.{k}")))?);
         }
         for (k, skip) in self.skips.iter().enumerate() {
             if let Some(p) = skip {
-                linear(format!("skips.{k}"), p)?;
+                out.extend(linear_weights(p, names(format!("skips.{k}")))?);
             }
         }
         for (k, n) in self.norms.iter().enumerate() {
-            for (part, t) in [
-                ("weight", n.gamma.val()),
-                ("bias", n.beta.val()),
-                ("running_mean", n.running_mean.value()),
-                ("running_var", n.running_var.value()),
-            ] {
-                out.push(NamedTensor {
-                    name: format!("norms.{k}.{part}"),
-                    shape: t.dims().to_vec(),
-                    values: values(t)?,
-                });
-            }
+            out.extend(norm_weights(&format!("norms.{k}"), n)?);
         }
         Ok(out)
     }
 
-    /// `[batch, features]` → `[batch, outputs]` logits; a training-mode model on an autodiff
-    /// device applies dropout with burn's on-device RNG.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.forward_masked(x, None)
-    }
-
-    /// [`Mlp::forward`] with the dropout masks of each hidden layer given (`[batch, width]`,
-    /// scaled, from [`dropout::HostMasks`]) instead of drawn by burn.
-    pub fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2> {
+    /// Per hidden layer: linear, batch norm (resmlp), activation, dropout, skip (resmlp).
+    fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2> {
         let mut masks = masks.map(Vec::into_iter);
         let mut x = x;
         for (k, layer) in self.hidden.iter().enumerate() {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bail_input;
 use crate::config::Config;
 use crate::data::read::sha256_file;
+use crate::data::sequence;
 use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
 use crate::error::bad_input;
 use crate::eval::Ranked;
@@ -193,7 +194,13 @@ pub fn assess_folds(
 ) -> Result<Written> {
     let plan_path = folds_path(config);
     let plan = FoldPlan::read(&plan_path)?;
-    let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
+    let (data, layout) = if config.model.kind.is_sequence() {
+        let (data, layout) = sequence::read(&config.data.path, config, None)?;
+        (data, Some(layout))
+    } else {
+        let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
+        (data, None)
+    };
     let table_row: std::collections::HashMap<usize, usize> = data
         .table
         .source_rows
@@ -224,7 +231,10 @@ pub fn assess_folds(
                 })
             })
             .collect::<Result<_>>()?;
-        let ds = encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?;
+        let ds = match &layout {
+            Some(l) => sequence::windows_of(config, &ck.preprocessor, &data, l, &rows)?,
+            None => encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?,
+        };
         let scorer = Scorer::from_checkpoint(&ck, device)?;
         sets.push(score(&format!("fold_{k}"), &ck, &scorer, &ds, resamples)?);
         histories.push((k, ck.history.clone(), ck.weights_epoch));

@@ -14,7 +14,7 @@ use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::explain::Reason;
-use crate::model::detector::{Detector, Output};
+use crate::model::detector::{Detector, Output, score_dataset};
 use crate::model::ensemble::Votes;
 use crate::train::checkpoint::Checkpoint;
 
@@ -29,6 +29,8 @@ pub struct Scorer {
     pub members: Vec<&'static str>,
     /// The run's seed (the clustering report's silhouette sample).
     seed: u64,
+    /// A sequence family's windows: rows are windows of consecutive flows.
+    pub sequence: Option<crate::config::SequenceConfig>,
 }
 
 /// A batch's scores.
@@ -189,6 +191,11 @@ impl Scorer {
             train_quantiles: ck.train_score_quantiles.clone(),
             members: ck.detector.members(),
             seed: ck.config.training.seed,
+            sequence: ck
+                .detector
+                .kind()
+                .is_sequence()
+                .then(|| ck.config.sequence.clone()),
         })
     }
 
@@ -210,7 +217,7 @@ impl Scorer {
 
     /// Scores a labelled dataset and, for multiclass, reports per class.
     pub fn evaluate(&self, ds: &Dataset) -> Result<Predictions> {
-        let scored = self.score(&ds.x)?;
+        let scored = anomaly(&self.pre, score_dataset(&*self.detector, ds)?);
         let classes = (!self.pre.classes.is_empty()).then(|| {
             ClassReport::compute(
                 &scored.class_probs,

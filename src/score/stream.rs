@@ -15,10 +15,11 @@ use csv::ByteRecord;
 
 use super::{JsonRow, Scorer, Verdict};
 use crate::bail_input;
-use crate::config::{DataConfig, MissingPolicy};
+use crate::config::{DataConfig, MissingPolicy, SequenceConfig};
 use crate::data::labels;
 use crate::data::preprocess::{Encoding, Preprocessor};
 use crate::data::read::{column_name, parse_bool, parse_number};
+use crate::data::sequence::parse_time;
 use crate::error::bad_input;
 use crate::eval::Confusion;
 use crate::explain::Explainer;
@@ -48,6 +49,8 @@ pub struct Summary {
     pub rows: usize,
     pub flagged: usize,
     pub failed: usize,
+    /// A sequence model: rows before their group's first full window (no score).
+    pub warming: usize,
     /// The first failed row's message.
     pub first_error: Option<String>,
     /// Against the label column, when the input has one.
@@ -61,6 +64,9 @@ struct Layout {
     inputs: Vec<usize>,
     keep: Vec<usize>,
     label: Option<usize>,
+    /// A sequence model's `order_by` and `group_by` fields.
+    order: Option<usize>,
+    group: Option<usize>,
 }
 
 impl Layout {
@@ -68,9 +74,23 @@ impl Layout {
         names: &[String],
         pre: &Preprocessor,
         data: &DataConfig,
-        keep: &[String],
+        (keep, sequence): (&[String], Option<&SequenceConfig>),
     ) -> Result<Layout> {
         let find = |name: &str| names.iter().position(|n| n == name);
+        let key = |key: &str, name: Option<&String>| -> Result<Option<usize>> {
+            let Some(name) = name.map(|n| n.trim()) else {
+                return Ok(None);
+            };
+            match find(name) {
+                Some(i) => Ok(Some(i)),
+                None => Err(bad_input(format!(
+                    "missing column '{name}' (sequence.{key}), which the model orders its \
+                     windows by"
+                ))),
+            }
+        };
+        let order = key("order_by", sequence.and_then(|s| s.order_by.as_ref()))?;
+        let group = key("group_by", sequence.and_then(|s| s.group_by.as_ref()))?;
         let inputs = pre
             .columns
             .iter()
@@ -97,6 +117,8 @@ impl Layout {
             inputs,
             keep,
             label: find(data.label_column.trim()),
+            order,
+            group,
         })
     }
 }
@@ -194,6 +216,11 @@ struct Rows {
 struct RowInfo {
     /// Why the row has no features, if it has none.
     error: Option<String>,
+    /// A sequence model: the row's `group_by` cell and `order_by` value.
+    group: String,
+    order: Option<f64>,
+    /// A sequence model: the row's group has fewer flows than a window yet.
+    warming: bool,
     /// The `--keep` cells.
     keep: Vec<String>,
     /// 0/1 from the label column, when the input has one and the value is readable.
@@ -236,7 +263,7 @@ pub fn encode_records(
     keep_raw: bool,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let mut encoder = Encoder {
-        layout: Layout::new(names, pre, data, &[])?,
+        layout: Layout::new(names, pre, data, (&[], None))?,
         pre,
         data,
         labels: HashMap::new(),
@@ -285,7 +312,28 @@ impl Encoder<'_> {
                     labels::classify(labels::class_name(&raw, data), data).ok()
                 })
             });
-        rows.info.push(RowInfo { error, keep, label });
+        let cell = |at: Option<usize>| at.and_then(|i| record.get(i)).map(text);
+        let group = cell(self.layout.group).map_or(String::new(), Cow::into_owned);
+        let order = cell(self.layout.order).and_then(|t| parse_time(&t));
+        let error = match (error, self.layout.order, order) {
+            (None, Some(i), None) => Some(format!(
+                "the sequence.order_by cell: expected a number or a date-time, found {:?}",
+                cell(Some(i)).unwrap_or_default()
+            )),
+            (error, ..) => error,
+        };
+        if error.is_some() && rows.x.len() > mark {
+            rows.x.truncate(mark);
+            rows.raw.truncate(mark.min(rows.raw.len()));
+        }
+        rows.info.push(RowInfo {
+            error,
+            group,
+            order,
+            warming: false,
+            keep,
+            label,
+        });
     }
 
     /// Sends groups of `group` rows until the input ends (or the receiver is gone).
@@ -358,7 +406,13 @@ pub fn run(
     } else {
         data.columns.iter().map(|c| c.trim().to_string()).collect()
     };
-    let layout = Layout::new(&names, &scorer.pre, data, &opts.keep)?;
+    let sequence = scorer.sequence.as_ref();
+    let layout = Layout::new(&names, &scorer.pre, data, (&opts.keep, sequence))?;
+    let mut windower = sequence.map(|s| Windower {
+        length: s.length,
+        channels: scorer.pre.n_features(),
+        groups: HashMap::new(),
+    });
     let mut summary = Summary {
         confusion: layout.label.map(|_| Confusion::default()),
         ..Default::default()
@@ -412,28 +466,85 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                write_batch(scorer, explain, &mut pending, &mut writer, &mut summary)?;
+                let stages = (explain, windower.as_mut());
+                write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
                 break;
             }
         }
-        write_batch(scorer, explain, &mut pending, &mut writer, &mut summary)?;
+        let stages = (explain, windower.as_mut());
+        write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
         first_at = None;
     }
     writer.flush()?;
     Ok(summary)
 }
 
+/// A sequence model's rolling windows: the latest flows of each group, in arrival order.
+struct Windower {
+    length: usize,
+    channels: usize,
+    /// Per group: its last `length` flows (`channels` values each) and `order_by` value.
+    groups: HashMap<String, (std::collections::VecDeque<f32>, Option<f64>)>,
+}
+
+impl Windower {
+    /// Replaces the pending flows by the windows they complete: a row whose group has fewer
+    /// than `length` flows so far is marked warming (and has no window), a row whose
+    /// `order_by` goes back in time within its group is an error.
+    fn windows(&mut self, pending: &mut Rows) {
+        let (l, c) = (self.length, self.channels);
+        let flows = std::mem::take(&mut pending.x);
+        let encoded = pending.info.iter_mut().filter(|i| i.error.is_none());
+        for (at, info) in encoded.enumerate() {
+            let flow = &flows[at * c..(at + 1) * c];
+            let (ring, last) = self.groups.entry(info.group.clone()).or_default();
+            if let (Some(prev), Some(now)) = (*last, info.order)
+                && now < prev
+            {
+                info.error = Some(format!(
+                    "sequence.order_by goes back in time in group '{}' ({prev} after {now}): \
+                     predict reads each group's flows in arrival order; sort the input",
+                    info.group
+                ));
+                continue;
+            }
+            *last = info.order.or(*last);
+            ring.extend(flow);
+            if ring.len() > l * c {
+                ring.drain(..c);
+            }
+            let seen = ring.len() / c;
+            if seen < l {
+                info.warming = true;
+                info.error = Some(format!(
+                    "no window yet: {seen} of the {l} flows of group '{}' a window needs",
+                    info.group
+                ));
+                continue;
+            }
+            let (a, b) = ring.as_slices();
+            let window: Vec<f32> = a.iter().chain(b).copied().collect();
+            for ch in 0..c {
+                pending.x.extend((0..l).map(|t| window[t * c + ch]));
+            }
+        }
+    }
+}
+
 /// Scores the pending rows, writes one output row for each (with the top reasons of flagged
 /// rows, when explaining), and flushes the output.
 fn write_batch(
     scorer: &Scorer,
-    explain: Option<(&Explainer, usize)>,
+    (explain, windower): (Option<(&Explainer, usize)>, Option<&mut Windower>),
     pending: &mut Rows,
     writer: &mut Writer,
     summary: &mut Summary,
 ) -> Result<()> {
     if pending.len() == 0 {
         return Ok(());
+    }
+    if let Some(w) = windower {
+        w.windows(pending);
     }
     let scored = scorer.score(&pending.x)?;
     let reasons = match explain {
@@ -457,6 +568,10 @@ fn write_batch(
                     c.count(v.flagged, y == 1.0);
                 }
                 Ok(v)
+            }
+            Some(e) if info.warming => {
+                summary.warming += 1;
+                Err(e.as_str())
             }
             Some(e) => {
                 summary.failed += 1;

@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::bail_input;
 use anyhow::{Context, Result, anyhow};
 use burn::tensor::Device;
 use serde_json::{Value, json};
@@ -56,6 +57,14 @@ impl Model {
     ) -> Result<Model> {
         let started = Instant::now();
         let ck = Checkpoint::load(path)?;
+        if ck.detector.kind().is_sequence() {
+            bail_input!(
+                "{}: a sequence model scores windows of a group's consecutive flows; the API \
+                 scores rows one by one, so serve a per-flow model (use `anomaly predict` \
+                 with stdin for streaming windows)",
+                path.display()
+            );
+        }
         let scorer = Arc::new(
             Scorer::from_checkpoint(&ck, device)
                 .with_context(|| format!("checkpoint {}", path.display()))?,

@@ -13,7 +13,8 @@ use crate::bail_input;
 use crate::config::{Config, ThresholdChoice};
 use crate::data::augment;
 use crate::data::folds::kfold;
-use crate::data::{Labeled, prepare_rows, read_labeled, split_rows, write_atomic};
+use crate::data::sequence::{self, Layout};
+use crate::data::{Labeled, Prepared, prepare_rows, read_labeled, split_rows, write_atomic};
 use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
 use crate::score::Scorer;
@@ -60,6 +61,8 @@ pub struct CvData {
     pub data: Labeled,
     pub folds: Vec<Vec<usize>>,
     pub plan: FoldPlan,
+    /// A sequence family: the rows in sequence order (the folds are blocks of it).
+    pub layout: Option<Layout>,
 }
 
 pub fn fold_dir(config: &Config, fold: usize) -> PathBuf {
@@ -72,6 +75,9 @@ pub fn folds_path(config: &Config) -> PathBuf {
 
 /// Reads the data, sets the test split aside and deals the rest into folds.
 pub fn plan_folds(config: &Config, run_name: &str) -> Result<CvData> {
+    if config.model.kind.is_sequence() {
+        return plan_blocked_folds(config, run_name);
+    }
     let cv = &config.cross_validation;
     let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
     let split = split_rows(&data, &config.data);
@@ -105,7 +111,60 @@ pub fn plan_folds(config: &Config, run_name: &str) -> Result<CvData> {
         folds: folds.iter().map(|f| file_rows(f)).collect(),
         test_rows: file_rows(&split.test),
     };
-    Ok(CvData { data, folds, plan })
+    Ok(CvData {
+        data,
+        folds,
+        plan,
+        layout: None,
+    })
+}
+
+/// A sequence family's folds: contiguous blocks of each group's flows before its test block
+/// (a shuffled or stratified deal would put validation flows inside training windows, so
+/// `shuffle` and `stratify` are not used, and the plan says so).
+fn plan_blocked_folds(config: &Config, run_name: &str) -> Result<CvData> {
+    let (cv, cfg) = (&config.cross_validation, &config.data);
+    let (data, layout) = sequence::read(&cfg.path, config, None)?;
+    let test = if cfg.test_path.is_some() {
+        0.0
+    } else {
+        cfg.test_size
+    };
+    let (folds, test_rows) = layout.folds(test, cv.n_splits);
+    let file_rows = |rows: &[usize]| rows.iter().map(|&r| data.table.source_rows[r]).collect();
+    let plan = FoldPlan {
+        data: cfg.path.clone(),
+        n_splits: cv.n_splits,
+        shuffle: false,
+        stratify: false,
+        random_state: cv.random_state,
+        run_name: run_name.to_string(),
+        folds: folds.iter().map(|f| file_rows(f)).collect(),
+        test_rows: file_rows(&test_rows),
+    };
+    Ok(CvData {
+        data,
+        folds,
+        plan,
+        layout: Some(layout),
+    })
+}
+
+/// A model's data for `train` and `val` rows: [`prepare_rows`], or for a sequence family the
+/// windows of those rows' blocks.
+fn prepare(
+    config: &Config,
+    cv: &CvData,
+    data: &Labeled,
+    rows: (&[usize], &[usize]),
+) -> Result<Prepared> {
+    match &cv.layout {
+        Some(layout) => {
+            let parts = layout.parts_of(rows.0, rows.1);
+            sequence::prepare_parts(config, data, layout.clone(), &parts)
+        }
+        None => prepare_rows(config, data, rows.0, rows.1),
+    }
 }
 
 /// Writes `folds.json`, or checks that the one on disk describes the same folds (so that
@@ -191,7 +250,7 @@ pub fn run_fold(
         train_rows,
         config.data.random_state + fold as u64,
     )?;
-    let prepared = prepare_rows(config, &data, &train_rows, val_rows)?;
+    let prepared = prepare(config, cv, &data, (&train_rows, val_rows))?;
     let fold_cfg = fold_config(config, fold);
     let run_name = format!("{}/fold_{fold}", cv.plan.run_name);
     let last = fold_dir(config, fold).join("last.mpk");
@@ -259,7 +318,7 @@ pub fn final_model(
     let mut rows: Vec<usize> = cv.folds.concat();
     rows.sort_unstable();
     let (data, rows) = training_part(config, cv, rows, config.data.random_state)?;
-    let prepared = prepare_rows(config, &data, &rows, &[])?;
+    let prepared = prepare(config, cv, &data, (&rows, &[]))?;
     let mut c = config.clone();
     c.checkpoint.save_dir = config.checkpoint.save_dir.join("final");
     c.training.epochs = summary.mean_best_epoch.round().max(1.0) as usize;

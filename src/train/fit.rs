@@ -97,7 +97,8 @@ fn fit_detector(
         | ModelKind::Autoencoder
         | ModelKind::Ensemble
         | ModelKind::RandomForest
-        | ModelKind::GradientBoosting => {
+        | ModelKind::GradientBoosting
+        | ModelKind::CnnLstm => {
             unreachable!("fitted by the gradient trainer, fit_ensemble or fit_trees")
         }
     })

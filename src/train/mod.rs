@@ -12,7 +12,6 @@ pub mod fit;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
@@ -33,11 +32,12 @@ use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::decision::{self, RuleInputs};
+use crate::model::cnn_lstm::CnnLstm;
 use crate::model::detector::{
-    Detector, DetectorState, Network, NetworkState, load_model, model_bytes,
+    DetectorState, Network, NetworkState, load_model, model_bytes, score_dataset,
 };
 use crate::model::dropout::HostMasks;
-use crate::model::{Mlp, ModelSpec};
+use crate::model::{Mlp, ModelSpec, Net};
 use crate::score::anomaly;
 use checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 
@@ -249,9 +249,7 @@ fn batch_tensors(
 ) -> (Tensor<2>, Tensor<2>) {
     let d = ds.n_features;
     x_buf.clear();
-    for &r in rows {
-        x_buf.extend_from_slice(&ds.x[r * d..(r + 1) * d]);
-    }
+    ds.gather(rows, x_buf);
     let x = Tensor::from_data(TensorData::new(x_buf.clone(), [rows.len(), d]), device);
     let (t, shape) = objective.targets(ds, rows);
     (x, Tensor::from_data(TensorData::new(t, shape), device))
@@ -285,8 +283,8 @@ pub const MIN_SHARD_ROWS: usize = 1024;
 /// gradients are summed in part order, so the result does not depend on the thread count.
 /// Each part works on a fork of the model (the same parameters and ids, an autodiff graph of
 /// its own): parts sharing one graph's leaves across threads deadlocked in burn's autodiff.
-fn gradients(
-    model: &Mlp,
+fn gradients<M: Net>(
+    model: &M,
     device: &Device,
     objective: &Objective,
     (x, t, masks): (Tensor<2>, Tensor<2>, Option<Vec<Tensor<2>>>),
@@ -301,7 +299,7 @@ fn gradients(
         return (grads, loss.into_scalar::<f32>() as f64);
     }
     let bounds = |s: usize| (s * n / k, (s + 1) * n / k);
-    let part = |(model, s): (Mlp, usize)| {
+    let part = |(model, s): (M, usize)| {
         let (a, b) = bounds(s);
         let masks = masks
             .as_ref()
@@ -324,7 +322,7 @@ fn gradients(
             .map(|t| t.join().expect("a gradient thread panicked"))
             .collect()
     });
-    let mut sum = GradientsAccumulator::<Mlp>::new();
+    let mut sum = GradientsAccumulator::<M>::new();
     let mut loss = 0.0;
     for (grads, value) in parts {
         sum.accumulate(model, grads);
@@ -338,8 +336,8 @@ fn gradients(
 /// the model and the sum of per-row losses; `on_batch` sees each batch's mean loss. (The
 /// benchmarks time exactly this.)
 #[allow(clippy::too_many_arguments)]
-pub fn run_epoch(
-    mut model: Mlp,
+pub fn run_epoch<M: Net>(
+    mut model: M,
     optim: &mut ModuleOptimizer,
     data: &Dataset,
     order: &[usize],
@@ -350,7 +348,7 @@ pub fn run_epoch(
     device: &Device,
     shards: usize,
     on_batch: &mut dyn FnMut(f64),
-) -> (Mlp, f64) {
+) -> (M, f64) {
     let batches = batches(order, batch_size, model.has_batch_norm());
     let (prob, widths) = model.dropout_layout();
     let host_masks = prob > 0.0 && crate::device::is_cpu(device);
@@ -481,7 +479,7 @@ fn validate(
     if data.val.is_empty() {
         return Ok((f64::NAN, Vec::new()));
     }
-    let scored = anomaly(&data.pre, network.score(&data.val.x)?);
+    let scored = anomaly(&data.pre, score_dataset(network, &data.val)?);
     let out = match objective {
         Objective::Multiclass { .. } => &scored.class_probs,
         _ => &scored.anomaly,
@@ -498,7 +496,7 @@ fn decide(
     data: &Prepared,
     val_scores: &[f32],
 ) -> Result<(f32, Vec<f32>)> {
-    let train_scores = anomaly(&data.pre, network.score(&data.train.x)?).anomaly;
+    let train_scores = anomaly(&data.pre, score_dataset(network, &data.train)?).anomaly;
     let train_quantiles = decision::score_quantiles(&train_scores);
     let inputs = RuleInputs {
         val_scores,
@@ -528,8 +526,11 @@ pub fn train(
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    if run.config.model.kind.by_gradient() {
-        train_network(run, resume, observer)
+    let kind = run.config.model.kind;
+    if kind.is_sequence() {
+        train_network::<CnnLstm>(run, resume, observer)
+    } else if kind.by_gradient() {
+        train_network::<Mlp>(run, resume, observer)
     } else {
         fit::one_pass(run, resume, observer)
     }
@@ -537,7 +538,7 @@ pub fn train(
 
 /// The gradient trainer of the neural families: trains (or resumes), writing `best.mpk`,
 /// `last.mpk` and the periodic checkpoints as it goes.
-fn train_network(
+fn train_network<M: Net>(
     run: &Run,
     resume: Option<Checkpoint>,
     observer: &mut dyn Observer,
@@ -551,7 +552,7 @@ fn train_network(
     } = *run;
     let cfg = &config.training;
     let ad = device.clone().autodiff();
-    let spec = ModelSpec::new(data.pre.n_features(), data.pre.n_outputs(), &config.model);
+    let spec = ModelSpec::of_run(config, data.pre.n_features(), data.pre.n_outputs());
     // The family's variant, checked once (the dispatcher only sends neural kinds here).
     DetectorState::from_network(NetworkState {
         spec: spec.clone(),
@@ -567,7 +568,7 @@ fn train_network(
             "--resume-from: the checkpoint's network does not match model.* of this run"
         ),
         Some(start) => load_model(&spec, &start.weights, &ad)?,
-        None => spec.init(&ad),
+        None => M::build(&spec, &ad),
     };
     let mut optim = optimizer(cfg);
     let (mut state, mut history, first_epoch) = match resume {
