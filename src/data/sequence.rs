@@ -296,8 +296,8 @@ pub fn window_label(y: &[f32], class: &[u32], rule: WindowLabel) -> (f32, Option
             let key = |i: usize| class.get(i).copied().unwrap_or(y[i] as u32);
             let mut counts: HashMap<u32, usize> = HashMap::new();
             (0..y.len()).for_each(|i| *counts.entry(key(i)).or_insert(0) += 1);
+            // `max_by_key` keeps the last of equal maxima: the later flow.
             (0..y.len())
-                .rev()
                 .max_by_key(|&i| counts[&key(i)])
                 .expect("a window has flows")
         }
@@ -547,4 +547,135 @@ pub fn evaluation(
         config.sequence.length
     ));
     Ok((ds, notices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn window_labels_follow_the_rule() {
+        // Flows' labels 0 1 1 0: last says 0, any 1, majority ties 2-2 and takes the later.
+        let y = [0.0, 1.0, 1.0, 0.0];
+        assert_eq!(window_label(&y, &[], WindowLabel::Last), (0.0, None));
+        assert_eq!(window_label(&y, &[], WindowLabel::Any), (1.0, None));
+        assert_eq!(window_label(&y, &[], WindowLabel::Majority), (0.0, None));
+        let y = [1.0, 1.0, 0.0];
+        assert_eq!(window_label(&y, &[], WindowLabel::Majority), (1.0, None));
+        assert_eq!(
+            window_label(&[0.0, 0.0], &[], WindowLabel::Any),
+            (0.0, None)
+        );
+        // Multiclass: any takes the last anomalous flow's class; majority counts classes.
+        let (y, class) = ([1.0, 1.0, 0.0, 1.0, 0.0], [2, 2, 0, 1, 0]);
+        assert_eq!(window_label(&y, &class, WindowLabel::Any), (1.0, Some(1)));
+        assert_eq!(window_label(&y, &class, WindowLabel::Last), (0.0, Some(0)));
+        assert_eq!(
+            window_label(&y, &class, WindowLabel::Majority),
+            (0.0, Some(0))
+        );
+    }
+
+    #[test]
+    fn a_window_is_its_flows_channel_by_channel() {
+        // Three flows of two features: (1, 10), (2, 20), (3, 30).
+        let w = Windows {
+            flows: Arc::new(vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]),
+            channels: 2,
+            length: 2,
+            ends: vec![1, 2],
+        };
+        let mut out = Vec::new();
+        w.push(1, &mut out);
+        assert_eq!(out, [2.0, 3.0, 20.0, 30.0]);
+    }
+
+    #[test]
+    fn times_parse_as_numbers_iso_and_day_first_dates() {
+        assert_eq!(parse_time("12.5"), Some(12.5));
+        assert_eq!(parse_time("1970-01-02 00:00:01"), Some(86_401.0));
+        assert_eq!(parse_time("1970-01-02T00:00:01.5Z"), Some(86_401.5));
+        // CICFlowMeter: day first, hours without a leading zero, optional seconds and AM/PM.
+        let t = parse_time("3/7/2017 8:55:58").unwrap();
+        assert_eq!(t, parse_time("2017-07-03 08:55:58").unwrap());
+        assert_eq!(
+            parse_time("3/7/2017 1:05 PM"),
+            parse_time("2017-07-03 13:05")
+        );
+        assert_eq!(parse_time("2000-03-01"), Some(11_017.0 * 86_400.0));
+        for bad in ["", "tcp", "2017-13-01", "1/1/2017 25:00", "inf"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    /// Over every window of a generated file, for the train/validation/test blocks and for
+    /// each cv fold: a window's flows are consecutive flows of one host, in time order, all
+    /// in the window's part.
+    #[test]
+    fn windows_never_cross_a_split_or_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.csv");
+        crate::data::generate::write_sequences(&path, 3000, 7, 3, 0.1).unwrap();
+        let mut config = Config::default();
+        config.data.path = path.clone();
+        config.sequence.order_by = Some("timestamp".into());
+        config.sequence.group_by = Some("src_host".into());
+        let keys = Keys::columns(&config.sequence);
+        let mut data =
+            super::super::read_keyed(&path, &config.data, (config.task, None), false, &keys)
+                .unwrap();
+        // The raw key cells, before `Keys::take` removes them.
+        let text = |name: &str| match &data.table.column(name).unwrap().data {
+            ColumnData::Categorical(d) => (0..d.codes.len())
+                .map(|r| d.value(r).to_string())
+                .collect::<Vec<_>>(),
+            _ => unreachable!("keys are read as text"),
+        };
+        let (host, time) = (text("src_host"), text("timestamp"));
+        let taken = Keys::take(&mut data.table, &config.sequence).unwrap();
+        assert!(data.table.column("timestamp").is_none());
+        let layout = Layout::of(&taken, data.y.len());
+        assert_eq!(layout.sequences.len(), 7);
+        let length = 16;
+        let check = |parts: &[Part], part: Part, stride: usize| {
+            let ends = layout.window_ends(parts, part, length, stride);
+            assert!(!ends.is_empty());
+            for &e in &ends {
+                let rows: Vec<usize> = (e + 1 - length..=e).map(|i| layout.order[i]).collect();
+                assert!((e + 1 - length..=e).all(|i| parts[i] == part));
+                assert!(rows.iter().all(|&r| host[r] == host[rows[0]]));
+                let t: Vec<f64> = rows.iter().map(|&r| time[r].parse().unwrap()).collect();
+                assert!(t.windows(2).all(|p| p[0] <= p[1]));
+                // Consecutive: no flow of the host falls between two of the window's.
+                let between = (0..host.len()).filter(|&r| {
+                    host[r] == host[rows[0]]
+                        && time[r].parse::<f64>().unwrap() > t[0]
+                        && time[r].parse::<f64>().unwrap() < t[length - 1]
+                });
+                assert_eq!(between.count(), length - 2);
+            }
+            ends
+        };
+        let parts = layout.blocked(0.2, 0.1);
+        let every = check(&parts, Part::Train, 1);
+        // Every 4th window of each host's run (its count rounded up per host).
+        let strided = check(&parts, Part::Train, 4);
+        assert!(strided.iter().all(|e| every.contains(e)));
+        assert!((every.len()..=every.len() + 3 * 7).contains(&(4 * strided.len())));
+        check(&parts, Part::Validation, 1);
+        check(&parts, Part::Test, 1);
+        // Each host's test flows are its last 20%.
+        let (folds, test) = layout.folds(0.2, 3);
+        assert_eq!(test, layout.rows(&parts, Part::Test));
+        for f in 0..3 {
+            let train: Vec<usize> = (0..3)
+                .filter(|&g| g != f)
+                .flat_map(|g| folds[g].clone())
+                .collect();
+            let fold = layout.parts_of(&train, &folds[f]);
+            check(&fold, Part::Train, 1);
+            check(&fold, Part::Validation, 1);
+        }
+    }
 }

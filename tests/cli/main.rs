@@ -13,6 +13,7 @@ mod gpu;
 mod hub_server;
 mod predict;
 mod presets;
+mod sequence;
 mod serve;
 mod tensorboard;
 mod training;
