@@ -866,8 +866,13 @@ pub enum DuplicateColumns {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// The training CSV (`.csv`, `.csv.gz`, `.txt.gz`, …).
+    /// The training CSV (`.csv`, `.csv.gz`, `.txt.gz`, …), or with `format: npy` the windows.
     pub path: PathBuf,
+    /// `csv`, or `npy`: NumPy arrays of windows, `path` of shape (N, C, L) and `labels_path`
+    /// of shape (N,) (sequence families only).
+    pub format: DataFormat,
+    /// With `format: npy`: the labels, one per window.
+    pub labels_path: Option<PathBuf>,
     /// A separate test file (NSL-KDD ships KDDTest+); when set, `test_size` is not used.
     pub test_path: Option<PathBuf>,
     pub header: bool,
@@ -912,6 +917,8 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data/sample.csv"),
+            format: DataFormat::Csv,
+            labels_path: None,
             test_path: None,
             header: true,
             columns: Vec::new(),
@@ -937,6 +944,14 @@ impl Default for DataConfig {
             use_augmented_data: false,
         }
     }
+}
+
+/// How the data files are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    Csv,
+    Npy,
 }
 
 /// A label value as a config may write it: text, or a YAML number or boolean
@@ -1149,8 +1164,25 @@ impl Config {
 
     /// The sequence keys, checked only for a sequence family.
     fn validate_sequence(&self) -> Result<()> {
+        let npy = self.data.format == DataFormat::Npy;
         if !self.model.kind.is_sequence() {
+            if npy {
+                bail_input!(
+                    "data.format: npy holds windows, for sequence families (model.kind: cnn_lstm)"
+                );
+            }
             return Ok(());
+        }
+        if npy && self.data.test_path.is_some() {
+            bail_input!(
+                "data.test_path: with data.format: npy the test windows are the last \
+                 data.test_size of data.path's"
+            );
+        }
+        if npy && (self.sequence.order_by.is_some() || self.sequence.group_by.is_some()) {
+            bail_input!(
+                "sequence.order_by/group_by: an .npy file's windows are already cut; leave them null"
+            );
         }
         let s = &self.sequence;
         if s.length < 2 || s.stride == 0 {

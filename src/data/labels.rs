@@ -118,7 +118,7 @@ mod tests {
     fn dict(values: &[&str]) -> Dictionary {
         let mut d = Dictionary::default();
         for v in values {
-            d.push_for_test(v);
+            d.push(v);
         }
         d
     }

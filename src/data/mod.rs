@@ -6,6 +6,7 @@ pub mod folds;
 pub mod generate;
 pub mod inspect;
 pub mod labels;
+pub mod npy;
 pub mod preprocess;
 pub mod read;
 pub mod select;
@@ -215,69 +216,79 @@ fn read_keyed(
     keys: &[String],
 ) -> Result<Labeled> {
     let load = || -> Result<Labeled> {
-        let mut table = read_table(path, &spec(cfg, pre, label_optional, keys))?;
+        let table = read_table(path, &spec(cfg, pre, label_optional, keys))?;
         if pre.is_none() {
             check_named_columns(&table, cfg)?;
         }
-        let mut notices = Vec::new();
-        for (name, at) in &table.skipped_duplicates {
-            notices.push(format!(
-                "column '{name}' at position {at} repeats an earlier name; skipped (data.duplicate_columns: keep_first)"
-            ));
-        }
-        for c in table.columns.iter().filter(|c| c.missing.total() > 0) {
-            notices.push(format!(
-                "column '{}': {} empty, {} NaN, {} infinite cells",
-                c.name, c.missing.empty, c.missing.nan, c.missing.infinite
-            ));
-        }
-        let policy = pre.map_or(cfg.missing, |p| p.missing);
-        let dropped = apply_missing_policy(&mut table, policy)?;
-        if dropped > 0 {
-            notices.push(format!(
-                "dropped {dropped} rows with missing or non-finite cells"
-            ));
-        }
-        if table.n_rows() == 0 {
-            bail_input!("no rows left after dropping rows with missing cells");
-        }
-        let y = if table.labelled {
-            labels::binarize(&table.labels, cfg)?
-        } else {
-            vec![0.0; table.n_rows()]
-        };
-        let classes = match pre {
-            Some(p) => p.classes.clone(),
-            None if task == Task::Multiclass => labels::classes_of(&table.labels, cfg),
-            None => Vec::new(),
-        };
-        let class = if classes.is_empty() {
-            Vec::new()
-        } else {
-            labels::class_indices(&table.labels, cfg, &classes)
-        };
-        let anomalous = classes
-            .iter()
-            .map(|c| Ok(labels::classify(c, cfg)? == 1.0))
-            .collect::<Result<_>>()?;
-        let value_class = table
-            .labels
-            .values
-            .iter()
-            .map(|v| labels::class_name(v, cfg).to_string())
-            .collect();
-        Ok(Labeled {
-            labelled: table.labelled,
-            table,
-            y,
-            classes,
-            anomalous,
-            class,
-            value_class,
-            notices,
-        })
+        label_table(table, cfg, (task, pre))
     };
     load().with_context(|| format!("reading {}", path.display()))
+}
+
+/// A read table after the missing-value policy, with its labels (0/1, and classes for
+/// multiclass; `pre`'s classes when given).
+fn label_table(
+    mut table: Table,
+    cfg: &DataConfig,
+    (task, pre): (Task, Option<&Preprocessor>),
+) -> Result<Labeled> {
+    let mut notices = Vec::new();
+    for (name, at) in &table.skipped_duplicates {
+        notices.push(format!(
+            "column '{name}' at position {at} repeats an earlier name; skipped (data.duplicate_columns: keep_first)"
+        ));
+    }
+    for c in table.columns.iter().filter(|c| c.missing.total() > 0) {
+        notices.push(format!(
+            "column '{}': {} empty, {} NaN, {} infinite cells",
+            c.name, c.missing.empty, c.missing.nan, c.missing.infinite
+        ));
+    }
+    let policy = pre.map_or(cfg.missing, |p| p.missing);
+    let dropped = apply_missing_policy(&mut table, policy)?;
+    if dropped > 0 {
+        notices.push(format!(
+            "dropped {dropped} rows with missing or non-finite cells"
+        ));
+    }
+    if table.n_rows() == 0 {
+        bail_input!("no rows left after dropping rows with missing cells");
+    }
+    let y = if table.labelled {
+        labels::binarize(&table.labels, cfg)?
+    } else {
+        vec![0.0; table.n_rows()]
+    };
+    let classes = match pre {
+        Some(p) => p.classes.clone(),
+        None if task == Task::Multiclass => labels::classes_of(&table.labels, cfg),
+        None => Vec::new(),
+    };
+    let class = if classes.is_empty() {
+        Vec::new()
+    } else {
+        labels::class_indices(&table.labels, cfg, &classes)
+    };
+    let anomalous = classes
+        .iter()
+        .map(|c| Ok(labels::classify(c, cfg)? == 1.0))
+        .collect::<Result<_>>()?;
+    let value_class = table
+        .labels
+        .values
+        .iter()
+        .map(|v| labels::class_name(v, cfg).to_string())
+        .collect();
+    Ok(Labeled {
+        labelled: table.labelled,
+        table,
+        y,
+        classes,
+        anomalous,
+        class,
+        value_class,
+        notices,
+    })
 }
 
 /// The split of a training file that `train`, `test` and `assess` all agree on.

@@ -57,7 +57,7 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
-    fn push(&mut self, value: &str) {
+    pub(crate) fn push(&mut self, value: &str) {
         let code = match self.index.get(value) {
             Some(&c) => c,
             None => {
@@ -68,11 +68,6 @@ impl Dictionary {
             }
         };
         self.codes.push(code);
-    }
-
-    #[cfg(test)]
-    pub fn push_for_test(&mut self, value: &str) {
-        self.push(value)
     }
 
     pub fn value(&self, row: usize) -> &str {

@@ -13,7 +13,7 @@ use super::preprocess::Preprocessor;
 use super::read::{Column, ColumnData, Table};
 use super::{Dataset, Labeled, Prepared, encode};
 use crate::bail_input;
-use crate::config::{Config, SequenceConfig, WindowLabel};
+use crate::config::{Config, DataFormat, SequenceConfig, WindowLabel};
 
 /// Windows over encoded flows: row `w` of a dataset is the `length` flows ending at
 /// `ends[w]`, as channels × time.
@@ -178,6 +178,9 @@ pub struct Layout {
     pub order: Vec<usize>,
     /// Each group's positions in `order`.
     pub sequences: Vec<Range<usize>>,
+    /// What splits and folds cut in contiguous blocks: each group (an .npy file: all its
+    /// windows, in file order).
+    pub blocks: Vec<Range<usize>>,
 }
 
 impl Layout {
@@ -202,14 +205,19 @@ impl Layout {
                 _ => sequences.push(i..i + 1),
             }
         }
-        Layout { order, sequences }
+        let blocks = sequences.clone();
+        Layout {
+            order,
+            sequences,
+            blocks,
+        }
     }
 
     /// Each sequence cut in contiguous blocks along its order: the first flows for training,
     /// then `val` of them for validation, then the last `test` for testing.
     pub fn blocked(&self, test: f64, val: f64) -> Vec<Part> {
         let mut parts = vec![Part::Train; self.order.len()];
-        for s in &self.sequences {
+        for s in &self.blocks {
             let n = s.len();
             let n_test = (n as f64 * test).round() as usize;
             let n_val = (n as f64 * val).round() as usize;
@@ -226,7 +234,7 @@ impl Layout {
     pub fn folds(&self, test: f64, k: usize) -> (Vec<Vec<usize>>, Vec<usize>) {
         let parts = self.blocked(test, 0.0);
         let mut folds = vec![Vec::new(); k];
-        for s in &self.sequences {
+        for s in &self.blocks {
             let pool: Vec<usize> = s.clone().filter(|&i| parts[i] == Part::Train).collect();
             for (f, fold) in folds.iter_mut().enumerate() {
                 let n = pool.len();
@@ -377,11 +385,48 @@ pub fn read(path: &Path, config: &Config, pre: Option<&Preprocessor>) -> Result<
     } else {
         config.task
     };
+    if config.data.format == DataFormat::Npy {
+        return read_npy(path, config, (task, pre));
+    }
     let keys = Keys::columns(&config.sequence);
     let mut data = super::read_keyed(path, &config.data, (task, pre), false, &keys)?;
     let keys = Keys::take(&mut data.table, &config.sequence)
         .with_context(|| format!("reading {}", path.display()))?;
     let layout = Layout::of(&keys, data.y.len());
+    Ok((data, layout))
+}
+
+/// An .npy file of windows: each window a sequence of its own, split and folded in file
+/// order.
+fn read_npy(
+    path: &Path,
+    config: &Config,
+    (task, pre): (crate::config::Task, Option<&Preprocessor>),
+) -> Result<(Labeled, Layout)> {
+    let (table, l) = super::npy::read_windows(path, &config.data)?;
+    if l != config.sequence.length {
+        bail_input!(
+            "{}: windows of {l} time steps, but sequence.length is {}",
+            path.display(),
+            config.sequence.length
+        );
+    }
+    let n = table.n_rows();
+    let data = super::label_table(table, &config.data, (task, pre))
+        .with_context(|| format!("reading {}", path.display()))?;
+    if data.y.len() != n {
+        bail_input!(
+            "{}: missing values would drop time steps from windows; use data.missing: \
+             impute_median",
+            path.display()
+        );
+    }
+    let keys = Keys {
+        order: None,
+        group: Some((0..n).map(|f| (f / l) as u32).collect()),
+    };
+    let mut layout = Layout::of(&keys, n);
+    layout.blocks = vec![0..n];
     Ok((data, layout))
 }
 
@@ -533,6 +578,12 @@ pub fn evaluation(
     file: Option<&Path>,
 ) -> Result<(Dataset, Vec<String>)> {
     let mut notices = Vec::new();
+    if file.is_some() && config.data.format == DataFormat::Npy {
+        bail_input!(
+            "--data: a model trained on .npy windows is tested on the last data.test_size of \
+             its own windows (data.path and data.labels_path)"
+        );
+    }
     let ds = match file.or(config.data.test_path.as_deref()) {
         Some(p) => whole_file(p, config, pre, &mut notices)?,
         None => {
@@ -607,6 +658,50 @@ mod tests {
         for bad in ["", "tcp", "2017-13-01", "1/1/2017 25:00", "inf"] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
+    }
+
+    /// An .npy file's windows come back exactly as written (channels × time), each with its
+    /// label; an array of the wrong rank is refused naming its shape.
+    #[test]
+    fn npy_windows_come_back_as_written() {
+        use crate::data::npy::tests::npy;
+        let dir = tempfile::tempdir().unwrap();
+        let (n, c, l) = (6, 2, 4);
+        let x: Vec<f32> = (0..n * c * l).map(|i| i as f32 * 0.5).collect();
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("X.npy"), npy("<f4", "(6, 2, 4)", &bytes)).unwrap();
+        let y: Vec<u8> = [0i64, 1, 0, 1, 1, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(dir.path().join("y.npy"), npy("<i8", "(6,)", &y)).unwrap();
+        let mut config = Config::default();
+        config.data.format = DataFormat::Npy;
+        config.data.path = dir.path().join("X.npy");
+        config.data.labels_path = Some(dir.path().join("y.npy"));
+        config.data.scaler = crate::config::ScalerKind::None;
+        config.sequence.length = l;
+        let (data, layout) = read(&config.data.path, &config, None).unwrap();
+        let rows: Vec<usize> = (0..n * l).collect();
+        let classes = (data.classes.clone(), data.anomalous.clone());
+        let (pre, _) = Preprocessor::fit(&data.table, &rows, &config.data, classes).unwrap();
+        let seq = Sequenced::encode(&pre, &data, layout, l, &mut Vec::new()).unwrap();
+        let parts = vec![Part::Train; n * l];
+        let ds = seq.windows(
+            seq.layout.window_ends(&parts, Part::Train, l, 1),
+            WindowLabel::Last,
+        );
+        let mut back = Vec::new();
+        ds.gather(&(0..n).collect::<Vec<_>>(), &mut back);
+        assert_eq!(back, x);
+        assert_eq!(ds.y, [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]);
+
+        std::fs::write(dir.path().join("X.npy"), npy("<f4", "(6, 8)", &bytes)).unwrap();
+        let Err(err) = read(&config.data.path, &config, None) else {
+            panic!("a 2-d X was read")
+        };
+        let err = crate::error::one_line(&err);
+        assert!(err.contains("shape (6, 8), expected (N, C, L)"), "{err}");
     }
 
     /// Over every window of a generated file, for the train/validation/test blocks and for

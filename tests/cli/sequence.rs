@@ -240,3 +240,66 @@ fn sequence_settings_are_checked() {
     let args = ["--set", "data.path=bad.csv"];
     run(&args).bad_input("row 2 of column 'timestamp' holds 'soon'");
 }
+
+/// `numpy.save`'s bytes for a little-endian array (`<f4` or `<i8`) of `shape`.
+fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    header.push_str(&" ".repeat(63 - (10 + header.len()) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// The original project's layout: windows X (N, C, L) and labels y (N,) as .npy files. The
+/// anomalous windows ramp up over time in channel 0; the model learns that, the held-out
+/// windows are the file's last 20%, and an X of the wrong rank is refused naming its shape.
+#[test]
+fn npy_windows_train_and_a_wrong_shape_is_named() {
+    let s = Sandbox::new();
+    let (n, c, l) = (400, 3, 16);
+    let mut noise = crate::util::uniform(9);
+    let mut x = Vec::new();
+    let y: Vec<i64> = (0..n).map(|i| (i % 3 == 0) as i64).collect();
+    for &label in &y {
+        for ch in 0..c {
+            for t in 0..l {
+                let ramp = if label == 1 && ch == 0 {
+                    t as f64 / l as f64
+                } else {
+                    0.0
+                };
+                x.push((ramp + noise()) as f32);
+            }
+        }
+    }
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    s.write("X.npy", npy("<f4", "(400, 3, 16)", &bytes));
+    let labels: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    s.write("y.npy", npy("<i8", "(400,)", &labels));
+    let mut args = vec![
+        "train",
+        "--quiet",
+        "--set",
+        "data.format=npy",
+        "--set",
+        "data.path=X.npy",
+        "--set",
+        "data.labels_path=y.npy",
+        "--set",
+        "training.epochs=8",
+    ];
+    args.extend_from_slice(&SEQUENCE[..8]);
+    args.extend_from_slice(&SEQUENCE[12..]);
+    s.run(&args).ok();
+    let json = s.test_json("checkpoints/best.mpk", &["--no-write"]);
+    assert_eq!(json["metrics"]["rows"], 80, "the last 20% of 400 windows");
+    let auc = json["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(auc >= 0.9, "ROC AUC {auc}");
+
+    s.write("X.npy", npy("<f4", "(400, 48)", &bytes));
+    s.run(&args)
+        .bad_input("X.npy: shape (400, 48), expected (N, C, L)");
+}
