@@ -426,7 +426,7 @@ fn read_npy(
         group: Some((0..n).map(|f| (f / l) as u32).collect()),
     };
     let mut layout = Layout::of(&keys, n);
-    layout.blocks = vec![0..n];
+    layout.blocks = std::iter::once(0..n).collect();
     Ok((data, layout))
 }
 
