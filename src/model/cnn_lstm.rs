@@ -2,13 +2,15 @@
 //! LSTM, and a linear head on its last hidden state (the CNN+LSTM of the project it replaces,
 //! every size configurable).
 //!
-//! The LSTM is written here rather than taken from burn-nn: burn's runs eight small matrix
-//! products per step (one per gate and input), where PyTorch's runs the input projection of
-//! every step as one product and one hidden product per step; this does the same.
+//! The layers run time-major (`[batch, time, channels]`) as matrix products, the fastest path
+//! burn's CPU backend has: a convolution is one product of each step's `kernel_size`
+//! neighbouring flows (side by side) with the weights, batch norm normalises each channel over
+//! every batch row and step (as `BatchNorm1d` does), and max-pooling takes the largest of each
+//! `pool` steps. The LSTM is written here rather than taken from burn-nn: burn's runs eight
+//! small products per step (one per gate and input), where PyTorch's runs the input projection
+//! of every step as one product and one hidden product per step; this does the same.
 
-use burn::module::{Module, ParamId};
-use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::pool::{MaxPool1d, MaxPool1dConfig};
+use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
@@ -97,9 +99,11 @@ impl LstmCell {
 /// Conv blocks → dropout → LSTM layers → linear head on the last step's hidden state.
 #[derive(Module, Debug)]
 pub struct CnnLstm {
-    convs: Vec<Conv1d>,
+    /// Per block, the convolution: `kernel_size` steps' channels side by side → channels out.
+    convs: Vec<Linear>,
     norms: Vec<BatchNorm>,
-    pool: MaxPool1d,
+    kernel_size: usize,
+    pool: usize,
     dropout: Dropout,
     /// Per layer, per direction (forward, then reverse when bidirectional).
     lstm: Vec<LstmCell>,
@@ -117,12 +121,9 @@ pub fn init(spec: &ModelSpec, device: &Device) -> CnnLstm {
     let mut norms = Vec::new();
     let mut width = spec.input_dim;
     for &c in &s.conv_channels {
-        let mut conv = Conv1dConfig::new(width, c, s.kernel_size).init(device);
-        conv.weight.id = ParamId::from(ids.next().expect("unbounded"));
-        if let Some(b) = conv.bias.as_mut() {
-            b.id = ParamId::from(ids.next().expect("unbounded"));
-        }
-        convs.push(conv);
+        // PyTorch's Conv1d initialisation: uniform in ±1/√fan_in, fan_in = channels · kernel.
+        let conv = LinearConfig::new(width * s.kernel_size, c).init(device);
+        convs.push(numbered(conv, &mut ids));
         norms.push(numbered_norm(
             BatchNormConfig::new(c).init(device),
             &mut ids,
@@ -143,7 +144,8 @@ pub fn init(spec: &ModelSpec, device: &Device) -> CnnLstm {
     let model = CnnLstm {
         convs,
         norms,
-        pool: MaxPool1dConfig::new(s.pool).with_stride(s.pool).init(),
+        kernel_size: s.kernel_size,
+        pool: s.pool,
         dropout: DropoutConfig::new(spec.dropout).init(),
         lstm,
         head: numbered(
@@ -182,10 +184,34 @@ impl CnnLstm {
             .norms
             .last()
             .map_or(self.channels, |n| n.gamma.dims()[0]);
-        let steps = self.convs.iter().fold(self.length, |l, c| {
-            (l + 1 - c.kernel_size) / self.pool.kernel_size
-        });
+        let steps = self
+            .convs
+            .iter()
+            .fold(self.length, |l, _| (l + 1 - self.kernel_size) / self.pool);
         (channels, steps)
+    }
+
+    /// One block on `[batch, steps, channels]`: convolution (no padding), batch norm, ReLU,
+    /// max-pool (a last partial pool window is dropped, as PyTorch's floor mode does).
+    fn block(&self, x: Tensor<3>, conv: &Linear, norm: &BatchNorm) -> Tensor<3> {
+        let [batch, steps, channels] = x.dims();
+        let out = steps + 1 - self.kernel_size;
+        let taps: Vec<Tensor<3>> = (0..self.kernel_size)
+            .map(|k| x.clone().narrow(1, k, out))
+            .collect();
+        let stacked = Tensor::cat(taps, 2).reshape([batch * out, channels * self.kernel_size]);
+        let h = relu(norm.forward(conv.forward(stacked)));
+        let width = h.dims()[1];
+        let pooled = out / self.pool;
+        // The pool's steps side by side, then their elementwise maximum (whose gradient is a
+        // mask: cheaper than a max over an axis, whose gradient scatters).
+        let h = h
+            .reshape([batch, out, width])
+            .narrow(1, 0, pooled * self.pool)
+            .reshape([batch, pooled, self.pool * width]);
+        (1..self.pool)
+            .map(|p| h.clone().narrow(2, p * width, width))
+            .fold(h.clone().narrow(2, 0, width), Tensor::max_pair)
     }
 
     /// The weights with PyTorch's names and layouts (`conv.K`, `norm.K`, `lstm.weight_ih_lK`
@@ -193,10 +219,16 @@ impl CnnLstm {
     pub fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (k, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            // Stored [kernel · in, out], the kernel tap outermost; PyTorch's is [out, in, kernel].
             let w = conv.weight.val();
+            let [rows, c_out] = w.dims();
+            let c_in = rows / self.kernel_size;
+            let w = w
+                .reshape([self.kernel_size, c_in, c_out])
+                .permute([2, 1, 0]);
             out.push(NamedTensor {
                 name: format!("conv.{k}.weight"),
-                shape: w.dims().to_vec(),
+                shape: vec![c_out, c_in, self.kernel_size],
                 values: values(w)?,
             });
             if let Some(b) = &conv.bias {
@@ -235,17 +267,18 @@ impl Net for CnnLstm {
     /// `[batch, channels · length]` windows (channels × time) → `[batch, outputs]` logits.
     fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2> {
         let batch = x.dims()[0];
-        let mut h = x.reshape([batch, self.channels, self.length]);
+        // Windows come channel by channel; the layers read them step by step.
+        let mut h = x
+            .reshape([batch, self.channels, self.length])
+            .swap_dims(1, 2);
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            h = self.pool.forward(relu(norm.forward(conv.forward(h))));
+            h = self.block(h, conv, norm);
         }
         let (channels, steps) = self.conv_shape();
-        h = match masks.and_then(|m| m.into_iter().next()) {
-            Some(mask) => h * mask.reshape([batch, channels, steps]),
+        let mut seq = match masks.and_then(|m| m.into_iter().next()) {
+            Some(mask) => h * mask.reshape([batch, steps, channels]),
             None => self.dropout.forward(h),
         };
-        // [batch, channels, steps] → [batch, steps, channels]: the LSTM reads time steps.
-        let mut seq = h.swap_dims(1, 2);
         let mut last = None;
         for layer in self.lstm.chunks(self.directions) {
             let outs: Vec<Tensor<3>> = layer
