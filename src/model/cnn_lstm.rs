@@ -16,6 +16,7 @@ use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::cpu::{CpuNet, Dense};
 use super::{
     Materialize, ModelSpec, NamedTensor, Net, linear_weights, norm_weights, numbered,
     numbered_norm, values,
@@ -318,5 +319,234 @@ impl Net for CnnLstm {
 
     fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>> {
         CnnLstm::named_weights(self)
+    }
+
+    fn cpu(&self) -> anyhow::Result<Option<Box<dyn CpuNet>>> {
+        Ok(CpuCnnLstm::of(self)?.map(|m| Box::new(m) as Box<dyn CpuNet>))
+    }
+}
+
+/// The CNN+LSTM's CPU inference path: the same layers over plain arrays, a batch through
+/// reused buffers, each product by the `gemm` crate. Batch norm is folded into the
+/// convolution before it, and the LSTM's two biases into its input projection, so each
+/// convolution is one product, one bias add, then ReLU and max-pool in one pass. Its
+/// probabilities match burn's to float rounding (a test checks it), not bit for bit.
+pub struct CpuCnnLstm {
+    channels: usize,
+    length: usize,
+    kernel_size: usize,
+    pool: usize,
+    convs: Vec<Dense>,
+    /// Per layer and direction: the input projection (with both biases) and the hidden one.
+    lstm: Vec<(Dense, Dense)>,
+    hidden: usize,
+    directions: usize,
+    head: Dense,
+}
+
+impl CpuCnnLstm {
+    /// The model in this form (`None` where a layer has no bias).
+    pub fn of(model: &CnnLstm) -> anyhow::Result<Option<Self>> {
+        let mut convs = Vec::new();
+        for (conv, norm) in model.convs.iter().zip(&model.norms) {
+            let Some(mut dense) = Dense::of(conv)? else {
+                return Ok(None);
+            };
+            dense.fold_norm(norm)?;
+            convs.push(dense);
+        }
+        let mut lstm = Vec::new();
+        for cell in &model.lstm {
+            let (Some(mut input), Some(hidden)) =
+                (Dense::of(&cell.input)?, Dense::of(&cell.hidden)?)
+            else {
+                return Ok(None);
+            };
+            input.add_bias(&cell.hidden)?;
+            lstm.push((input, hidden.without_bias()));
+        }
+        let Some(head) = Dense::of(&model.head)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            channels: model.channels,
+            length: model.length,
+            kernel_size: model.kernel_size,
+            pool: model.pool,
+            convs,
+            hidden: model.lstm[0].hidden.weight.dims()[0],
+            lstm,
+            directions: model.directions,
+            head,
+        }))
+    }
+
+    /// One conv block over `rows` windows of `steps` steps (time-major in `x`): the
+    /// neighbouring steps side by side, the product, then ReLU and max-pool. Returns the steps
+    /// left.
+    fn block(
+        &self,
+        conv: &Dense,
+        x: &[f32],
+        (rows, steps): (usize, usize),
+        out: &mut Vec<f32>,
+    ) -> usize {
+        let c = x.len() / (rows * steps);
+        let k = self.kernel_size;
+        let convolved = steps + 1 - k;
+        let mut stacked = Vec::with_capacity(rows * convolved * k * c);
+        for r in 0..rows {
+            for t in 0..convolved {
+                stacked.extend_from_slice(&x[(r * steps + t) * c..(r * steps + t + k) * c]);
+            }
+        }
+        let mut y = Vec::new();
+        conv.forward(&stacked, rows * convolved, &mut y, |v| v);
+        let (width, pooled) = (conv.outputs(), convolved / self.pool);
+        out.clear();
+        out.resize(rows * pooled * width, 0.0);
+        for r in 0..rows {
+            for u in 0..pooled {
+                let dst = &mut out[(r * pooled + u) * width..][..width];
+                for j in 0..self.pool {
+                    let src = &y[(r * convolved + u * self.pool + j) * width..][..width];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        // ReLU then max: the max of the pool's values and zero.
+                        *d = d.max(v);
+                    }
+                }
+            }
+        }
+        pooled
+    }
+
+    /// One direction of an LSTM layer over `seq` (`rows` × `steps`, time-major): its hidden
+    /// states into `states` (same layout, `hidden` wide) and its last one (for the head).
+    fn direction(
+        &self,
+        (input, recurrent): &(Dense, Dense),
+        seq: &[f32],
+        (rows, steps): (usize, usize),
+        reverse: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let h_n = self.hidden;
+        let mut pre = Vec::new();
+        input.forward(seq, rows * steps, &mut pre, |v| v);
+        let (mut h, mut c) = (vec![0.0f32; rows * h_n], vec![0.0f32; rows * h_n]);
+        let mut states = vec![0.0f32; rows * steps * h_n];
+        let mut gates = Vec::new();
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        for i in 0..steps {
+            let t = if reverse { steps - 1 - i } else { i };
+            recurrent.forward(&h, rows, &mut gates, |v| v);
+            for r in 0..rows {
+                let g = &mut gates[r * 4 * h_n..(r + 1) * 4 * h_n];
+                let p = &pre[(r * steps + t) * 4 * h_n..][..4 * h_n];
+                g.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+                for j in 0..h_n {
+                    let (ig, fg, cg, og) = (g[j], g[h_n + j], g[2 * h_n + j], g[3 * h_n + j]);
+                    let cell = sigmoid(fg) * c[r * h_n + j] + sigmoid(ig) * cg.tanh();
+                    c[r * h_n + j] = cell;
+                    h[r * h_n + j] = sigmoid(og) * cell.tanh();
+                }
+                states[(r * steps + t) * h_n..][..h_n].copy_from_slice(&h[r * h_n..][..h_n]);
+            }
+        }
+        (states, h)
+    }
+}
+
+impl CpuNet for CpuCnnLstm {
+    fn outputs(&self, x: &[f32], buffers: &mut [Vec<f32>; 2]) -> Vec<f32> {
+        let (c, l) = (self.channels, self.length);
+        let rows = x.len() / (c * l);
+        let [seq, next] = buffers;
+        // Channel by channel in, step by step for the layers.
+        seq.clear();
+        seq.resize(rows * l * c, 0.0);
+        for r in 0..rows {
+            for ch in 0..c {
+                for t in 0..l {
+                    seq[(r * l + t) * c + ch] = x[r * c * l + ch * l + t];
+                }
+            }
+        }
+        let mut steps = l;
+        for conv in &self.convs {
+            steps = self.block(conv, seq, (rows, steps), next);
+            std::mem::swap(seq, next);
+        }
+        let mut last = Vec::new();
+        for layer in self.lstm.chunks(self.directions) {
+            let runs: Vec<(Vec<f32>, Vec<f32>)> = layer
+                .iter()
+                .enumerate()
+                .map(|(dir, cell)| self.direction(cell, seq, (rows, steps), dir == 1))
+                .collect();
+            let width = self.hidden * runs.len();
+            next.clear();
+            last.clear();
+            for r in 0..rows {
+                for t in 0..steps {
+                    for (states, _) in &runs {
+                        next.extend_from_slice(
+                            &states[(r * steps + t) * self.hidden..][..self.hidden],
+                        );
+                    }
+                }
+                for (_, h) in &runs {
+                    last.extend_from_slice(&h[r * self.hidden..][..self.hidden]);
+                }
+            }
+            debug_assert_eq!(next.len(), rows * steps * width);
+            std::mem::swap(seq, next);
+        }
+        let mut out = Vec::new();
+        self.head.forward(&last, rows, &mut out, |v| v);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ModelKind};
+    use burn::tensor::TensorData;
+
+    /// The CPU path gives burn's logits (to float rounding) for a bidirectional two-layer
+    /// model whose batch norms hold trained running statistics.
+    #[test]
+    fn the_cpu_path_matches_burns_forward_pass() {
+        let _rng = crate::device::TEST_RNG.lock();
+        let mut config = Config::default();
+        config.model.kind = ModelKind::CnnLstm;
+        config.model.cnn_lstm.conv_channels = vec![8, 6];
+        config.model.cnn_lstm.lstm_hidden = 5;
+        config.model.cnn_lstm.lstm_layers = 2;
+        config.model.cnn_lstm.bidirectional = true;
+        config.sequence.length = 13;
+        let spec = ModelSpec::of_run(&config, 3, 2);
+        // torch.nn: conv 96 + 162, LSTM 520 + 680 (two directions, two layers), head 22.
+        assert_eq!(spec.n_params(), 1480);
+        let ad = crate::device::cpu().autodiff();
+        ad.seed(3);
+        let model = init(&spec, &ad);
+        let rows = 9;
+        let x: Vec<f32> = (0..rows * 3 * 13)
+            .map(|i| ((i * 37 % 29) as f32 / 7.0 - 2.0) * (1.0 + (i % 3) as f32))
+            .collect();
+        let tensor =
+            |device| Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 39]), device);
+        // A training pass moves the running statistics away from 0 and 1.
+        let _ = model.forward_masked(tensor(&ad), None);
+        let valid = model.valid();
+        let device = crate::device::cpu();
+        let burn = values(valid.forward_masked(tensor(&device), None)).unwrap();
+        let cpu = CpuCnnLstm::of(&valid).unwrap().unwrap();
+        let ours = cpu.outputs(&x, &mut [Vec::new(), Vec::new()]);
+        assert_eq!(ours.len(), rows * 2);
+        for (a, b) in ours.iter().zip(&burn) {
+            assert!((a - b).abs() < 1e-4, "{ours:?}\nvs\n{burn:?}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Batch inference of the plain MLP on the CPU, outside burn's per-op tensors.
+//! Batch inference on the CPU outside burn's per-op tensors: the plain MLP, and the CNN+LSTM
+//! (see [`CpuCnnLstm`]).
 //!
 //! burn runs a layer as separate ops: the product into a fresh buffer, the bias add, the
 //! activation, each a pass over memory and an allocation. Here a batch goes through every
@@ -15,6 +16,13 @@ use burn::tensor::Tensor;
 
 use super::Mlp;
 
+/// A network's CPU inference path: the last layer's outputs for a batch of rows.
+pub trait CpuNet: Send + Sync {
+    /// The outputs for the rows in `x` (row-major), before any sigmoid or softmax. `buffers`
+    /// are reused from batch to batch.
+    fn outputs(&self, x: &[f32], buffers: &mut [Vec<f32>; 2]) -> Vec<f32>;
+}
+
 /// The MLP's weights as plain row-major arrays.
 pub struct CpuMlp {
     layers: Vec<Dense>,
@@ -22,12 +30,18 @@ pub struct CpuMlp {
     leak: Option<f32>,
 }
 
-struct Dense {
+pub(crate) struct Dense {
     /// `[inputs, outputs]`, as burn stores it.
     weight: Vec<f32>,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
+}
+
+/// A tensor's values, row-major.
+fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.try_to_vec_as::<f32>()
+        .map_err(|e| anyhow!("reading weights: {e:?}"))
 }
 
 impl CpuMlp {
@@ -41,28 +55,19 @@ impl CpuMlp {
         if !cfg!(feature = "flex") || !model.norms.is_empty() || !model.skips.is_empty() {
             return Ok(None);
         }
-        let values = |t: Tensor<1>| {
-            t.try_to_vec_as::<f32>()
-                .map_err(|e| anyhow!("reading weights: {e:?}"))
-        };
         let mut layers = Vec::new();
         for layer in model.hidden.iter().chain([&model.output]) {
-            let Linear { weight, bias } = layer;
-            let Some(bias) = bias else { return Ok(None) };
-            let [inputs, outputs] = weight.dims();
-            layers.push(Dense {
-                weight: values(weight.val().flatten(0, 1))?,
-                bias: values(bias.val())?,
-                inputs,
-                outputs,
-            });
+            match Dense::of(layer)? {
+                Some(dense) => layers.push(dense),
+                None => return Ok(None),
+            }
         }
         Ok(Some(Self { layers, leak }))
     }
+}
 
-    /// The last layer's outputs for the rows in `x` (row-major), before any sigmoid or
-    /// softmax. `buffers` are reused from batch to batch.
-    pub fn outputs(&self, x: &[f32], buffers: &mut [Vec<f32>; 2]) -> Vec<f32> {
+impl CpuNet for CpuMlp {
+    fn outputs(&self, x: &[f32], buffers: &mut [Vec<f32>; 2]) -> Vec<f32> {
         let rows = x.len() / self.layers[0].inputs;
         let [input, output] = buffers;
         let last = self.layers.len() - 1;
@@ -85,9 +90,67 @@ impl CpuMlp {
 }
 
 impl Dense {
+    /// A linear layer with a bias (`None` without one).
+    pub(crate) fn of(layer: &Linear) -> Result<Option<Dense>> {
+        let Linear { weight, bias } = layer;
+        let Some(bias) = bias else { return Ok(None) };
+        let [inputs, outputs] = weight.dims();
+        Ok(Some(Dense {
+            weight: values(weight.val())?,
+            bias: values(bias.val())?,
+            inputs,
+            outputs,
+        }))
+    }
+
+    /// Folds an inference-mode batch norm that follows the layer into its weights and bias:
+    /// (x·W + b − mean) · γ/√(var + ε) + β.
+    pub(crate) fn fold_norm(&mut self, norm: &burn::nn::BatchNorm) -> Result<()> {
+        let gamma = values(norm.gamma.val())?;
+        let beta = values(norm.beta.val())?;
+        let mean = values(norm.running_mean.value())?;
+        let var = values(norm.running_var.value())?;
+        let scale: Vec<f32> = (0..self.outputs)
+            .map(|o| gamma[o] / (var[o] + norm.epsilon as f32).sqrt())
+            .collect();
+        for row in self.weight.chunks_exact_mut(self.outputs) {
+            row.iter_mut().zip(&scale).for_each(|(w, s)| *w *= s);
+        }
+        for o in 0..self.outputs {
+            self.bias[o] = (self.bias[o] - mean[o]) * scale[o] + beta[o];
+        }
+        Ok(())
+    }
+
+    /// Values per output row.
+    pub(crate) fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// The layer without its bias (an LSTM's hidden product, whose bias went to the input's).
+    pub(crate) fn without_bias(mut self) -> Dense {
+        self.bias.iter_mut().for_each(|b| *b = 0.0);
+        self
+    }
+
+    /// Adds another bias to this layer's (an LSTM's two biases act as one).
+    pub(crate) fn add_bias(&mut self, other: &Linear) -> Result<()> {
+        if let Some(b) = &other.bias {
+            let b = values(b.val())?;
+            self.bias.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        }
+        Ok(())
+    }
+
     /// `out` = activation(`input` · weight + bias) for `rows` rows: the product as flex
     /// computes it, then the bias add and the activation in one pass.
-    fn forward(&self, input: &[f32], rows: usize, out: &mut Vec<f32>, act: impl Fn(f32) -> f32) {
+    pub(crate) fn forward(
+        &self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        act: impl Fn(f32) -> f32,
+    ) {
         assert_eq!(input.len(), rows * self.inputs, "a batch of whole rows");
         out.resize(rows * self.outputs, 0.0);
         // SAFETY: `out` holds rows × outputs values, `input` rows × inputs and `weight`

@@ -10,7 +10,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::cnn_lstm::CnnLstm;
-use super::cpu::CpuMlp;
+use super::cpu::CpuNet;
 use super::dbscan::Dbscan;
 use super::ensemble::{self, Ensemble, Votes};
 use super::gradient_boosting::GradientBoosting;
@@ -238,7 +238,7 @@ pub fn load_model<M: Net>(spec: &ModelSpec, weights: &[u8], device: &Device) -> 
 /// autoencoder's reconstruction errors.
 pub struct Network {
     forward: Box<dyn Fn(Tensor<2>) -> Tensor<2> + Send + Sync>,
-    cpu: Option<CpuMlp>,
+    cpu: Option<Box<dyn CpuNet>>,
     device: Device,
     /// Values per input row (a window's channels × time steps for a sequence family).
     n_features: usize,

@@ -60,7 +60,7 @@ pub trait Net: Module + Sync + 'static {
     /// The weights with PyTorch's names and layouts, for safetensors.
     fn named_weights(&self) -> anyhow::Result<Vec<NamedTensor>>;
     /// The CPU inference fast path, where the architecture has one.
-    fn cpu(&self) -> anyhow::Result<Option<cpu::CpuMlp>> {
+    fn cpu(&self) -> anyhow::Result<Option<Box<dyn cpu::CpuNet>>> {
         Ok(None)
     }
 }
@@ -331,8 +331,8 @@ impl Net for Mlp {
         (self.dropout.prob, widths)
     }
 
-    fn cpu(&self) -> anyhow::Result<Option<cpu::CpuMlp>> {
-        cpu::CpuMlp::of(self)
+    fn cpu(&self) -> anyhow::Result<Option<Box<dyn cpu::CpuNet>>> {
+        Ok(cpu::CpuMlp::of(self)?.map(|m| Box::new(m) as Box<dyn cpu::CpuNet>))
     }
 
     /// `layers.K` (torch.nn.Sequential's linear layers); resmlp adds `norms.K` and `skips.K`
