@@ -58,6 +58,7 @@ fn windows(n: usize) -> Dataset {
 }
 
 fn main() {
+    anomaly::keep_freed_memory();
     let n = arg("--windows", 8192);
     let reps = arg("--reps", 3);
     let batches: Vec<usize> = std::env::args()

@@ -169,6 +169,7 @@ fn write_flow_csv(path: &Path, rows: usize) {
 }
 
 fn main() -> anyhow::Result<()> {
+    anomaly::keep_freed_memory();
     let a = args();
     if let Some(path) = &a.load_only {
         // Child mode for (d): load, touch the result, report the peak.

@@ -120,7 +120,17 @@ pub fn config_json(ck: &Checkpoint) -> Result<serde_json::Value> {
             } else {
                 "one logit per class (see classes); softmax gives class probabilities, and the anomalous classes' total is the anomaly probability"
             },
-            "weights": "model.safetensors: layers.K.weight [out, in] and layers.K.bias, as torch.nn.Linear (resmlp also norms.K.* as torch.nn.BatchNorm1d and skips.K.weight)",
+            "weights": if spec.sequence.is_some() {
+                "model.safetensors: conv.K.weight [out, in, kernel] and conv.K.bias as torch.nn.Conv1d, norm.K.* as torch.nn.BatchNorm1d, lstm.{weight,bias}_{ih,hh}_lK[_reverse] as torch.nn.LSTM, head.* as torch.nn.Linear"
+            } else {
+                "model.safetensors: layers.K.weight [out, in] and layers.K.bias, as torch.nn.Linear (resmlp also norms.K.* as torch.nn.BatchNorm1d and skips.K.weight)"
+            },
+            "sequence": spec.sequence.as_ref().map(|_| json!({
+                "input": "windows of `length` consecutive flows of one group, as [features, length] (channels × time)",
+                "spec": spec.sequence,
+                "order_by": ck.config.sequence.order_by,
+                "group_by": ck.config.sequence.group_by,
+            })),
         },
         "classes": ck.preprocessor.classes,
         "anomalous_classes": ck.preprocessor.anomalous,
@@ -183,9 +193,19 @@ pub fn model_card(
             m.accuracy, m.precision, m.recall, m.f1, f(m.roc_auc), f(m.pr_auc), m.rows
         )
     });
+    let network = match &spec.sequence {
+        Some(s) => format!(
+            "a CNN+LSTM (conv {:?}, LSTM {}) over windows of {} consecutive flows",
+            s.conv_channels, s.lstm_hidden, s.length
+        ),
+        None => format!(
+            "an MLP ({} → {:?} → {}, {:?})",
+            spec.input_dim, spec.hidden_dims, spec.outputs, spec.activation
+        ),
+    };
     Ok(format!(
-        "{front}\n# {name}\n\nA network-traffic anomaly detector trained with [anomaly](https://github.com/) {version}: an MLP \
-         ({input} → {hidden:?} → {outputs}, {act:?}) over {n} features of flow records, scoring each row's probability of being \
+        "{front}\n# {name}\n\nA network-traffic anomaly detector trained with [anomaly](https://github.com/) {version}: {network} \
+         over {n} features of flow records, scoring each row's probability of being \
          anomalous; rows scoring at least {thr:.4} are flagged.\n\n## Test metrics\n\n{table}\n## Use\n\n\
          ```\nanomaly predict --checkpoint {ck} --data your_flows.csv --out scores.csv\n```\n\n\
          The checkpoint carries the preprocessing (column encodings, imputation, scaling) and the threshold, so a CSV with \
@@ -193,10 +213,6 @@ pub fn model_card(
          (`layers.K.weight` / `layers.K.bias`, PyTorch layout); `config.json` describes the architecture and preprocessing.\n\n\
          ## Training\n\n- data: `{data}` (label column `{label}`)\n- epochs run: {epochs}, best epoch: {best}\n- features: {features}\n",
         version = env!("CARGO_PKG_VERSION"),
-        input = spec.input_dim,
-        hidden = spec.hidden_dims,
-        outputs = spec.outputs,
-        act = spec.activation,
         n = ck.preprocessor.n_features(),
         thr = ck.threshold,
         ck = checkpoint_name,

@@ -18,3 +18,17 @@ pub mod report;
 pub mod score;
 pub mod serve;
 pub mod train;
+
+/// Keeps freed memory in the process for the next allocation. Training allocates and frees
+/// tensors of tens of MiB per step; glibc hands blocks above its mmap threshold back to the
+/// kernel on every free, and each new one then faults its pages in again (an eighth of a
+/// CNN+LSTM step's time). Call once, before threads start.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 1 << 28);
+    }
+}

@@ -226,3 +226,50 @@ fn the_autoencoder_trains_on_the_gpu_and_scores_alike_on_both() {
         );
     }
 }
+
+/// The CNN+LSTM trains on the GPU through the same trainer, and its windows score alike on
+/// either device (the CPU through its own inference path).
+#[test]
+fn the_cnn_lstm_trains_on_the_gpu_and_scores_alike_on_both() {
+    let Some(s) = with_gpu() else { return };
+    crate::sequence::generate(&s, "flows.csv", ("1500", "3"), "45");
+    let mut args = vec![
+        "train",
+        "--quiet",
+        "--device",
+        "gpu",
+        "--set",
+        "data.path=flows.csv",
+        "--set",
+        "training.epochs=1",
+    ];
+    args.extend_from_slice(crate::sequence::SEQUENCE);
+    run(&s, true, &args).ok();
+    let scores = |device: &str| -> Vec<String> {
+        let args = [
+            "predict",
+            "--device",
+            device,
+            "--checkpoint",
+            "checkpoints/best.mpk",
+            "--data",
+            "flows.csv",
+        ];
+        let out = run(&s, true, &args).ok().stdout;
+        out.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().to_string())
+            .collect()
+    };
+    let (cpu, gpu) = (scores("cpu"), scores("gpu"));
+    assert_eq!(cpu.len(), 1500);
+    assert_eq!(cpu.iter().filter(|v| v.is_empty()).count(), 3 * 15);
+    for (a, b) in cpu.iter().zip(&gpu) {
+        if a.is_empty() {
+            assert!(b.is_empty());
+            continue;
+        }
+        let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!((a - b).abs() <= 1e-4, "cpu {a} vs gpu {b}");
+    }
+}

@@ -9,7 +9,7 @@ use anomaly::train::checkpoint::Checkpoint;
 use crate::util::Sandbox;
 
 /// A small CNN+LSTM over windows of 16 flows of each host.
-const SEQUENCE: &[&str] = &[
+pub(crate) const SEQUENCE: &[&str] = &[
     "--set",
     "model.kind=cnn_lstm",
     "--set",
@@ -33,7 +33,7 @@ const SEQUENCE: &[&str] = &[
 ];
 
 /// `generate --sequences`: `rows` flows of `hosts` hosts, about a fifth of them in attacks.
-fn generate(s: &Sandbox, rel: &str, (rows, hosts): (&str, &str), seed: &str) {
+pub(crate) fn generate(s: &Sandbox, rel: &str, (rows, hosts): (&str, &str), seed: &str) {
     s.run(&[
         "generate",
         "--sequences",
