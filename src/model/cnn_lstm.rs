@@ -64,14 +64,13 @@ struct LstmCell {
 }
 
 impl LstmCell {
-    /// `[batch, steps, d_in]` → the hidden states `[batch, steps, hidden]` (in time order).
-    fn forward(&self, x: Tensor<3>, reverse: bool) -> Tensor<3> {
-        let [batch, steps, d_in] = x.dims();
+    /// Time-major `[steps, batch, d_in]` → the last hidden state `[batch, hidden]` (the
+    /// reverse pass's is at the first step), and with `keep` every step's, `[steps, batch,
+    /// hidden]` in time order (for a layer above). Time-major, a step's rows are contiguous.
+    fn forward(&self, x: Tensor<3>, reverse: bool, keep: bool) -> (Option<Tensor<3>>, Tensor<2>) {
+        let [steps, batch, d_in] = x.dims();
         let h_size = self.hidden.weight.dims()[0];
-        let projected = self
-            .input
-            .forward(x.reshape([batch * steps, d_in]))
-            .reshape([batch, steps, 4 * h_size]);
+        let projected = self.input.forward(x.reshape([steps * batch, d_in]));
         let device = projected.device();
         let mut h = Tensor::<2>::zeros([batch, h_size], &device);
         let mut c = Tensor::<2>::zeros([batch, h_size], &device);
@@ -82,18 +81,20 @@ impl LstmCell {
             (0..steps).collect()
         };
         for t in order {
-            let step = projected
-                .clone()
-                .narrow(1, t, 1)
-                .reshape([batch, 4 * h_size]);
+            let step = projected.clone().narrow(0, t * batch, batch);
             let gates = (step + self.hidden.forward(h)).chunk(4, 1);
             let [i, f, g, o] = <[Tensor<2>; 4]>::try_from(gates).expect("four gates");
             c = sigmoid(f) * c + sigmoid(i) * tanh(g);
             h = sigmoid(o) * tanh(c.clone());
-            out[t] = Some(h.clone());
+            if keep {
+                out[t] = Some(h.clone());
+            }
         }
-        let out: Vec<Tensor<2>> = out.into_iter().map(|h| h.expect("every step")).collect();
-        Tensor::stack(out, 1)
+        let states = keep.then(|| {
+            let out: Vec<Tensor<2>> = out.into_iter().map(|h| h.expect("every step")).collect();
+            Tensor::stack(out, 0)
+        });
+        (states, h)
     }
 }
 
@@ -276,30 +277,25 @@ impl Net for CnnLstm {
             h = self.block(h, conv, norm);
         }
         let (channels, steps) = self.conv_shape();
-        let mut seq = match masks.and_then(|m| m.into_iter().next()) {
+        let dropped = match masks.and_then(|m| m.into_iter().next()) {
             Some(mask) => h * mask.reshape([batch, steps, channels]),
             None => self.dropout.forward(h),
         };
+        // [batch, steps, channels] → [steps, batch, channels]: the LSTM reads a step at a time.
+        let mut seq = dropped.swap_dims(0, 1);
+        let layers = self.lstm.len() / self.directions;
         let mut last = None;
-        for layer in self.lstm.chunks(self.directions) {
-            let outs: Vec<Tensor<3>> = layer
+        for (k, layer) in self.lstm.chunks(self.directions).enumerate() {
+            let keep = k + 1 < layers;
+            let (outs, finals): (Vec<_>, Vec<_>) = layer
                 .iter()
                 .enumerate()
-                .map(|(dir, cell)| cell.forward(seq.clone(), dir == 1))
-                .collect();
-            // The last hidden state of each direction: the forward pass's at the last step,
-            // the reverse pass's at the first.
-            let finals: Vec<Tensor<2>> = outs
-                .iter()
-                .enumerate()
-                .map(|(dir, o)| {
-                    let t = if dir == 1 { 0 } else { steps - 1 };
-                    let width = o.dims()[2];
-                    o.clone().narrow(1, t, 1).reshape([batch, width])
-                })
-                .collect();
+                .map(|(dir, cell)| cell.forward(seq.clone(), dir == 1, keep))
+                .unzip();
             last = Some(Tensor::cat(finals, 1));
-            seq = Tensor::cat(outs, 2);
+            if keep {
+                seq = Tensor::cat(outs.into_iter().flatten().collect(), 2);
+            }
         }
         self.head.forward(last.expect("at least one LSTM layer"))
     }
