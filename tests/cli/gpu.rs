@@ -16,8 +16,8 @@ fn run(s: &Sandbox, allow_software: bool, args: &[&str]) -> Run {
     Run::from_output(cmd.output().unwrap())
 }
 
-/// `predict` of `checkpoints/best.mpk` on `d.csv` on `device`: the scores.
-fn predict_scores(s: &Sandbox, device: &str) -> Vec<f64> {
+/// `predict` of `checkpoints/best.mpk` on `data` on `device`: its CSV output.
+fn predict_on(s: &Sandbox, device: &str, data: &str) -> String {
     let args = [
         "predict",
         "--device",
@@ -25,9 +25,14 @@ fn predict_scores(s: &Sandbox, device: &str) -> Vec<f64> {
         "--checkpoint",
         "checkpoints/best.mpk",
         "--data",
-        "d.csv",
+        data,
     ];
-    Sandbox::scores(&run(s, true, &args).ok().stdout)
+    run(s, true, &args).ok().stdout
+}
+
+/// [`predict_on`] `d.csv`: the scores.
+fn predict_scores(s: &Sandbox, device: &str) -> Vec<f64> {
+    Sandbox::scores(&predict_on(s, device, "d.csv"))
 }
 
 /// `anomaly info`'s line for what `--device auto` picks.
@@ -246,16 +251,7 @@ fn the_cnn_lstm_trains_on_the_gpu_and_scores_alike_on_both() {
     args.extend_from_slice(crate::sequence::SEQUENCE);
     run(&s, true, &args).ok();
     let scores = |device: &str| -> Vec<String> {
-        let args = [
-            "predict",
-            "--device",
-            device,
-            "--checkpoint",
-            "checkpoints/best.mpk",
-            "--data",
-            "flows.csv",
-        ];
-        let out = run(&s, true, &args).ok().stdout;
+        let out = predict_on(&s, device, "flows.csv");
         out.lines()
             .skip(1)
             .map(|l| l.split(',').nth(1).unwrap().to_string())
