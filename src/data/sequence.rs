@@ -346,21 +346,21 @@ impl Sequenced {
 
     /// The windows ending at `ends`, labelled by `rule`, as a dataset.
     pub fn windows(&self, ends: Vec<usize>, rule: WindowLabel) -> Dataset {
-        let (l, f) = (self.length, self);
-        let multiclass = !f.class.is_empty();
+        let l = self.length;
+        let multiclass = !self.class.is_empty();
         let (mut y, mut class) = (Vec::with_capacity(ends.len()), Vec::new());
         for &e in &ends {
             let span = e + 1 - l..e + 1;
             let classes = if multiclass {
-                &f.class[span.clone()]
+                &self.class[span.clone()]
             } else {
                 &[][..]
             };
-            let (label, c) = window_label(&f.y[span], classes, rule);
+            let (label, c) = window_label(&self.y[span], classes, rule);
             y.push(label);
             class.extend(c);
         }
-        let channels = f.channels;
+        let channels = self.channels;
         Dataset {
             x: Vec::new(),
             y,
@@ -368,7 +368,7 @@ impl Sequenced {
             class,
             unseen: Default::default(),
             windows: Some(Windows {
-                flows: Arc::clone(&f.flows),
+                flows: Arc::clone(&self.flows),
                 channels,
                 length: l,
                 ends,

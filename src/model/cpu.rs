@@ -9,12 +9,11 @@
 //! probabilities are flex's, bit for bit (a test checks it), about 15% sooner. Batch norm,
 //! skips and smooth activations go through burn.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use burn::nn::Linear;
 use burn::nn::activation::Activation as Act;
-use burn::tensor::Tensor;
 
-use super::Mlp;
+use super::{Mlp, values};
 
 /// A network's CPU inference path: the last layer's outputs for a batch of rows.
 pub trait CpuNet: Send + Sync {
@@ -36,12 +35,6 @@ pub(crate) struct Dense {
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
-}
-
-/// A tensor's values, row-major.
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.try_to_vec_as::<f32>()
-        .map_err(|e| anyhow!("reading weights: {e:?}"))
 }
 
 impl CpuMlp {
@@ -193,7 +186,7 @@ mod tests {
     use crate::data::Dataset;
     use crate::model::{ModelSpec, probabilities};
     use burn::module::Module;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Tensor, TensorData};
 
     /// [`crate::model::detector::Network`] takes this path for the plain MLP; its probabilities must be the ones
     /// burn's forward pass gives, bit for bit, across batch boundaries and NaN inputs.

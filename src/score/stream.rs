@@ -324,7 +324,7 @@ impl Encoder<'_> {
         };
         if error.is_some() && rows.x.len() > mark {
             rows.x.truncate(mark);
-            rows.raw.truncate(mark.min(rows.raw.len()));
+            rows.raw.truncate(mark);
         }
         rows.info.push(RowInfo {
             error,
@@ -502,7 +502,7 @@ impl Windower {
                 && now < prev
             {
                 info.error = Some(format!(
-                    "sequence.order_by goes back in time in group '{}' ({prev} after {now}): \
+                    "sequence.order_by goes back in time in group '{}' ({now} after {prev}): \
                      predict reads each group's flows in arrival order; sort the input",
                     info.group
                 ));
