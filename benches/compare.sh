@@ -8,7 +8,10 @@
 #                                      DATASETS=folder with embedded.csv (../shared/datasets)
 #
 # Without torch, the PyTorch figures come from ../shared/peers/RESULTS.md (not rerun, and said
-# so); without pandas that part is skipped with a message. The end-to-end figure times
+# so); without pandas that part is skipped with a message. Where torch sees a CUDA GPU, the GPU
+# part runs too: our trainer loop and inference on GPU_DEVICE (gpu: wgpu, the default build;
+# cuda: needs FEATURES=cuda) beside ../shared/peers/bench_mlp_gpu.py on CUDA, and PyTorch on
+# all CPU cores beside our CPU figures (which use every core). The end-to-end figure times
 # `anomaly train` + `test` on embedded.csv against the reference pipeline's times in RESULTS.md.
 # Run it on a quiet machine: other jobs on a 2-core box distort both sides.
 set -euo pipefail
@@ -54,6 +57,21 @@ else
   echo "skipped pandas: not importable by $py"
 fi
 
+echo "== GPU, and PyTorch on every CPU core"
+if "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
+    && [ -f "$peers/bench_mlp_gpu.py" ]; then
+  gpu_batches=1024,4096,16384,65536
+  cargo bench --quiet --bench throughput ${FEATURES:+--features "$FEATURES"} -- \
+    --device "${GPU_DEVICE:-gpu}" --rows "$rows" --skip-csv --skip-scaling \
+    --batches "$gpu_batches" --json "$work/ours_gpu.json"
+  "$py" "$peers/bench_mlp_gpu.py" --device cuda --rows "$rows" --batches "$gpu_batches" \
+    --json "$work/torch_gpu.json"
+  "$py" "$peers/bench_mlp_gpu.py" --device cpu --threads "$(nproc)" --rows "$rows" \
+    --batches 64,256,1024,4096 --samples 262144 --json "$work/torch_cpu_all.json"
+else
+  echo "skipped: $py has no torch with a CUDA GPU"
+fi
+
 echo "== ours / reference (above 1.0: anomaly is faster; for memory, the ratio to the f32 matrix)"
 PEERS=$peers python3 - "$work" <<'PY'
 import json, os, re, sys
@@ -81,7 +99,7 @@ if source:
     print(f"training and inference reference: {source}")
 for r in ours["train"]:
     rows.append((f"train samples/s, batch {r['batch']}", r["samples_per_s"], ref_train.get(r["batch"])))
-rows.append(("inference samples/s, batch 4096", ours["infer"][0]["samples_per_s"], ref_inf))
+rows.append((f"inference samples/s, batch 4096 (ours: {ours['infer'][0]['batch']})", ours["infer"][0]["samples_per_s"], ref_inf))
 rows.append(("test path rows/s (read+encode+predict+metrics)", ours["test_path_rows_per_s"], None))
 pandas_rows = None
 if pandas:
@@ -113,6 +131,26 @@ for name, o, ref, *seconds in rows:
     fmt = "14,.2f" if seconds else "14,.0f"
     refs = f"{ref:{fmt}}" if ref else f"{'-':>14}"
     print(f"{name:<{w}} {o:{fmt}} {refs} {ratio}")
+def load(name):
+    path = os.path.join(work, name)
+    return json.load(open(path)) if os.path.exists(path) else None
+ours_gpu, torch_gpu, torch_cpu_all = load("ours_gpu.json"), load("torch_gpu.json"), load("torch_cpu_all.json")
+if ours_gpu and torch_gpu:
+    print(f"GPU: ours on {ours_gpu.get('device', '?')}, PyTorch on {torch_gpu.get('gpu', 'cuda')}")
+    for r in ours_gpu["train"]:
+        ref = torch_gpu["train"].get(str(r["batch"]))
+        print(f"  train samples/s, batch {r['batch']:>6}: {r['samples_per_s']:14,.0f} {ref or 0:14,.0f} {r['samples_per_s'] / ref if ref else 0:7.2f}")
+    inf = ours_gpu["infer"][0]
+    ref = torch_gpu["infer"].get(str(inf["batch"]))
+    print(f"  inference samples/s, batch {inf['batch']}: {inf['samples_per_s']:14,.0f} {ref or 0:14,.0f} {inf['samples_per_s'] / ref if ref else 0:7.2f}")
+    if "first_pass" in ours_gpu:
+        print(f"  first-pass overhead (compilation, tuning, upload): {ours_gpu['first_pass'].get('overhead_s', float('nan')):.2f} s")
+if torch_cpu_all:
+    print(f"CPU, all {torch_cpu_all['threads']} threads: ours (every core) / PyTorch")
+    for r in ours["train"]:
+        ref = torch_cpu_all["train"].get(str(r["batch"]))
+        if ref:
+            print(f"  train samples/s, batch {r['batch']:>6}: {r['samples_per_s']:14,.0f} {ref:14,.0f} {r['samples_per_s'] / ref:7.2f}")
 if "load_peak_rss_mib" in ours:
     print(f"peak RSS loading the CSV: {ours['load_peak_rss_mib']:.0f} MiB = "
           f"{ours['load_peak_rss_mib'] / ours['load_matrix_mib']:.2f} x the f32 matrix + labels "

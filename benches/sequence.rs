@@ -19,7 +19,7 @@ use anomaly::data::sequence::Windows;
 use anomaly::model::cnn_lstm::CnnLstm;
 use anomaly::model::detector::{Network, score_dataset};
 use anomaly::model::{ModelSpec, Net};
-use anomaly::train::{Objective, optimizer, run_epoch};
+use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -98,7 +98,7 @@ fn main() {
                 let _ = run_epoch(
                     model,
                     &mut optim,
-                    &data,
+                    &Feed::Host(&data),
                     &order,
                     batch,
                     &objective,
@@ -107,7 +107,8 @@ fn main() {
                     &ad,
                     1,
                     &mut |_| {},
-                );
+                )
+                .expect("a CPU pass reads its losses");
                 n as f64 / started.elapsed().as_secs_f64()
             })
             .collect();

@@ -5,6 +5,7 @@
 //!                                     [--scaling-rows 100000,1000000,4000000]
 //!                                     [--skip-csv] [--skip-scaling] [--json PATH] [--csv-out PATH]
 //!                                     [--shards N] [--train-only] [--batches 64,256,1024,4096]
+//!                                     [--device cpu|gpu|cuda]
 //!
 //! (a) training samples/s of the default MLP (17 → 128 → 64 → 32 → 1, ReLU, dropout 0.3, Adam,
 //!     BCE-with-logits) on in-memory synthetic rows at batch 64, 256, 1024, 4096: 262,144 samples
@@ -14,6 +15,10 @@
 //!     loading it, measured in a child process, against the size of the f32 matrix + labels;
 //! (e) how an epoch's cost grows with rows: one full training pass at the default batch size
 //!     over each of `--scaling-rows` synthetic rows, as time per row against the middle size.
+//!
+//! `--device gpu` (wgpu; a software adapter with ANOMALY_ALLOW_SOFTWARE_GPU=1) or `cuda` times
+//! (a) and (b) on that device, with the training rows resident there as `anomaly train` keeps
+//! them, and reports the first pass's start-up overhead and the host reads per pass.
 
 mod common;
 
@@ -21,13 +26,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anomaly::config::{DataConfig, ModelConfig, Task, TrainingConfig};
+use anomaly::config::{Backend, DataConfig, DeviceConfig, ModelConfig, Task, TrainingConfig};
 use anomaly::data::read::{TableSpec, read_table};
 use anomaly::data::{Dataset, read_labeled};
 use anomaly::eval::Metrics;
 use anomaly::model::detector::Network;
 use anomaly::model::{Mlp, ModelSpec};
-use anomaly::train::{Objective, optimizer, run_epoch};
+use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use common::{median, peak_rss_kib};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -53,6 +58,7 @@ struct Args {
     train_only: bool,
     /// The training batch sizes.
     batches: Vec<usize>,
+    device: Backend,
 }
 
 fn args() -> Args {
@@ -68,6 +74,7 @@ fn args() -> Args {
         shards: TrainingConfig::default().shards,
         train_only: false,
         batches: vec![64, 256, 1024, 4096],
+        device: Backend::Cpu,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,6 +101,14 @@ fn args() -> Args {
                     .split(',')
                     .map(|n| n.parse().expect("--batches N,N,..."))
                     .collect()
+            }
+            "--device" => {
+                a.device = match value().as_str() {
+                    "cpu" => Backend::Cpu,
+                    "gpu" => Backend::Gpu,
+                    "cuda" => Backend::Cuda,
+                    other => panic!("--device cpu|gpu|cuda, not {other}"),
+                }
             }
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
@@ -177,13 +192,13 @@ fn main() -> anyhow::Result<()> {
         println!("{} {}", t.n_rows(), peak_rss_kib());
         return Ok(());
     }
-    let device = anomaly::device::cpu();
-    let mut results =
-        json!({ "rows": a.rows, "reps": a.reps, "train": [], "infer": [], "scaling": [] });
+    let selected = anomaly::device::select(&DeviceConfig { backend: a.device })?;
+    let device = selected.device;
+    let mut results = json!({ "rows": a.rows, "reps": a.reps, "device": selected.note, "train": [], "infer": [], "scaling": [] });
     println!(
-        "anomaly {} benchmark on the {} ({} CPUs)",
+        "anomaly {} benchmark on {} ({} CPUs)",
         env!("CARGO_PKG_VERSION"),
-        anomaly::device::CPU_BACKEND,
+        selected.note,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
@@ -194,6 +209,10 @@ fn main() -> anyhow::Result<()> {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut rng = StdRng::seed_from_u64(2);
+    let objective = Objective::Binary { pos_weight: 1.0 };
+    let started = Instant::now();
+    let feed = Feed::new(&data, &objective, &ad);
+    let mut first_pass = true;
     for &batch in &a.batches {
         let mut model = spec.init(&ad);
         let mut optim = optimizer(&training);
@@ -208,22 +227,35 @@ fn main() -> anyhow::Result<()> {
                 SAMPLES_PER_REP.min(a.rows)
             };
             let t = Instant::now();
+            let reads = anomaly::device::host_reads();
             let (m, _) = run_epoch(
                 model,
                 &mut optim,
-                &data,
+                &feed,
                 &order[..take],
                 batch,
-                &Objective::Binary { pos_weight: 1.0 },
+                &objective,
                 &|_| 1e-3,
                 rep as u64,
                 &ad,
                 a.shards,
                 &mut |_| {},
-            );
+            )?;
             model = m;
+            let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
-                rates.push(take as f64 / t.elapsed().as_secs_f64());
+                rates.push(take as f64 / secs);
+            } else if first_pass {
+                // From the upload of the rows to the end of the first pass: kernel compilation,
+                // autotuning and allocation, on top of the pass's own steady cost (below).
+                first_pass = false;
+                results["first_pass"] =
+                    json!({ "rows": take, "batch": batch, "s": started.elapsed().as_secs_f64() });
+            }
+            if rep == a.reps {
+                let steps = take.div_ceil(batch);
+                let reads = anomaly::device::host_reads() - reads;
+                println!("  batch {batch}: {steps} steps per pass, {reads} host reads");
             }
         }
         let r = median(rates.clone());
@@ -231,6 +263,20 @@ fn main() -> anyhow::Result<()> {
             "train batch {batch:5}: {r:>12.0} samples/s  (reps {:?})",
             rates.iter().map(|v| v.round()).collect::<Vec<_>>()
         );
+        if let Some(first) = results["first_pass"]
+            .as_object_mut()
+            .filter(|f| f["batch"] == batch)
+        {
+            let (rows, s) = (
+                first["rows"].as_f64().unwrap(),
+                first["s"].as_f64().unwrap(),
+            );
+            let overhead = s - rows / r;
+            first.insert("overhead_s".into(), json!(overhead));
+            println!(
+                "first pass ({rows} rows, from the upload): {s:.2} s, {overhead:.2} s over a steady pass"
+            );
+        }
         results["train"]
             .as_array_mut()
             .unwrap()
@@ -243,18 +289,29 @@ fn main() -> anyhow::Result<()> {
     // (b) inference and the test path
     let model = spec.init(&device);
     let mut rates = Vec::new();
+    let reads = anomaly::device::host_reads();
     for _ in 0..a.reps {
         let t = Instant::now();
         let p = Network::new(&model, &device)?.probabilities(&data.x)?;
         assert_eq!(p.len(), a.rows);
         rates.push(a.rows as f64 / t.elapsed().as_secs_f64());
     }
+    if !anomaly::device::is_cpu(&device) {
+        let reads = (anomaly::device::host_reads() - reads) / a.reps as u64;
+        println!("  inference over {} rows: {reads} host reads", a.rows);
+    }
     let infer = median(rates);
-    println!("inference batch 4096: {infer:>10.0} samples/s");
+    // The scorer's own batches: 512 rows per rayon task on the CPU, 65,536 on a GPU.
+    let infer_batch = if anomaly::device::is_cpu(&device) {
+        512
+    } else {
+        65_536
+    };
+    println!("inference batch {infer_batch}: {infer:>10.0} samples/s");
     results["infer"]
         .as_array_mut()
         .unwrap()
-        .push(json!({ "batch": 4096, "samples_per_s": infer }));
+        .push(json!({ "batch": infer_batch, "samples_per_s": infer }));
 
     let dir = tempfile::tempdir()?;
     let test_csv = dir.path().join("test.csv");
@@ -372,13 +429,13 @@ fn main() -> anyhow::Result<()> {
             let mut optim = optimizer(&training);
             let mut order: Vec<usize> = (0..n).collect();
             order.shuffle(&mut rng);
-            let mut epoch = |model: Mlp, rows: &[usize], seed: u64| {
-                let objective = Objective::Binary { pos_weight: 1.0 };
+            let feed = Feed::new(&data, &objective, &ad);
+            let mut epoch = |model: Mlp, rows: &[usize], seed: u64| -> anyhow::Result<_> {
                 let t = Instant::now();
                 let (m, _) = run_epoch(
                     model,
                     &mut optim,
-                    &data,
+                    &feed,
                     rows,
                     batch,
                     &objective,
@@ -387,11 +444,11 @@ fn main() -> anyhow::Result<()> {
                     &ad,
                     a.shards,
                     &mut |_| {},
-                );
-                (m, t.elapsed().as_secs_f64())
+                )?;
+                Ok((m, t.elapsed().as_secs_f64()))
             };
-            (model, _) = epoch(model, &order[..(batch * 20).min(n)], 0); // warm-up
-            let (_, secs) = epoch(model, &order, 1);
+            (model, _) = epoch(model, &order[..(batch * 20).min(n)], 0)?; // warm-up
+            let (_, secs) = epoch(model, &order, 1)?;
             points.push((n, secs));
         }
         let mid = points[points.len() / 2];

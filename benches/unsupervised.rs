@@ -24,7 +24,7 @@ use anomaly::model::ModelSpec;
 use anomaly::model::isolation_forest::IsolationForest;
 use anomaly::model::lof::Lof;
 use anomaly::model::one_class_svm::OneClassSvm;
-use anomaly::train::{Objective, optimizer, run_epoch};
+use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -128,7 +128,7 @@ fn main() {
         let (m, _) = run_epoch(
             model,
             &mut optim,
-            &data,
+            &Feed::Host(&data),
             &order,
             256,
             &Objective::Reconstruction,
@@ -137,7 +137,8 @@ fn main() {
             &device,
             1,
             &mut |_| {},
-        );
+        )
+        .expect("a CPU pass reads its losses");
         model = m;
         rates.push(ae_rows as f64 / t.elapsed().as_secs_f64());
     }

@@ -1038,7 +1038,10 @@ pub enum Backend {
     /// The first GPU adapter, else the CPU.
     Auto,
     Cpu,
+    /// burn's wgpu backend (Vulkan, Metal, DX12, OpenGL).
     Gpu,
+    /// burn's CUDA backend (a build with the `cuda` feature).
+    Cuda,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

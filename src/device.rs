@@ -1,16 +1,24 @@
 //! Where tensors live. Every command takes its device from [`select`]: `cpu` (burn's flex
 //! backend, or ndarray in a build without flex), `gpu` (burn's wgpu backend: Vulkan, Metal,
-//! DX12 or OpenGL, whichever this machine has), or `auto`: the first real GPU adapter, else the
-//! CPU, with the reason on one line.
+//! DX12 or OpenGL, whichever this machine has), `cuda` (burn's CUDA backend, in a build with the
+//! `cuda` feature), or `auto`: CUDA where it is built in and an NVIDIA GPU starts, else the first
+//! real GPU adapter, else the CPU, with the reason on one line.
 
 use anyhow::Result;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::bail_input;
 use crate::config::{Backend, DeviceConfig};
 
-#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
-compile_error!("anomaly needs a backend: enable `flex` or `ndarray` (CPU), `wgpu` (GPU), or both");
+#[cfg(not(any(
+    feature = "flex",
+    feature = "ndarray",
+    feature = "wgpu",
+    feature = "cuda"
+)))]
+compile_error!(
+    "anomaly needs a backend: enable `flex` or `ndarray` (CPU), `wgpu` or `cuda` (GPU), or both"
+);
 
 /// Lets `--device gpu` and `auto` use a software adapter (lavapipe, llvmpipe), e.g. to test
 /// the GPU code path on a machine without a GPU.
@@ -73,7 +81,49 @@ pub fn select(cfg: &DeviceConfig) -> Result<Selected> {
     match cfg.backend {
         Backend::Cpu => cpu_selected("as requested".into()),
         Backend::Gpu => gpu::select(true),
-        Backend::Auto => gpu::select(false),
+        Backend::Cuda => cuda::select(true),
+        Backend::Auto => cuda::select(false).or_else(|_| gpu::select(false)),
+    }
+}
+
+thread_local! {
+    static HOST_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A tensor's values on the host. A read waits for everything queued before it on the device,
+/// so the paths that must not wait often (the trainer's step loop, scoring) read through here,
+/// and [`host_reads`] counts them.
+pub fn read_floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    HOST_READS.with(|n| n.set(n.get() + 1));
+    t.try_to_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading values from the device: {e:?}"))
+}
+
+/// How many [`read_floats`] this thread has made: a test checks that a training pass waits
+/// for the device once, not once per step.
+pub fn host_reads() -> u64 {
+    HOST_READS.with(|n| n.get())
+}
+
+/// Runs one tiny operation, so a device that cannot start fails here, as an error, rather
+/// than as a panic in the middle of training.
+fn works(device: &Device) -> std::result::Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| {
+        Tensor::<1>::from_floats([1.0, 2.0], device)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    std::panic::set_hook(hook);
+    match outcome {
+        Ok(3.0) => Ok(()),
+        Ok(v) => Err(format!("a test sum gave {v} instead of 3")),
+        Err(p) => Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "it failed to start".into())),
     }
 }
 
@@ -84,7 +134,7 @@ pub fn software_allowed() -> bool {
 #[cfg(feature = "wgpu")]
 pub mod gpu {
     use super::*;
-    use burn::tensor::{DeviceKind, Tensor};
+    use burn::tensor::DeviceKind;
 
     /// One adapter wgpu reports.
     #[derive(Debug, Clone)]
@@ -187,31 +237,13 @@ pub mod gpu {
         }
     }
 
-    /// Runs one tiny operation, so a device that cannot start fails here, as an error, rather
-    /// than as a panic in the middle of training.
-    fn works(device: &Device) -> std::result::Result<(), String> {
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let outcome = std::panic::catch_unwind(|| {
-            Tensor::<1>::from_floats([1.0, 2.0], device)
-                .sum()
-                .into_scalar::<f32>()
-        });
-        std::panic::set_hook(hook);
-        match outcome {
-            Ok(3.0) => Ok(()),
-            Ok(v) => Err(format!("a test sum gave {v} instead of 3")),
-            Err(p) => Err(p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "it failed to start".into())),
-        }
+    pub fn select(required: bool) -> Result<Selected> {
+        pick(required, software_allowed())
     }
 
-    pub fn select(required: bool) -> Result<Selected> {
+    /// The best adapter burn's runtime can use, software ones only when `allow_software`.
+    pub fn pick(required: bool, allow_software: bool) -> Result<Selected> {
         let candidates = settled();
-        let allow_software = software_allowed();
         let usable = |a: &&Adapter| a.kind != wgpu::DeviceType::Cpu || allow_software;
         // Discrete before integrated before virtual before software.
         let rank = |a: &Adapter| match a.kind {
@@ -276,6 +308,48 @@ pub mod gpu {
             );
         }
         cpu_selected("built without GPU support".into())
+    }
+}
+
+#[cfg(feature = "cuda")]
+pub mod cuda {
+    use super::*;
+
+    /// The first CUDA device, if the driver loads and it runs a test sum. An `auto` that finds
+    /// none falls through to wgpu, so the error says only why CUDA was not used.
+    pub fn select(required: bool) -> Result<Selected> {
+        let device = Device::cuda(0);
+        if let Err(e) = works(&device) {
+            if required {
+                bail_input!("--device cuda: CUDA device 0 failed to start: {e}");
+            }
+            anyhow::bail!("CUDA device 0 failed to start: {e}");
+        }
+        Ok(Selected {
+            device,
+            note: "cuda device 0 (burn CUDA backend): ".to_string()
+                + if required {
+                    "as requested"
+                } else {
+                    "CUDA is built in"
+                },
+            is_gpu: true,
+        })
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+pub mod cuda {
+    use super::*;
+
+    pub fn select(required: bool) -> Result<Selected> {
+        if required {
+            bail_input!(
+                "--device cuda: this anomaly was built without CUDA support (build it with \
+                 `cargo build --release --features cuda`)"
+            );
+        }
+        anyhow::bail!("built without CUDA support")
     }
 }
 

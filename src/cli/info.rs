@@ -19,6 +19,7 @@ pub fn run(_args: InfoArgs) -> Result<()> {
         ("flex", cfg!(feature = "flex")),
         ("ndarray", cfg!(feature = "ndarray")),
         ("wgpu", cfg!(feature = "wgpu")),
+        ("cuda", cfg!(feature = "cuda")),
     ]
     .iter()
     .filter(|f| f.1)

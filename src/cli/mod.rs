@@ -74,7 +74,8 @@ pub struct ConfigArgs {
     /// Print nothing but errors (and `--json` output).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Where to compute (overrides device.backend): auto (first GPU, else CPU), cpu or gpu.
+    /// Where to compute (overrides device.backend): auto (CUDA if built in, else the first GPU,
+    /// else the CPU), cpu, gpu (wgpu) or cuda (a build with the `cuda` feature).
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
 }
@@ -84,6 +85,7 @@ pub enum DeviceArg {
     Auto,
     Cpu,
     Gpu,
+    Cuda,
 }
 
 impl ConfigArgs {
@@ -106,6 +108,7 @@ impl ConfigArgs {
                 DeviceArg::Auto => Backend::Auto,
                 DeviceArg::Cpu => Backend::Cpu,
                 DeviceArg::Gpu => Backend::Gpu,
+                DeviceArg::Cuda => Backend::Cuda,
             };
         }
     }

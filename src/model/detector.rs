@@ -19,7 +19,7 @@ use super::kmeans::Kmeans;
 use super::lof::Lof;
 use super::one_class_svm::OneClassSvm;
 use super::random_forest::RandomForest;
-use super::{Mlp, ModelSpec, NamedTensor, Net, probabilities};
+use super::{Mlp, ModelSpec, NamedTensor, Net, activate, probabilities};
 use crate::config::ModelKind;
 use crate::error::bad_input;
 
@@ -297,20 +297,12 @@ impl Network {
         let d = self.n_features;
         let finish = |logits: Tensor<2>| {
             if self.reconstructs {
-                logits
-                    .try_to_vec_as::<f32>()
-                    .map_err(|e| anyhow!("reading outputs: {e:?}"))
+                crate::device::read_floats(logits)
             } else {
                 probabilities(logits)
             }
         };
-        let burn_batch = |chunk: &[f32]| {
-            let x = Tensor::from_data(
-                TensorData::new(chunk.to_vec(), [chunk.len() / d, d]),
-                &self.device,
-            );
-            finish((self.forward)(x))
-        };
+        let burn_batch = |chunk: &[f32]| finish(self.forward_rows(chunk));
         let cpu_batch = |buffers: &mut [Vec<f32>; 2], chunk: &[f32]| -> Result<Vec<f32>> {
             let rows = chunk.len() / d;
             let padded;
@@ -334,11 +326,8 @@ impl Network {
             p.truncate(rows * p.len() / BATCH);
             Ok(p)
         };
-        // A GPU already runs each batch in parallel; more host threads would only queue.
         if !crate::device::is_cpu(&self.device) {
-            let parts: Vec<Vec<f32>> =
-                x.chunks(BATCH * d).map(burn_batch).collect::<Result<_>>()?;
-            return Ok(parts.concat());
+            return self.on_device(x);
         }
         // One batch runs on the caller's thread: a hand-over to rayon would only add latency.
         if x.len() <= BATCH * d {
@@ -349,6 +338,37 @@ impl Network {
             .map_init(|| [Vec::new(), Vec::new()], cpu_batch)
             .collect::<Result<_>>()?;
         Ok(parts.concat())
+    }
+
+    /// The network's raw outputs for `rows` (row-major), on its device.
+    fn forward_rows(&self, rows: &[f32]) -> Tensor<2> {
+        let d = self.n_features;
+        let x = Tensor::from_data(
+            TensorData::new(rows.to_vec(), [rows.len() / d, d]),
+            &self.device,
+        );
+        (self.forward)(x)
+    }
+
+    /// Rows scored on a GPU, which runs a batch in parallel already: large batches, whose
+    /// outputs stay on the device until one read at the end (each read waits for the device).
+    fn on_device(&self, x: &[f32]) -> Result<Vec<f32>> {
+        const DEVICE_BATCH: usize = 65_536;
+        let outputs: Vec<Tensor<2>> = x
+            .chunks(DEVICE_BATCH * self.n_features)
+            .map(|chunk| {
+                let out = self.forward_rows(chunk);
+                if self.reconstructs {
+                    out
+                } else {
+                    activate(out)
+                }
+            })
+            .collect();
+        if outputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::device::read_floats(Tensor::cat(outputs, 0))
     }
 
     /// An autoencoder's squared reconstruction error of every feature of every row (the

@@ -189,13 +189,16 @@ impl ModelSpec {
 
 /// Logits `[rows, outputs]` to probabilities, row-major: sigmoid for one output, else softmax.
 pub fn probabilities(logits: Tensor<2>) -> anyhow::Result<Vec<f32>> {
-    let p = if logits.dims()[1] == 1 {
+    crate::device::read_floats(activate(logits))
+}
+
+/// A classifier's logits as probabilities, on the device: sigmoid for one output, else softmax.
+pub fn activate(logits: Tensor<2>) -> Tensor<2> {
+    if logits.dims()[1] == 1 {
         sigmoid(logits)
     } else {
         softmax(logits, 1)
-    };
-    p.try_to_vec_as::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))
+    }
 }
 
 /// burn initialises parameters lazily, at first use, which would tie the weights to whatever
