@@ -107,6 +107,7 @@ pub fn host_reads() -> u64 {
 
 /// Runs one tiny operation, so a device that cannot start fails here, as an error, rather
 /// than as a panic in the middle of training.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn works(device: &Device) -> std::result::Result<(), String> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -318,7 +319,7 @@ pub mod cuda {
     /// The first CUDA device, if the driver loads and it runs a test sum. An `auto` that finds
     /// none falls through to wgpu, so the error says only why CUDA was not used.
     pub fn select(required: bool) -> Result<Selected> {
-        let device = Device::cuda(0);
+        let device = Device::cuda(0usize);
         if let Err(e) = works(&device) {
             if required {
                 bail_input!("--device cuda: CUDA device 0 failed to start: {e}");
