@@ -18,7 +18,7 @@ use crate::bail_input;
 use crate::config::{DataConfig, MissingPolicy, SequenceConfig};
 use crate::data::labels;
 use crate::data::preprocess::{Encoding, Preprocessor};
-use crate::data::read::{column_name, parse_bool, parse_number};
+use crate::data::read::{column_name, parse_bool, parse_number, text};
 use crate::data::sequence::parse_time;
 use crate::error::bad_input;
 use crate::eval::Confusion;
@@ -120,14 +120,6 @@ impl Layout {
             order,
             group,
         })
-    }
-}
-
-/// A cell as text: UTF-8 as it stands (the fast path), any odd byte read as U+FFFD.
-fn text(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s.trim()),
-        Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).trim().to_string()),
     }
 }
 
