@@ -202,7 +202,7 @@ impl CnnLstm {
             .map(|k| x.clone().narrow(1, k, out))
             .collect();
         let stacked = Tensor::cat(taps, 2).reshape([batch * out, channels * self.kernel_size]);
-        let h = relu(norm.forward(conv.forward(stacked)));
+        let h = relu(super::batch_norm(norm, conv.forward(stacked)));
         let width = h.dims()[1];
         let pooled = out / self.pool;
         // The pool's steps side by side, then their elementwise maximum (whose gradient is a

@@ -201,6 +201,48 @@ pub fn activate(logits: Tensor<2>) -> Tensor<2> {
     }
 }
 
+/// Each row's sum, `[rows, 1]`, as a product with a column of ones. flex sums a row in
+/// vector lanes as wide as the CPU's (8 floats with AVX2, 16 with AVX-512), so its `sum_dim`
+/// gives other bits on another CPU; gemm runs one AVX2+FMA kernel on every x86-64-v3 CPU
+/// (its AVX-512 kernels are not compiled in) and sums a row in one order, on any thread count.
+pub fn row_sums(x: Tensor<2>) -> Tensor<2> {
+    let ones = Tensor::ones([x.dims()[1], 1], &x.device());
+    x.matmul(ones)
+}
+
+/// burn's `log_softmax` over each row, its sum taken by [`row_sums`]: the same on any CPU.
+pub fn log_softmax_rows(logits: Tensor<2>) -> Tensor<2> {
+    let shifted = logits.clone() - logits.detach().max_dim(1);
+    shifted.clone() - row_sums(shifted.exp()).log()
+}
+
+/// Batch norm over a `[rows, features]` batch. Training takes the batch's statistics with
+/// flex's first-dimension sums, which add the rows in order whatever the CPU's vector width:
+/// burn's fused `batch_norm_train` sums each feature as a contiguous row in vector lanes, so
+/// AVX2 and AVX-512 machines trained other weights. Running statistics follow burn's (biased
+/// variance, `momentum`); inference is burn's own.
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
+    if !(x.device().is_autodiff() && norm.training.is_enabled()) {
+        return norm.forward(x);
+    }
+    let mean = x.clone().mean_dim(0);
+    let centered = x - mean.clone();
+    let variance = centered.clone().powi_scalar(2).mean_dim(0);
+    let scale = variance.clone().add_scalar(norm.epsilon).sqrt();
+    let out = centered / scale * norm.gamma.val().unsqueeze::<2>() + norm.beta.val().unsqueeze();
+    let m = norm.momentum;
+    let blend = |running: Tensor<1>, batch: Tensor<2>| {
+        let device = batch.device();
+        let batch: Tensor<1> = batch.detach().squeeze_dim(0);
+        running.to_device(&device).mul_scalar(1.0 - m) + batch.mul_scalar(m)
+    };
+    let running_mean = blend(norm.running_mean.value_sync(), mean);
+    let running_var = blend(norm.running_var.value_sync(), variance);
+    norm.running_mean.update(running_mean.detach());
+    norm.running_var.update(running_var.detach());
+    out
+}
+
 /// burn initialises parameters lazily, at first use, which would tie the weights to whatever
 /// the RNG holds then (say, after a pass's dropout seed) rather than to the seed set before
 /// `init`; this draws them all at once.
@@ -369,7 +411,7 @@ impl Net for Mlp {
         for (k, layer) in self.hidden.iter().enumerate() {
             let mut h = layer.forward(x.clone());
             if let Some(norm) = self.norms.get(k) {
-                h = norm.forward(h);
+                h = batch_norm(norm, h);
             }
             h = self.activation.forward(h);
             h = match masks.as_mut() {

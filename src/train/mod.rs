@@ -19,7 +19,7 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig,
     grad_clipping::GradientClipping,
 };
-use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -38,7 +38,7 @@ use crate::model::detector::{
     DetectorState, Network, NetworkState, load_model, model_bytes, score_dataset,
 };
 use crate::model::dropout::HostMasks;
-use crate::model::{Mlp, ModelSpec, Net};
+use crate::model::{Mlp, ModelSpec, Net, log_softmax_rows, row_sums};
 use crate::score::anomaly;
 use checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 pub use feed::Feed;
@@ -160,28 +160,57 @@ pub enum Objective {
 }
 
 impl Objective {
-    /// The batch's loss, from logits and the targets [`Objective::targets`] built.
-    fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    /// The batch's loss to differentiate, and each row's loss `[rows, 1]` (detached) for the
+    /// report. The reported numbers are summed on the host in f64 in row order
+    /// ([`Objective::batch_value`]): flex's full sums run in vector lanes as wide as the CPU's,
+    /// so the scalar loss here reads differently on AVX2 and AVX-512. Its gradient (a uniform
+    /// fill) does not.
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
         match self {
             // (1 - y)·x − (1 + (w − 1)·y)·log σ(x), averaged.
             Objective::Binary { pos_weight } => {
                 let weight = targets.clone().mul_scalar(pos_weight - 1.0).add_scalar(1.0);
                 let log_p = log_sigmoid(logits.clone());
-                (targets.neg().add_scalar(1.0) * logits - weight * log_p).mean()
+                let rows = targets.neg().add_scalar(1.0) * logits - weight * log_p;
+                (rows.clone().mean(), rows.detach())
             }
-            // The targets carry the one-hot class times its weight over the batch's weight sum.
-            Objective::Multiclass { .. } => (targets * log_softmax(logits, 1)).sum().neg(),
-            Objective::Reconstruction => (logits - targets).powi_scalar(2).mean(),
+            // The targets carry the one-hot class times its weight over the batch's weight
+            // sum, so a row's loss is its share of the batch's weighted mean.
+            Objective::Multiclass { .. } => {
+                let rows = row_sums(targets * log_softmax_rows(logits)).neg();
+                (rows.clone().sum(), rows.detach())
+            }
+            Objective::Reconstruction => {
+                let width = logits.dims()[1] as f64;
+                let squared = (logits - targets).powi_scalar(2);
+                let rows = row_sums(squared.clone().detach()).div_scalar(width);
+                (squared.mean(), rows)
+            }
         }
     }
 
     /// A part of a batch's loss: `share` of the batch's rows. A mean over the part counts
     /// for its share; multiclass targets are already weighted over the whole batch.
-    fn part_loss(&self, logits: Tensor<2>, targets: Tensor<2>, share: f64) -> Tensor<1> {
-        let loss = self.loss(logits, targets);
+    fn part_loss(
+        &self,
+        logits: Tensor<2>,
+        targets: Tensor<2>,
+        share: f64,
+    ) -> (Tensor<1>, Tensor<2>) {
+        let (loss, rows) = self.loss(logits, targets);
         match self {
-            Objective::Multiclass { .. } => loss,
-            _ => loss.mul_scalar(share),
+            Objective::Multiclass { .. } => (loss, rows),
+            _ => (loss.mul_scalar(share), rows),
+        }
+    }
+
+    /// The batch's loss from its rows' losses, summed in row order in f64: their mean, or
+    /// their sum for multiclass (each row holds its weighted share already).
+    fn batch_value(&self, rows: &[f32]) -> f64 {
+        let sum: f64 = rows.iter().map(|&v| v as f64).sum();
+        match self {
+            Objective::Multiclass { .. } => sum,
+            _ => sum / rows.len() as f64,
         }
     }
 
@@ -265,7 +294,7 @@ pub fn shard_count(shards: usize, rows: usize) -> usize {
 /// Below this many rows a part's fixed costs outweigh running it beside the others.
 pub const MIN_SHARD_ROWS: usize = 1024;
 
-/// The batch's gradients and mean loss, left on the device (one value per part). Split into
+/// The batch's gradients and its rows' losses `[rows, 1]`, left on the device. Split into
 /// [`shard_count`] contiguous parts, each part's loss (its share of the batch's) is
 /// differentiated on a thread of its own and the gradients are summed in part order, so the
 /// result does not depend on the thread count.
@@ -277,14 +306,14 @@ fn gradients<M: Net>(
     objective: &Objective,
     (x, t, masks): (Tensor<2>, Tensor<2>, Option<Vec<Tensor<2>>>),
     shards: usize,
-) -> (GradientsParams, Tensor<1>) {
+) -> (GradientsParams, Tensor<2>) {
     let n = x.dims()[0];
     let k = shard_count(shards, n);
     if k == 1 {
         // The whole batch, with no slicing or scaling on the hot path of small batches.
-        let loss = objective.loss(model.forward_masked(x, masks), t);
+        let (loss, rows) = objective.loss(model.forward_masked(x, masks), t);
         let grads = GradientsParams::from_grads(loss.backward(), model);
-        return (grads, loss.detach());
+        return (grads, rows);
     }
     let bounds = |s: usize| (s * n / k, (s + 1) * n / k);
     let part = |(model, s): (M, usize)| {
@@ -293,11 +322,12 @@ fn gradients<M: Net>(
             .as_ref()
             .map(|m| m.iter().map(|m| m.clone().slice(a..b)).collect());
         let out = model.forward_masked(x.clone().slice(a..b), masks);
-        let loss = objective.part_loss(out, t.clone().slice(a..b), (b - a) as f64 / n as f64);
+        let share = (b - a) as f64 / n as f64;
+        let (loss, rows) = objective.part_loss(out, t.clone().slice(a..b), share);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        (grads, loss.detach())
+        (grads, rows)
     };
-    let parts: Vec<(GradientsParams, Tensor<1>)> = std::thread::scope(|scope| {
+    let parts: Vec<(GradientsParams, Tensor<2>)> = std::thread::scope(|scope| {
         let part = &part;
         let running: Vec<_> = (0..k)
             .map(|s| {
@@ -311,12 +341,12 @@ fn gradients<M: Net>(
             .collect()
     });
     let mut sum = GradientsAccumulator::<M>::new();
-    let mut losses = Vec::with_capacity(k);
-    for (grads, loss) in parts {
+    let mut rows = Vec::with_capacity(k);
+    for (grads, part_rows) in parts {
         sum.accumulate(model, grads);
-        losses.push(loss);
+        rows.push(part_rows);
     }
-    (sum.grads(), Tensor::cat(losses, 0))
+    (sum.grads(), Tensor::cat(rows, 0))
 }
 
 /// Every step's loss waits on the device, and they are read this many steps at a time (and at
@@ -324,38 +354,41 @@ fn gradients<M: Net>(
 /// and reading every step kept a GPU idle between steps.
 pub const LOSS_READ_EVERY: usize = 64;
 
-/// The steps' losses not read yet, and the pass's running sum of per-row losses.
+/// The steps' row losses not read yet, and the pass's running sum of per-row losses.
 #[derive(Default)]
 struct Losses {
-    /// Each step's losses (one per part) and its row count.
-    pending: Vec<(Tensor<1>, usize)>,
+    /// Each step's row losses `[rows, 1]`.
+    pending: Vec<Tensor<2>>,
     sum: f64,
 }
 
 impl Losses {
-    fn push(&mut self, loss: Tensor<1>, rows: usize, on_batch: &mut dyn FnMut(f64)) -> Result<()> {
-        self.pending.push((loss, rows));
+    fn push(
+        &mut self,
+        rows: Tensor<2>,
+        objective: &Objective,
+        on_batch: &mut dyn FnMut(f64),
+    ) -> Result<()> {
+        self.pending.push(rows);
         if self.pending.len() == LOSS_READ_EVERY {
-            self.read(on_batch)?;
+            self.read(objective, on_batch)?;
         }
         Ok(())
     }
 
-    /// Reads the pending steps' losses in one go; a step's loss is the sum of its parts'.
-    fn read(&mut self, on_batch: &mut dyn FnMut(f64)) -> Result<()> {
+    /// Reads the pending steps' row losses in one go; each step's loss is
+    /// [`Objective::batch_value`] of its rows.
+    fn read(&mut self, objective: &Objective, on_batch: &mut dyn FnMut(f64)) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let steps = std::mem::take(&mut self.pending);
-        let parts: Vec<usize> = steps.iter().map(|(l, _)| l.dims()[0]).collect();
-        let rows: Vec<usize> = steps.iter().map(|&(_, r)| r).collect();
-        let values = crate::device::read_floats(Tensor::cat(
-            steps.into_iter().map(|(l, _)| l).collect(),
-            0,
-        ))?;
-        let mut values = values.into_iter();
-        for (k, rows) in parts.into_iter().zip(rows) {
-            let value: f64 = values.by_ref().take(k).map(|v| v as f64).sum();
+        let sizes: Vec<usize> = steps.iter().map(|r| r.dims()[0]).collect();
+        let values = crate::device::read_floats(Tensor::cat(steps, 0))?;
+        let mut start = 0;
+        for rows in sizes {
+            let value = objective.batch_value(&values[start..start + rows]);
+            start += rows;
             self.sum += value * rows as f64;
             on_batch(value);
         }
@@ -423,11 +456,11 @@ pub fn run_epoch<M: Net>(
                     .collect()
             });
             let (x, t) = pass.next(objective, rows, &mut x_buf, device);
-            let (grads, loss) = gradients(&model, device, objective, (x, t, masks), shards);
+            let (grads, row_losses) = gradients(&model, device, objective, (x, t, masks), shards);
             model = optim.step(lr(i), model, grads);
-            losses.push(loss, rows.len(), on_batch)?;
+            losses.push(row_losses, objective, on_batch)?;
         }
-        losses.read(on_batch)?;
+        losses.read(objective, on_batch)?;
         Ok(model)
     })?;
     Ok((model, losses.sum))
@@ -917,9 +950,9 @@ mod tests {
             let mut x_buf = Vec::new();
             for batch in order.chunks(16) {
                 let (x, t) = feed::host_batch(&data, batch, &objective, &mut x_buf, &ad);
-                let loss = objective.loss(model.forward(x), t);
+                let (loss, rows) = objective.loss(model.forward(x), t);
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                burns.push(loss.into_scalar::<f32>() as f64);
+                burns.push(objective.batch_value(&crate::device::read_floats(rows).unwrap()));
                 model = optim.step(1e-2, model, grads);
             }
             assert_eq!(ours, burns, "{kind:?}");
@@ -1040,13 +1073,24 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), &crate::device::cpu())
     }
 
+    /// The batch's loss as reported (its rows' losses summed on the host), checked to equal
+    /// the loss that is differentiated.
+    fn both_values(objective: &Objective, logits: Tensor<2>, targets: Tensor<2>) -> f64 {
+        let (loss, rows) = objective.loss(logits, targets);
+        let reported = objective.batch_value(&crate::device::read_floats(rows).unwrap());
+        let differentiated = loss.into_scalar::<f32>() as f64;
+        assert!(
+            (reported - differentiated).abs() < 1e-6,
+            "{reported} vs {differentiated}"
+        );
+        reported
+    }
+
     #[test]
     fn weighted_bce_matches_the_closed_form() {
         let logits = tensor(vec![2.0, -1.0], [2, 1]);
         let y = tensor(vec![1.0, 0.0], [2, 1]);
-        let got = Objective::Binary { pos_weight: 3.0 }
-            .loss(logits, y)
-            .into_scalar::<f32>() as f64;
+        let got = both_values(&Objective::Binary { pos_weight: 3.0 }, logits, y);
         let s = |x: f64| 1.0 / (1.0 + (-x).exp());
         let want = (-3.0 * s(2.0).ln() - (1.0 - s(-1.0)).ln()) / 2.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
@@ -1065,9 +1109,11 @@ mod tests {
         };
         let (t, shape) = objective.targets(&ds, &[0, 1]);
         let logits = [1.0f32, 0.5, 2.0, 0.0, 1.0, -1.0];
-        let got = objective
-            .loss(tensor(logits.to_vec(), [2, 3]), tensor(t, shape))
-            .into_scalar::<f32>() as f64;
+        let got = both_values(
+            &objective,
+            tensor(logits.to_vec(), [2, 3]),
+            tensor(t, shape),
+        );
         let nll = |row: &[f32], c: usize| {
             let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
             z.ln() - row[c] as f64

@@ -11,6 +11,7 @@ mod explain;
 mod feedback;
 mod gpu;
 mod hub_server;
+mod isa;
 mod predict;
 mod presets;
 mod sequence;
