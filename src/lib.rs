@@ -5,12 +5,14 @@
 //! `report` and `log` (what people and TensorBoard see), `cli` (one module per subcommand).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod explain;
+pub mod flows;
 pub mod hub;
 pub mod log;
 pub mod model;

@@ -17,23 +17,12 @@ use crate::config::LoggingConfig;
 use crate::train::Observer;
 use crate::train::checkpoint::EpochRecord;
 
-/// The current UTC time as (year, month, day, hour, minute, second), without a date crate.
-fn utc_now() -> (i64, i64, i64, u64, u64, u64) {
+/// The current UTC time as (year, month, day, hour, minute, second).
+fn utc_now() -> (i64, i64, i64, i64, i64, i64) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+    crate::clock::utc(secs as i64)
 }
 
 /// `run-20261121T101500Z`: sortable, unique per second.

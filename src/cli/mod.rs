@@ -5,6 +5,7 @@ mod augment;
 mod cv;
 mod explain;
 mod feedback;
+mod flows;
 mod generate;
 mod info;
 mod inspect;
@@ -60,6 +61,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Write synthetic embedded-device traffic (the project's sample data).
     Generate(generate::GenerateArgs),
+    /// Turn a pcap/pcapng capture into CIC-IDS2017 flow features, each flow as it ends.
+    Flows(flows::FlowsArgs),
 }
 
 /// Options every config-driven command shares.
@@ -114,6 +117,54 @@ impl ConfigArgs {
     }
 }
 
+/// Where a command writes its records: standard output, or a file written under a temporary
+/// name beside it and renamed into place when the command is done, so the name never holds a
+/// half-written file.
+pub struct OutputFile {
+    /// (the file, its temporary name)
+    path: Option<(PathBuf, PathBuf)>,
+}
+
+impl OutputFile {
+    pub fn create(path: Option<&Path>) -> Result<OutputFile> {
+        let path = path.map(|p| {
+            let name = p
+                .file_name()
+                .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+            let tmp = p.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+            (p.to_path_buf(), tmp)
+        });
+        Ok(OutputFile { path })
+    }
+
+    /// The stream to write to (the temporary file, created now, or standard output).
+    pub fn writer(&self) -> Result<Box<dyn std::io::Write + Send>> {
+        Ok(match &self.path {
+            Some((_, tmp)) => {
+                let file = std::fs::File::create(tmp).map_err(|e| {
+                    crate::error::bad_input(format!("cannot write {}: {e}", tmp.display()))
+                })?;
+                Box::new(std::io::BufWriter::new(file))
+            }
+            None => Box::new(std::io::stdout()),
+        })
+    }
+
+    /// Renames the file into place (`keep`), or removes what was written.
+    pub fn finish(self, keep: bool) -> Result<()> {
+        let Some((path, tmp)) = self.path else {
+            return Ok(());
+        };
+        if keep {
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+        } else {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+    }
+}
+
 /// `--bootstrap N` of `test` and `assess`: intervals need at least one resample.
 pub fn check_bootstrap(resamples: usize) -> Result<()> {
     if resamples == 0 {
@@ -135,6 +186,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Assess(args) => assess::run(args),
         Command::Upload(args) => upload::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Flows(args) => flows::run(args),
         Command::Info(args) => info::run(args),
         Command::Inspect(args) => inspect::run(args),
     }

@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -6,10 +5,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::bail_input;
-use crate::cli::ConfigArgs;
+use crate::cli::flows::CaptureArgs;
+use crate::cli::{ConfigArgs, OutputFile};
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
-use crate::error::bad_input;
+use crate::flows::output::{Schema, Writer, header};
+use crate::flows::pipe::pipe;
 use crate::score::Scorer;
 use crate::score::stream::{self, Format, Options};
 use crate::train::checkpoint::Checkpoint;
@@ -22,8 +23,16 @@ pub struct PredictArgs {
     #[arg(long, value_name = "CHECKPOINT")]
     pub checkpoint: PathBuf,
     /// Flow records to score (CSV, plain or gzip), or `-` for standard input.
-    #[arg(long, value_name = "CSV")]
-    pub data: PathBuf,
+    #[arg(
+        long,
+        value_name = "CSV",
+        required_unless_present = "pcap",
+        conflicts_with = "pcap"
+    )]
+    pub data: Option<PathBuf>,
+    /// Score a capture's flows as they end (see `anomaly flows`): `--pcap FILE|-`.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// Where to write the results (default: standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -69,48 +78,57 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?,
         _ => {}
     }
-    let stdin = args.data.as_os_str() == "-";
-    let input = if stdin {
-        maybe_gz(std::io::stdin())?
-    } else {
-        open_maybe_gz(&args.data)?
-    };
-    let source = if stdin {
-        "standard input".to_string()
-    } else {
-        args.data.display().to_string()
-    };
-    let (out, tmp): (Box<dyn Write>, _) = match &args.out {
-        Some(path) => {
-            let tmp = temporary_name(path);
-            let file = std::fs::File::create(&tmp)
-                .map_err(|e| bad_input(format!("cannot write {}: {e}", tmp.display())))?;
-            (Box::new(file), Some(tmp))
-        }
-        None => (Box::new(std::io::stdout()), None),
-    };
-    let opts = Options {
-        keep: args.keep.iter().map(|k| k.trim().to_string()).collect(),
+    let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();
+    let output = OutputFile::create(args.out.as_deref())?;
+    let out = output.writer()?;
+    let opts = |keep: Vec<String>| Options {
+        keep,
         format: args.format,
         batch_rows: args.batch_rows,
         flush_after: Duration::from_millis(args.flush_ms),
         explain: args.explain,
     };
-    let result = stream::run(&scorer, &ck.config.data, input, stdin, out, &opts)
-        .with_context(|| format!("reading {source}"));
-    let summary = match (result, &tmp, &args.out) {
-        (Ok(s), Some(tmp), Some(path)) => {
-            std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))?;
-            s
+    let data = &ck.config.data;
+    let (result, captured) = match &args.data {
+        Some(path) => {
+            let stdin = path.as_os_str() == "-";
+            let (source, input) = if stdin {
+                ("standard input".to_string(), maybe_gz(std::io::stdin())?)
+            } else {
+                (path.display().to_string(), open_maybe_gz(path)?)
+            };
+            let result = stream::run(&scorer, data, input, stdin, out, &opts(keep))
+                .with_context(|| format!("reading {source}"));
+            (result, Ok(()))
         }
-        (Ok(s), _, _) => s,
-        (Err(e), tmp, _) => {
-            if let Some(tmp) = tmp {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(e);
+        None => {
+            let schema = flow_schema(&ck)?;
+            let keep = if keep.is_empty() {
+                flow_identifiers(schema)
+            } else {
+                keep
+            };
+            let (reader, writer) = pipe();
+            let (capture, quiet) = (&args.capture, args.common.quiet);
+            std::thread::scope(|scope| {
+                // Flows are written as they end and scored as they arrive, batch by batch.
+                let flows = scope.spawn(move || -> Result<()> {
+                    let mut w = Writer::new(writer, schema, false)?;
+                    capture
+                        .extract(quiet, &mut |flow| w.write(flow))
+                        .map(|_| ())
+                });
+                let result = stream::run(&scorer, data, Box::new(reader), true, out, &opts(keep))
+                    .context("scoring the capture's flows");
+                (result, flows.join().expect("the flow extractor panicked"))
+            })
         }
     };
+    // A truncated capture still leaves every flow up to the damage scored and written.
+    let capture_failed = captured.as_ref().err().map(crate::error::exit_code);
+    output.finish(result.is_ok() && capture_failed != Some(crate::error::EXIT_RUNTIME))?;
+    let summary = result?;
+    captured?;
     if !args.common.quiet {
         report(&summary, &scorer, started.elapsed());
     }
@@ -125,12 +143,44 @@ pub fn run(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// `dir/.name.tmp-PID`, renamed over `path` once every row is written.
-fn temporary_name(path: &std::path::Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("scores".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+/// The flow schema whose columns hold every input column of the checkpoint: the corrected
+/// release's, else the original export's; else the checkpoint is refused, naming what the
+/// corrected schema lacks.
+fn flow_schema(ck: &Checkpoint) -> Result<Schema> {
+    let wanted: Vec<&str> = ck
+        .preprocessor
+        .columns
+        .iter()
+        .map(|c| c.name.trim())
+        .collect();
+    let missing = |schema: Schema| -> Vec<String> {
+        let have: Vec<String> = header(schema)
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        let absent = wanted.iter().filter(|w| !have.iter().any(|h| h == *w));
+        absent.map(|w| w.to_string()).collect()
+    };
+    let corrected = missing(Schema::Cic);
+    if corrected.is_empty() {
+        return Ok(Schema::Cic);
+    }
+    if missing(Schema::CicOriginal).is_empty() {
+        return Ok(Schema::CicOriginal);
+    }
+    bail_input!(
+        "--pcap: the checkpoint was trained on columns that flows from a capture do not have: \
+         {} (a model for captures is trained on CIC-IDS2017 flow features, e.g. the output \
+         of `anomaly flows`)",
+        corrected.join(", ")
+    )
+}
+
+/// The identifying columns kept beside each flow's score: Flow ID, both ends and the time.
+fn flow_identifiers(schema: Schema) -> Vec<String> {
+    let names = header(schema);
+    let keep = [0, 1, 2, 3, 4, 6].map(|i| names[i].trim().to_string());
+    keep.to_vec()
 }
 
 /// The run's summary on stderr (stdout may carry the results).

@@ -1,0 +1,129 @@
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::bail_input;
+use crate::cli::OutputFile;
+use crate::data::read::{maybe_gz, open_maybe_gz};
+use crate::flows::output::{Schema, Writer};
+use crate::flows::{self, Limits, Summary};
+use crate::score::stream::Format;
+
+/// A capture and how its packets become flows (shared by `flows` and `predict --pcap`).
+#[derive(Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// A pcap or pcapng capture (plain or gzip), or `-` for standard input
+    /// (`tcpdump -i eth0 -w - | anomaly flows --pcap - --live`).
+    #[arg(long, value_name = "CAPTURE")]
+    pub pcap: Option<PathBuf>,
+    /// A flow ends when a packet comes this many seconds after its first one.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub flow_timeout: f64,
+    /// Gaps longer than this (seconds) split a flow's active and idle periods; a closed TCP
+    /// flow is written once this passes with no packet for it.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub activity_timeout: f64,
+    /// The most flows held at once; a new one beyond it ends the flow idle longest.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_flows: usize,
+    /// A live capture: while no packet arrives, the wall clock moves the capture's on, so a
+    /// quiet link still reports its last flows.
+    #[arg(long)]
+    pub live: bool,
+}
+
+impl CaptureArgs {
+    /// The table's limits, checked.
+    pub fn limits(&self) -> Result<Limits> {
+        for (flag, v) in [
+            ("--flow-timeout", self.flow_timeout),
+            ("--activity-timeout", self.activity_timeout),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail_input!("{flag}: expected a positive number of seconds, got {v}");
+            }
+        }
+        if self.max_flows == 0 {
+            bail_input!("--max-flows: expected at least 1");
+        }
+        Ok(Limits {
+            flow_timeout: (self.flow_timeout * 1e6) as i64,
+            activity_timeout: (self.activity_timeout * 1e6) as i64,
+            max_flows: self.max_flows,
+        })
+    }
+
+    /// The capture's name for messages, and its bytes (gunzipped when gzip).
+    pub fn open(&self) -> Result<(String, Box<dyn Read + Send>)> {
+        let Some(path) = &self.pcap else {
+            bail_input!("--pcap: expected a capture file or - for standard input");
+        };
+        if path.as_os_str() == "-" {
+            Ok(("standard input".into(), maybe_gz(std::io::stdin())?))
+        } else {
+            Ok((path.display().to_string(), open_maybe_gz(path)?))
+        }
+    }
+
+    /// Extracts the capture's flows, handing each to `on_flow` as it ends; the summary goes
+    /// to stderr unless `quiet`.
+    pub fn extract(
+        &self,
+        quiet: bool,
+        on_flow: &mut dyn FnMut(&flows::features::Flow) -> Result<()>,
+    ) -> Result<Summary> {
+        let limits = self.limits()?;
+        let (name, input) = self.open()?;
+        let started = Instant::now();
+        let summary = flows::extract(&name, input, limits, self.live, on_flow)?;
+        if !quiet {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{name}: {} in {secs:.2}s ({:.0} packets/s)",
+                summary.line(),
+                summary.packets as f64 / secs.max(1e-9)
+            );
+        }
+        Ok(summary)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// Where to write the flows (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// The header to write: the corrected CIC-IDS2017 release's (`cic`) or the original
+    /// CICFlowMeter export's (`cic-original`), for models trained on either.
+    #[arg(long, value_enum, default_value_t = Schema::Cic)]
+    pub schema: Schema,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: FlowsArgs) -> Result<()> {
+    if args.capture.pcap.is_none() {
+        bail_input!("--pcap: expected a capture file or - for standard input");
+    }
+    let out = OutputFile::create(args.out.as_deref())?;
+    let mut writer = Writer::new(out.writer()?, args.schema, args.format == Format::Jsonl)?;
+    let result = args
+        .capture
+        .extract(args.quiet, &mut |flow| writer.write(flow));
+    drop(writer);
+    // A truncated capture still leaves every flow up to the damage, whole.
+    let keep = match &result {
+        Ok(_) => true,
+        Err(e) => crate::error::exit_code(e) == crate::error::EXIT_BAD_INPUT,
+    };
+    out.finish(keep)?;
+    result.map(|_| ())
+}

@@ -1,0 +1,216 @@
+//! Flow records as CSV (the corrected CIC-IDS2017 release's header, or the original
+//! CICFlowMeter export's) or JSON lines.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use super::features::{Flow, IDENTIFIERS, NUMERIC};
+
+/// Which header the CSV carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schema {
+    /// The corrected release (Engelen, Rimmer and Joosen, 2021).
+    Cic,
+    /// The original CIC-IDS2017 export (leading spaces, `Fwd Header Length` twice, no RST,
+    /// ICMP or TCP-time columns), for models trained on the original CSVs.
+    CicOriginal,
+}
+
+/// The original export's header, as its files spell it (GeneratedLabelledFlows, without
+/// `Label`), and for each column the corrected release's column it holds.
+const ORIGINAL: [(&str, &str); 84] = [
+    ("Flow ID", "Flow ID"),
+    (" Source IP", "Src IP"),
+    (" Source Port", "Src Port"),
+    (" Destination IP", "Dst IP"),
+    (" Destination Port", "Dst Port"),
+    (" Protocol", "Protocol"),
+    (" Timestamp", "Timestamp"),
+    (" Flow Duration", "Flow Duration"),
+    (" Total Fwd Packets", "Total Fwd Packet"),
+    (" Total Backward Packets", "Total Bwd packets"),
+    ("Total Length of Fwd Packets", "Total Length of Fwd Packet"),
+    (" Total Length of Bwd Packets", "Total Length of Bwd Packet"),
+    (" Fwd Packet Length Max", "Fwd Packet Length Max"),
+    (" Fwd Packet Length Min", "Fwd Packet Length Min"),
+    (" Fwd Packet Length Mean", "Fwd Packet Length Mean"),
+    (" Fwd Packet Length Std", "Fwd Packet Length Std"),
+    ("Bwd Packet Length Max", "Bwd Packet Length Max"),
+    (" Bwd Packet Length Min", "Bwd Packet Length Min"),
+    (" Bwd Packet Length Mean", "Bwd Packet Length Mean"),
+    (" Bwd Packet Length Std", "Bwd Packet Length Std"),
+    ("Flow Bytes/s", "Flow Bytes/s"),
+    (" Flow Packets/s", "Flow Packets/s"),
+    (" Flow IAT Mean", "Flow IAT Mean"),
+    (" Flow IAT Std", "Flow IAT Std"),
+    (" Flow IAT Max", "Flow IAT Max"),
+    (" Flow IAT Min", "Flow IAT Min"),
+    ("Fwd IAT Total", "Fwd IAT Total"),
+    (" Fwd IAT Mean", "Fwd IAT Mean"),
+    (" Fwd IAT Std", "Fwd IAT Std"),
+    (" Fwd IAT Max", "Fwd IAT Max"),
+    (" Fwd IAT Min", "Fwd IAT Min"),
+    ("Bwd IAT Total", "Bwd IAT Total"),
+    (" Bwd IAT Mean", "Bwd IAT Mean"),
+    (" Bwd IAT Std", "Bwd IAT Std"),
+    (" Bwd IAT Max", "Bwd IAT Max"),
+    (" Bwd IAT Min", "Bwd IAT Min"),
+    ("Fwd PSH Flags", "Fwd PSH Flags"),
+    (" Bwd PSH Flags", "Bwd PSH Flags"),
+    (" Fwd URG Flags", "Fwd URG Flags"),
+    (" Bwd URG Flags", "Bwd URG Flags"),
+    (" Fwd Header Length", "Fwd Header Length"),
+    (" Bwd Header Length", "Bwd Header Length"),
+    ("Fwd Packets/s", "Fwd Packets/s"),
+    (" Bwd Packets/s", "Bwd Packets/s"),
+    (" Min Packet Length", "Packet Length Min"),
+    (" Max Packet Length", "Packet Length Max"),
+    (" Packet Length Mean", "Packet Length Mean"),
+    (" Packet Length Std", "Packet Length Std"),
+    (" Packet Length Variance", "Packet Length Variance"),
+    ("FIN Flag Count", "FIN Flag Count"),
+    (" SYN Flag Count", "SYN Flag Count"),
+    (" RST Flag Count", "RST Flag Count"),
+    (" PSH Flag Count", "PSH Flag Count"),
+    (" ACK Flag Count", "ACK Flag Count"),
+    (" URG Flag Count", "URG Flag Count"),
+    (" CWR Flag Count", "CWR Flag Count"),
+    (" ECE Flag Count", "ECE Flag Count"),
+    (" Down/Up Ratio", "Down/Up Ratio"),
+    (" Average Packet Size", "Average Packet Size"),
+    (" Avg Fwd Segment Size", "Fwd Segment Size Avg"),
+    (" Avg Bwd Segment Size", "Bwd Segment Size Avg"),
+    (" Fwd Header Length", "Fwd Header Length"),
+    ("Fwd Avg Bytes/Bulk", "Fwd Bytes/Bulk Avg"),
+    (" Fwd Avg Packets/Bulk", "Fwd Packet/Bulk Avg"),
+    (" Fwd Avg Bulk Rate", "Fwd Bulk Rate Avg"),
+    (" Bwd Avg Bytes/Bulk", "Bwd Bytes/Bulk Avg"),
+    (" Bwd Avg Packets/Bulk", "Bwd Packet/Bulk Avg"),
+    ("Bwd Avg Bulk Rate", "Bwd Bulk Rate Avg"),
+    ("Subflow Fwd Packets", "Subflow Fwd Packets"),
+    (" Subflow Fwd Bytes", "Subflow Fwd Bytes"),
+    (" Subflow Bwd Packets", "Subflow Bwd Packets"),
+    (" Subflow Bwd Bytes", "Subflow Bwd Bytes"),
+    ("Init_Win_bytes_forward", "FWD Init Win Bytes"),
+    (" Init_Win_bytes_backward", "Bwd Init Win Bytes"),
+    (" act_data_pkt_fwd", "Fwd Act Data Pkts"),
+    (" min_seg_size_forward", "Fwd Seg Size Min"),
+    ("Active Mean", "Active Mean"),
+    (" Active Std", "Active Std"),
+    (" Active Max", "Active Max"),
+    (" Active Min", "Active Min"),
+    ("Idle Mean", "Idle Mean"),
+    (" Idle Std", "Idle Std"),
+    (" Idle Max", "Idle Max"),
+    (" Idle Min", "Idle Min"),
+];
+
+/// The CSV header of `schema`.
+pub fn header(schema: Schema) -> Vec<String> {
+    match schema {
+        Schema::Cic => IDENTIFIERS
+            .iter()
+            .chain(&NUMERIC)
+            .map(|s| s.to_string())
+            .collect(),
+        Schema::CicOriginal => ORIGINAL.iter().map(|(name, _)| name.to_string()).collect(),
+    }
+}
+
+/// A flow's values as text, in the corrected release's column order.
+pub fn values(flow: &Flow) -> Vec<String> {
+    let (y, mo, d, h, mi, s) = crate::clock::utc(flow.start.div_euclid(1_000_000));
+    let micros = flow.start.rem_euclid(1_000_000);
+    let mut out = vec![
+        flow.id(),
+        flow.src.to_string(),
+        flow.src_port.to_string(),
+        flow.dst.to_string(),
+        flow.dst_port.to_string(),
+        flow.protocol.to_string(),
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{micros:06}"),
+    ];
+    out.extend(flow.features().into_iter().map(number));
+    out
+}
+
+/// Shortest text that reads back as the same number; Java's spellings for the rates that
+/// divide by a zero duration.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Writes flows as CSV or JSON lines, one record per flow, flushed after each so a reader
+/// downstream sees a flow as soon as it ends.
+pub struct Writer<W: Write> {
+    out: Sink<W>,
+    /// Each output column's index in [`values`].
+    picks: Vec<usize>,
+    names: Vec<String>,
+}
+
+enum Sink<W: Write> {
+    Csv(csv::Writer<W>),
+    Json(W),
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(out: W, schema: Schema, json: bool) -> Result<Writer<W>> {
+        let corrected = header(Schema::Cic);
+        let names = header(schema);
+        let picks = match schema {
+            Schema::Cic => (0..corrected.len()).collect(),
+            Schema::CicOriginal => ORIGINAL
+                .iter()
+                .map(|(_, source)| {
+                    let at = corrected.iter().position(|c| c == source);
+                    at.expect("every original column has a source")
+                })
+                .collect(),
+        };
+        let out = if json {
+            Sink::Json(out)
+        } else {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(&names)?;
+            w.flush()?;
+            Sink::Csv(w)
+        };
+        Ok(Writer { out, picks, names })
+    }
+
+    pub fn write(&mut self, flow: &Flow) -> Result<()> {
+        let all = values(flow);
+        let row = self.picks.iter().map(|&i| all[i].as_str());
+        match &mut self.out {
+            Sink::Csv(w) => {
+                w.write_record(row)?;
+                w.flush()?;
+            }
+            Sink::Json(w) => {
+                let mut object = serde_json::Map::new();
+                for ((name, value), &i) in self.names.iter().zip(row).zip(&self.picks) {
+                    // Flow ID, the addresses and the timestamp are text; numbers without a
+                    // finite value (a rate over no time) are null.
+                    let v = match (i, value.parse::<f64>()) {
+                        (0 | 1 | 3 | 6, _) => serde_json::Value::from(value),
+                        (_, Ok(n)) if n.is_finite() => serde_json::Value::from(n),
+                        _ => serde_json::Value::Null,
+                    };
+                    object.insert(name.trim().to_string(), v);
+                }
+                serde_json::to_writer(&mut *w, &object)?;
+                w.write_all(b"\n")?;
+                w.flush()?;
+            }
+        }
+        Ok(())
+    }
+}

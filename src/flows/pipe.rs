@@ -1,0 +1,104 @@
+//! An in-process pipe: bytes written on one thread are read on another. Used to hand a
+//! capture's flow records to the CSV stream reader; unlike an OS pipe, a reader that has gone
+//! away is an error for the writer, not a SIGPIPE for the process.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// The writing end: each `flush` (or a full buffer) sends what was written as one chunk.
+pub struct PipeWriter {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// The reading end.
+pub struct PipeReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+/// A pipe that holds up to 64 unread chunks.
+pub fn pipe() -> (PipeReader, PipeWriter) {
+    let (tx, rx) = sync_channel(64);
+    (
+        PipeReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        },
+        PipeWriter {
+            tx,
+            buf: Vec::new(),
+        },
+    )
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.buf);
+        self.tx
+            .send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "reader gone"))
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_cross_in_order_and_a_gone_reader_is_an_error() {
+        let (mut r, mut w) = pipe();
+        let writer = std::thread::spawn(move || {
+            for i in 0..1000 {
+                write!(w, "{i},").unwrap();
+                w.flush().unwrap();
+            }
+        });
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        writer.join().unwrap();
+        let want: String = (0..1000).map(|i| format!("{i},")).collect();
+        assert_eq!(got, want);
+        let (r, mut w) = pipe();
+        drop(r);
+        w.write_all(b"x").unwrap();
+        assert_eq!(
+            w.flush().unwrap_err().kind(),
+            std::io::ErrorKind::BrokenPipe
+        );
+    }
+}
