@@ -1,5 +1,5 @@
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -8,7 +8,7 @@ use clap::Args;
 use crate::bail_input;
 use crate::cli::OutputFile;
 use crate::data::read::{maybe_gz, open_maybe_gz};
-use crate::flows::output::{Schema, Writer};
+use crate::flows::output::{Labels, Schema, Writer};
 use crate::flows::{self, Limits, Summary};
 use crate::score::stream::Format;
 
@@ -104,6 +104,10 @@ pub struct FlowsArgs {
     /// CICFlowMeter export's (`cic-original`), for models trained on either.
     #[arg(long, value_enum, default_value_t = Schema::Cic)]
     pub schema: Schema,
+    /// Add a `Label` column from a ground truth with `Flow ID` and `Label` columns (as
+    /// `generate --pcap` writes); flows it does not name get an empty label, counted.
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
@@ -113,11 +117,19 @@ pub fn run(args: FlowsArgs) -> Result<()> {
     if args.capture.pcap.is_none() {
         bail_input!("--pcap: expected a capture file or - for standard input");
     }
+    let labels = args.labels.as_deref().map(read_labels).transpose()?;
     let out = OutputFile::create(args.out.as_deref())?;
-    let mut writer = Writer::new(out.writer()?, args.schema, args.format == Format::Jsonl)?;
+    let json = args.format == Format::Jsonl;
+    let mut writer = Writer::new(out.writer()?, args.schema, json, labels)?;
     let result = args
         .capture
         .extract(args.quiet, &mut |flow| writer.write(flow));
+    if let Some(labels) = writer.labels().filter(|l| l.missing > 0 && !args.quiet) {
+        eprintln!(
+            "{} flows have no label in the ground truth (left empty)",
+            labels.missing
+        );
+    }
     drop(writer);
     // A truncated capture still leaves every flow up to the damage, whole.
     let keep = match &result {
@@ -126,4 +138,30 @@ pub fn run(args: FlowsArgs) -> Result<()> {
     };
     out.finish(keep)?;
     result.map(|_| ())
+}
+
+/// A ground truth: `Flow ID` → `Label`.
+fn read_labels(path: &Path) -> Result<Labels> {
+    let name = path.display();
+    let mut reader = csv::Reader::from_reader(open_maybe_gz(path)?);
+    let headers = reader.headers()?.clone();
+    let column = |want: &str| match headers.iter().position(|h| h.trim() == want) {
+        Some(i) => Ok(i),
+        None => Err(crate::error::bad_input(format!(
+            "{name}: no '{want}' column"
+        ))),
+    };
+    let (id, label) = (column("Flow ID")?, column("Label")?);
+    let mut by_flow = std::collections::HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| crate::error::bad_input(format!("{name}: {e}")))?;
+        let (Some(f), Some(l)) = (record.get(id), record.get(label)) else {
+            bail_input!("{name}: line {}: expected a Flow ID and a Label", i + 2);
+        };
+        by_flow.insert(f.trim().to_string(), l.trim().to_string());
+    }
+    Ok(Labels {
+        by_flow,
+        missing: 0,
+    })
 }

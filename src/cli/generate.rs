@@ -1,10 +1,12 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
+use crate::cli::OutputFile;
 use crate::data::generate::{write_sample, write_sequences};
+use crate::flows::traffic;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -25,9 +27,20 @@ pub struct GenerateArgs {
     /// With --sequences: how many hosts.
     #[arg(long, default_value_t = 20)]
     pub hosts: usize,
+    /// Write a synthetic capture instead (pcapng when the name ends in .pcapng): TCP, UDP and
+    /// ICMP sessions, VLAN-tagged and IPv6 ones among them, with a SYN port scan, brute-force
+    /// logins and a UDP flood; each flow's label goes to <name>.labels.csv (`Flow ID,Label`).
+    #[arg(long, value_name = "FILE", conflicts_with = "sequences")]
+    pub pcap: Option<PathBuf>,
+    /// With --pcap: how many sessions (flows).
+    #[arg(long, default_value_t = 2000)]
+    pub flows: usize,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
+    if let Some(path) = &args.pcap {
+        return capture(path, args.flows, args.seed);
+    }
     if args.rows == 0 {
         bail_input!("--rows: expected at least 1");
     }
@@ -56,5 +69,38 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         write_sample(&args.out, args.rows, args.seed, args.anomaly_ratio)?;
     }
     println!("wrote {} rows to {}", args.rows, args.out.display());
+    Ok(())
+}
+
+/// `generate --pcap`: the capture and its labels, each written whole or not at all.
+fn capture(path: &Path, flows: usize, seed: u64) -> Result<()> {
+    if flows == 0 {
+        bail_input!("--flows: expected at least 1");
+    }
+    let labels = path.with_extension("labels.csv");
+    let pcapng = path.extension().is_some_and(|e| e == "pcapng");
+    let (capture_out, labels_out) = (
+        OutputFile::create(Some(path))?,
+        OutputFile::create(Some(&labels))?,
+    );
+    let written = traffic::write(
+        capture_out.writer()?,
+        labels_out.writer()?,
+        flows,
+        seed,
+        pcapng,
+    );
+    let ok = written.is_ok();
+    capture_out.finish(ok)?;
+    labels_out.finish(ok)?;
+    let w = written?;
+    println!(
+        "wrote {} packets of {} flows ({} attacks) to {}, their labels to {}",
+        w.packets,
+        w.flows,
+        w.attacks,
+        path.display(),
+        labels.display()
+    );
     Ok(())
 }

@@ -113,7 +113,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             std::thread::scope(|scope| {
                 // Flows are written as they end and scored as they arrive, batch by batch.
                 let flows = scope.spawn(move || -> Result<()> {
-                    let mut w = Writer::new(writer, schema, false)?;
+                    let mut w = Writer::new(writer, schema, false, None)?;
                     capture
                         .extract(quiet, &mut |flow| w.write(flow))
                         .map(|_| ())

@@ -294,14 +294,12 @@ impl Flow {
         self.last_seen - self.start
     }
 
-    /// The "Flow ID": both addresses and ports, the lower address first, then the protocol.
     pub fn id(&self) -> String {
-        let (a, b) = if ip_bytes(&self.src) <= ip_bytes(&self.dst) {
-            ((self.src, self.src_port), (self.dst, self.dst_port))
-        } else {
-            ((self.dst, self.dst_port), (self.src, self.src_port))
-        };
-        format!("{}-{}-{}-{}-{}", a.0, b.0, a.1, b.1, self.protocol)
+        flow_id(
+            (self.src, self.src_port),
+            (self.dst, self.dst_port),
+            self.protocol,
+        )
     }
 
     /// The numeric features, in [`NUMERIC`]'s order.
@@ -392,11 +390,19 @@ impl Flow {
     }
 }
 
-fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
+/// The "Flow ID" of a flow from `a` to `b`: both addresses, both ports, the protocol, the
+/// lower address's end first (`a` when the addresses are equal), as CICFlowMeter writes it.
+pub fn flow_id(a: (IpAddr, u16), b: (IpAddr, u16), protocol: u8) -> String {
+    let bytes = |ip: &IpAddr| match ip {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    };
+    let (a, b) = if bytes(&a.0) <= bytes(&b.0) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    format!("{}-{}-{}-{}-{protocol}", a.0, b.0, a.1, b.1)
 }
 
 /// The identifying columns, before the numeric ones.

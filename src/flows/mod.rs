@@ -13,6 +13,7 @@ pub mod packet;
 pub mod pipe;
 pub mod synth;
 pub mod table;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -154,6 +154,14 @@ pub struct Writer<W: Write> {
     /// Each output column's index in [`values`].
     picks: Vec<usize>,
     names: Vec<String>,
+    /// A `Label` column from a ground truth by Flow ID; what it lacks is counted.
+    labels: Option<Labels>,
+}
+
+/// Flow ID → label, and how many flows it had none for.
+pub struct Labels {
+    pub by_flow: std::collections::HashMap<String, String>,
+    pub missing: u64,
 }
 
 enum Sink<W: Write> {
@@ -162,9 +170,12 @@ enum Sink<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(out: W, schema: Schema, json: bool) -> Result<Writer<W>> {
+    pub fn new(out: W, schema: Schema, json: bool, labels: Option<Labels>) -> Result<Writer<W>> {
         let corrected = header(Schema::Cic);
-        let names = header(schema);
+        let mut names = header(schema);
+        if labels.is_some() {
+            names.push("Label".into());
+        }
         let picks = match schema {
             Schema::Cic => (0..corrected.len()).collect(),
             Schema::CicOriginal => ORIGINAL
@@ -183,12 +194,29 @@ impl<W: Write> Writer<W> {
             w.flush()?;
             Sink::Csv(w)
         };
-        Ok(Writer { out, picks, names })
+        Ok(Writer {
+            out,
+            picks,
+            names,
+            labels,
+        })
+    }
+
+    /// The ground truth, once every flow is written.
+    pub fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
     }
 
     pub fn write(&mut self, flow: &Flow) -> Result<()> {
-        let all = values(flow);
-        let row = self.picks.iter().map(|&i| all[i].as_str());
+        let mut all = values(flow);
+        let mut picks = self.picks.clone();
+        if let Some(labels) = &mut self.labels {
+            let label = labels.by_flow.get(&all[0]).cloned().unwrap_or_default();
+            labels.missing += label.is_empty() as u64;
+            picks.push(all.len());
+            all.push(label);
+        }
+        let row = picks.iter().map(|&i| all[i].as_str());
         match &mut self.out {
             Sink::Csv(w) => {
                 w.write_record(row)?;
@@ -196,12 +224,18 @@ impl<W: Write> Writer<W> {
             }
             Sink::Json(w) => {
                 let mut object = serde_json::Map::new();
-                for ((name, value), &i) in self.names.iter().zip(row).zip(&self.picks) {
+                for ((name, value), &i) in self.names.iter().zip(row).zip(&picks) {
                     // Flow ID, the addresses and the timestamp are text; numbers without a
                     // finite value (a rate over no time) are null.
-                    let v = match (i, value.parse::<f64>()) {
-                        (0 | 1 | 3 | 6, _) => serde_json::Value::from(value),
-                        (_, Ok(n)) if n.is_finite() => serde_json::Value::from(n),
+                    let text = i < IDENTIFIERS.len() && i != 2 && i != 4 && i != 5;
+                    let v = match value.parse::<f64>() {
+                        _ if text || i == IDENTIFIERS.len() + NUMERIC.len() => {
+                            serde_json::Value::from(value)
+                        }
+                        Ok(n) if n.fract() == 0.0 && n.abs() < 9e15 => {
+                            serde_json::Value::from(n as i64)
+                        }
+                        Ok(n) if n.is_finite() => serde_json::Value::from(n),
                         _ => serde_json::Value::Null,
                     };
                     object.insert(name.trim().to_string(), v);

@@ -9,6 +9,7 @@ mod datasets;
 mod errors;
 mod explain;
 mod feedback;
+mod flows;
 mod gpu;
 mod hub_server;
 mod isa;
