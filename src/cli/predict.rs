@@ -9,7 +9,7 @@ use crate::cli::flows::CaptureArgs;
 use crate::cli::{ConfigArgs, OutputFile};
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
-use crate::flows::output::{Schema, Writer, header};
+use crate::flows::output::{Schema, Writer, identifiers, schema_for};
 use crate::flows::pipe::pipe;
 use crate::score::Scorer;
 use crate::score::stream::{self, Format, Options};
@@ -104,7 +104,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         None => {
             let schema = flow_schema(&ck)?;
             let keep = if keep.is_empty() {
-                flow_identifiers(schema)
+                identifiers(schema)
             } else {
                 keep
             };
@@ -143,44 +143,22 @@ pub fn run(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// The flow schema whose columns hold every input column of the checkpoint: the corrected
-/// release's, else the original export's; else the checkpoint is refused, naming what the
-/// corrected schema lacks.
+/// The flow schema whose columns hold the checkpoint's input columns, or why there is none.
 fn flow_schema(ck: &Checkpoint) -> Result<Schema> {
     let wanted: Vec<&str> = ck
         .preprocessor
         .columns
         .iter()
-        .map(|c| c.name.trim())
+        .map(|c| c.name.as_str())
         .collect();
-    let missing = |schema: Schema| -> Vec<String> {
-        let have: Vec<String> = header(schema)
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        let absent = wanted.iter().filter(|w| !have.iter().any(|h| h == *w));
-        absent.map(|w| w.to_string()).collect()
-    };
-    let corrected = missing(Schema::Cic);
-    if corrected.is_empty() {
-        return Ok(Schema::Cic);
-    }
-    if missing(Schema::CicOriginal).is_empty() {
-        return Ok(Schema::CicOriginal);
-    }
-    bail_input!(
-        "--pcap: the checkpoint was trained on columns that flows from a capture do not have: \
-         {} (a model for captures is trained on CIC-IDS2017 flow features, e.g. the output \
-         of `anomaly flows`)",
-        corrected.join(", ")
-    )
-}
-
-/// The identifying columns kept beside each flow's score: Flow ID, both ends and the time.
-fn flow_identifiers(schema: Schema) -> Vec<String> {
-    let names = header(schema);
-    let keep = [0, 1, 2, 3, 4, 6].map(|i| names[i].trim().to_string());
-    keep.to_vec()
+    schema_for(&wanted).map_err(|missing| {
+        crate::error::bad_input(format!(
+            "--pcap: the checkpoint was trained on columns that flows from a capture do not \
+             have: {} (a model for captures is trained on CIC-IDS2017 flow features, e.g. the \
+             output of `anomaly flows`)",
+            missing.join(", ")
+        ))
+    })
 }
 
 /// The run's summary on stderr (stdout may carry the results).

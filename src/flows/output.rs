@@ -118,6 +118,37 @@ pub fn header(schema: Schema) -> Vec<String> {
     }
 }
 
+/// The schema whose columns hold every one of `wanted`: the corrected release's, else the
+/// original export's; else `Err` with the names the corrected one lacks.
+pub fn schema_for(wanted: &[&str]) -> Result<Schema, Vec<String>> {
+    let missing = |schema: Schema| -> Vec<String> {
+        let have: Vec<String> = header(schema)
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        let absent = wanted
+            .iter()
+            .filter(|w| !have.iter().any(|h| h == w.trim()));
+        absent.map(|w| w.trim().to_string()).collect()
+    };
+    let corrected = missing(Schema::Cic);
+    if corrected.is_empty() {
+        Ok(Schema::Cic)
+    } else if missing(Schema::CicOriginal).is_empty() {
+        Ok(Schema::CicOriginal)
+    } else {
+        Err(corrected)
+    }
+}
+
+/// The columns that say which flow a score is for: Flow ID, both ends and the time.
+pub fn identifiers(schema: Schema) -> Vec<String> {
+    let names = header(schema);
+    [0, 1, 2, 3, 4, 6]
+        .map(|i| names[i].trim().to_string())
+        .to_vec()
+}
+
 /// A flow's values as text, in the corrected release's column order.
 pub fn values(flow: &Flow) -> Vec<String> {
     let (y, mo, d, h, mi, s) = crate::clock::utc(flow.start.div_euclid(1_000_000));
@@ -165,7 +196,7 @@ pub struct Labels {
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json(W),
 }
 
@@ -192,7 +223,7 @@ impl<W: Write> Writer<W> {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(&names)?;
             w.flush()?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         };
         Ok(Writer {
             out,
@@ -200,6 +231,17 @@ impl<W: Write> Writer<W> {
             names,
             labels,
         })
+    }
+
+    /// The stream written to.
+    pub fn into_inner(self) -> W {
+        match self.out {
+            Sink::Csv(w) => w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .expect("flushed after every flow"),
+            Sink::Json(w) => w,
+        }
     }
 
     /// The ground truth, once every flow is written.

@@ -176,10 +176,10 @@ impl Table {
     }
 
     fn insert(&mut self, k: Key, flow: Flow, out: &mut dyn FnMut(Flow)) {
-        if self.flows.len() >= self.limits.max_flows.max(1) {
-            if let Some(&(_, _, idle)) = self.by_last.first() {
-                self.end(&idle, End::Evicted, out);
-            }
+        if self.flows.len() >= self.limits.max_flows.max(1)
+            && let Some(&(_, _, idle)) = self.by_last.first()
+        {
+            self.end(&idle, End::Evicted, out);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -252,10 +252,10 @@ impl Table {
             self.continuation_order.remove(&(old.last_seen, k));
         }
         self.continuation_order.insert((flow.last_seen, k));
-        if self.continuations.len() > self.limits.max_flows {
-            if let Some((_, old)) = self.continuation_order.pop_first() {
-                self.continuations.remove(&old);
-            }
+        if self.continuations.len() > self.limits.max_flows
+            && let Some((_, old)) = self.continuation_order.pop_first()
+        {
+            self.continuations.remove(&old);
         }
     }
 
@@ -277,9 +277,7 @@ fn next_state(flow: &Flow, p: &Packet) -> TcpState {
             TcpState::FirstFin if flow.fins_both_ways() => TcpState::SecondFin,
             other => other,
         }
-    } else if p.has(flag::RST) {
-        TcpState::Ready
-    } else if p.has(flag::ACK) && state == TcpState::SecondFin {
+    } else if p.has(flag::RST) || (p.has(flag::ACK) && state == TcpState::SecondFin) {
         TcpState::Ready
     } else {
         state

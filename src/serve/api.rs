@@ -25,6 +25,8 @@ use super::models::Model;
 use crate::data::feedback::{Entry, Verdict, append};
 use crate::data::read::column_name;
 use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
+use crate::flows::output::{Writer, identifiers, schema_for};
+use crate::flows::{self, Limits};
 use crate::log::utc_rfc3339;
 use crate::score::stream::encode_records;
 
@@ -182,10 +184,12 @@ async fn predict(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
-    let csv = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv"));
+        .unwrap_or("");
+    let csv = content_type.starts_with("text/csv");
+    let capture = content_type.starts_with(PCAP);
     let threshold = match query.get("threshold") {
         None => None,
         Some(t) => match t.parse::<f32>() {
@@ -209,6 +213,18 @@ async fn predict(
         },
     };
     let model_query = query.get("model").cloned();
+    // A capture's flows become a CSV body, and their identifiers go beside the predictions.
+    let (body, csv, flows) = if capture {
+        let (model, extracting) = (model_query.clone(), state.clone());
+        let (flows_csv, ids) = tokio::task::spawn_blocking(move || {
+            capture_flows(&extracting, &body, model.as_deref())
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        (Bytes::from(flows_csv), true, Some(ids))
+    } else {
+        (body, csv, None)
+    };
     let (name, x, raw, rows) = if body.len() <= INLINE_BODY {
         parse(&state, &body, csv, model_query, explain > 0)?
     } else {
@@ -223,12 +239,60 @@ async fn predict(
     state.metrics.scored(&model.name, rows);
     // The predictions arrive as JSON text: spliced in, not parsed and written again. The
     // threshold is written as the f32 it is (0.2, not 0.20000000298023224).
+    let flows = flows.map_or(String::new(), |ids| format!(",\"flows\":{ids}"));
     let body = format!(
-        "{{\"model\":{},\"threshold\":{},\"predictions\":{predictions}}}",
+        "{{\"model\":{},\"threshold\":{},\"predictions\":{predictions}{flows}}}",
         Value::from(model.name.as_str()),
         serde_json::to_string(&threshold).map_err(anyhow::Error::from)?,
     );
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The media type of a pcap or pcapng capture body.
+const PCAP: &str = "application/vnd.tcpdump.pcap";
+
+/// A capture body's flows as CSV in the schema whose columns the model was trained on, and
+/// each flow's identifiers (Flow ID, both ends, the time) as a JSON array, in flow order.
+fn capture_flows(
+    state: &State,
+    body: &[u8],
+    model: Option<&str>,
+) -> Result<(Vec<u8>, Value), ApiError> {
+    let model = state.model(model)?;
+    let wanted: Vec<&str> = model
+        .scorer
+        .pre
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let schema = schema_for(&wanted).map_err(|missing| {
+        ApiError::bad(format!(
+            "model '{}' was trained on columns that flows from a capture do not have: {}",
+            model.name,
+            missing.join(", ")
+        ))
+    })?;
+    let limits = Limits {
+        flow_timeout: 120_000_000,
+        activity_timeout: 5_000_000,
+        max_flows: 1_000_000,
+    };
+    let mut writer = Writer::new(Vec::new(), schema, false, None).map_err(ApiError::from)?;
+    let names = identifiers(schema);
+    let mut ids = Vec::new();
+    flows::extract("the capture body", body, limits, false, &mut |flow| {
+        let values = flows::output::values(flow);
+        let id: serde_json::Map<String, Value> = names
+            .iter()
+            .zip([0, 1, 2, 3, 4, 6])
+            .map(|(name, i)| (name.clone(), Value::from(values[i].as_str())))
+            .collect();
+        ids.push(Value::Object(id));
+        writer.write(flow)
+    })
+    .map_err(|e| ApiError::bad(crate::error::one_line(&e)))?;
+    Ok((writer.into_inner(), Value::Array(ids)))
 }
 
 /// The most reasons `?explain=` may ask for per row.

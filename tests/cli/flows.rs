@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::serve::Server;
 use crate::util::Sandbox;
 
 const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/captures");
@@ -151,22 +152,58 @@ fn a_live_capture_that_goes_quiet_still_reports_its_flows() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `generate --pcap` captures `name.pcap` (with `flows` sessions) and their labelled flows
+/// `name.csv`, through `flows --labels`.
+fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
+    let (pcap, labels, out) = (
+        format!("{name}.pcap"),
+        format!("{name}.labels.csv"),
+        format!("{name}.csv"),
+    );
+    s.run(&[
+        "generate", "--pcap", &pcap, "--flows", flows, "--seed", seed,
+    ])
+    .ok();
+    s.run(&[
+        "flows", "--pcap", &pcap, "--labels", &labels, "--out", &out, "-q",
+    ])
+    .ok();
+}
+
+/// A `kind` model trained on `train.csv`'s flows (identifiers dropped), in `kind/`.
+fn train_on_flows(s: &Sandbox, kind: &str) -> String {
+    let (model, dir) = (
+        format!("model.kind={kind}"),
+        format!("checkpoint.save_dir={kind}"),
+    );
+    s.run(&[
+        "train",
+        "--quiet",
+        "--set",
+        "data.path=train.csv",
+        "--set",
+        "data.label_column=Label",
+        "--set",
+        "data.negative_labels=[BENIGN]",
+        "--set",
+        "data.drop_if_present=[Flow ID, Src IP, Src Port, Dst IP, Timestamp]",
+        "--set",
+        &model,
+        "--set",
+        &dir,
+    ])
+    .ok();
+    format!("{kind}/best.mpk")
+}
+
 /// From packets to alarms: flows of one generated capture, labelled by its ground truth,
 /// train a random forest and an isolation forest (fitted on the normal flows); `predict
 /// --pcap` scores another capture's flows as they end, and both rank its attacks high.
 #[test]
 fn models_trained_on_one_captures_flows_score_another_capture() {
     let s = Sandbox::new();
-    for (name, seed, n) in [("train", "1", "3000"), ("test", "2", "1500")] {
-        let pcap = format!("{name}.pcap");
-        s.run(&["generate", "--pcap", &pcap, "--flows", n, "--seed", seed])
-            .ok();
-        let (labels, out) = (format!("{name}.labels.csv"), format!("{name}.csv"));
-        s.run(&[
-            "flows", "--pcap", &pcap, "--labels", &labels, "--out", &out, "-q",
-        ])
-        .ok();
-    }
+    labelled_capture(&s, "train", "3000", "1");
+    labelled_capture(&s, "test", "1500", "2");
     let truth: std::collections::HashMap<String, bool> =
         std::fs::read_to_string(s.path("test.labels.csv"))
             .unwrap()
@@ -178,28 +215,7 @@ fn models_trained_on_one_captures_flows_score_another_capture() {
             })
             .collect();
     for kind in ["random_forest", "isolation_forest"] {
-        let (model, dir) = (
-            format!("model.kind={kind}"),
-            format!("checkpoint.save_dir={kind}"),
-        );
-        s.run(&[
-            "train",
-            "--quiet",
-            "--set",
-            "data.path=train.csv",
-            "--set",
-            "data.label_column=Label",
-            "--set",
-            "data.negative_labels=[BENIGN]",
-            "--set",
-            "data.drop_if_present=[Flow ID, Src IP, Src Port, Dst IP, Timestamp]",
-            "--set",
-            &model,
-            "--set",
-            &dir,
-        ])
-        .ok();
-        let checkpoint = format!("{kind}/best.mpk");
+        let checkpoint = train_on_flows(&s, kind);
         let out = s
             .run(&[
                 "predict",
@@ -261,6 +277,72 @@ fn models_trained_on_one_captures_flows_score_another_capture() {
         ])
         .ok();
     assert!(inspect.stdout.contains("Flow Duration"));
+}
+
+/// `serve` scores a capture posted as `application/vnd.tcpdump.pcap`: the same scores as
+/// `predict --pcap`, each with its flow's identifiers; a broken capture is a 422 (as any
+/// body the server cannot score) naming the packet.
+#[test]
+fn serve_scores_a_posted_capture_as_predict_does() {
+    let s = Sandbox::new();
+    labelled_capture(&s, "train", "600", "3");
+    s.run(&[
+        "generate",
+        "--pcap",
+        "test.pcap",
+        "--flows",
+        "200",
+        "--seed",
+        "4",
+    ])
+    .ok();
+    let checkpoint = train_on_flows(&s, "isolation_forest");
+    let out = s
+        .run(&[
+            "predict",
+            "--checkpoint",
+            &checkpoint,
+            "--pcap",
+            "test.pcap",
+            "-q",
+        ])
+        .ok()
+        .stdout;
+    let expected: Vec<(String, f64)> = out
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (
+                cells[1].to_string(),
+                cells[cells.len() - 3].parse().unwrap(),
+            )
+        })
+        .collect();
+    let server = Server::start(&s, &["--checkpoint", &checkpoint]);
+    let capture = std::fs::read(s.path("test.pcap")).unwrap();
+    let (status, body) = server.post("/api/v1/predict", "application/vnd.tcpdump.pcap", &capture);
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let got: Vec<(String, f64)> = response["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(response["predictions"].as_array().unwrap())
+        .map(|(f, p)| {
+            let id = f["Flow ID"].as_str().unwrap().to_string();
+            (id, p["score"].as_f64().unwrap())
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for ((gid, g), (eid, e)) in got.iter().zip(&expected) {
+        assert_eq!(gid, eid);
+        assert!((g - e).abs() < 1e-6, "{gid}: {g} vs {e}");
+    }
+    let cut = &capture[..capture.len() - 10];
+    let (status, body) = server.post("/api/v1/predict", "application/vnd.tcpdump.pcap", cut);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("at byte offset"), "{body}");
 }
 
 /// The share of (attack, benign) pairs the scores order right, ties counting half.
