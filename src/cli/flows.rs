@@ -9,6 +9,7 @@ use crate::bail_input;
 use crate::cli::OutputFile;
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::flows::output::{Labels, Schema, Writer};
+use crate::flows::pipe::read_ahead;
 use crate::flows::{self, Limits, Summary};
 use crate::score::stream::Format;
 
@@ -61,11 +62,13 @@ impl CaptureArgs {
         let Some(path) = &self.pcap else {
             bail_input!("--pcap: expected a capture file or - for standard input");
         };
-        if path.as_os_str() == "-" {
-            Ok(("standard input".into(), maybe_gz(std::io::stdin())?))
+        // Read (and gunzipped) on a thread of its own, parsed on this one.
+        let (name, input) = if path.as_os_str() == "-" {
+            ("standard input".to_string(), maybe_gz(std::io::stdin())?)
         } else {
-            Ok((path.display().to_string(), open_maybe_gz(path)?))
-        }
+            (path.display().to_string(), open_maybe_gz(path)?)
+        };
+        Ok((name, Box::new(read_ahead(input))))
     }
 
     /// Extracts the capture's flows, handing each to `on_flow` as it ends; the summary goes

@@ -391,8 +391,8 @@ mod tests {
             .collect();
         assert_eq!(kinds, [("8", "1"), ("3", "0")]);
 
-        // A full table ends the flow idle longest.
-        let three = [udp(0, 1), udp(10, 2), udp(20, 1), udp(30, 3)];
+        // A full table ends the flow idle longest (to the second).
+        let three = [udp(0, 1), udp(s, 2), udp(2 * s, 1), udp(3 * s, 3)];
         let small = Limits {
             max_flows: 2,
             ..LIMITS

@@ -151,30 +151,69 @@ pub fn identifiers(schema: Schema) -> Vec<String> {
 
 /// A flow's values as text, in the corrected release's column order.
 pub fn values(flow: &Flow) -> Vec<String> {
-    let (y, mo, d, h, mi, s) = crate::clock::utc(flow.start.div_euclid(1_000_000));
-    let micros = flow.start.rem_euclid(1_000_000);
-    let mut out = vec![
-        flow.id(),
-        flow.src.to_string(),
-        flow.src_port.to_string(),
-        flow.dst.to_string(),
-        flow.dst_port.to_string(),
-        flow.protocol.to_string(),
-        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{micros:06}"),
-    ];
-    out.extend(flow.features().into_iter().map(number));
-    out
+    let mut row = Row::default();
+    row.fill(flow);
+    (0..row.ends.len())
+        .map(|i| row.get(i).to_string())
+        .collect()
 }
 
-/// Shortest text that reads back as the same number; Java's spellings for the rates that
-/// divide by a zero duration.
-fn number(v: f64) -> String {
+/// A flow's fields as text in one buffer that is reused from flow to flow (a String per
+/// field was most of `flows`' allocations).
+#[derive(Default)]
+pub struct Row {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Row {
+    /// The `i`th field (the corrected release's order).
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn fill(&mut self, flow: &Flow) {
+        use std::fmt::Write as _;
+        self.text.clear();
+        self.ends.clear();
+        let (y, mo, d, h, mi, s) = crate::clock::utc(flow.start.div_euclid(1_000_000));
+        let micros = flow.start.rem_euclid(1_000_000);
+        let t = &mut self.text;
+        let ids: [&dyn Fn(&mut String); 7] = [
+            &|t| t.push_str(&flow.id()),
+            &|t| write!(t, "{}", flow.src).expect("writing to a String"),
+            &|t| t.push_str(itoa::Buffer::new().format(flow.src_port)),
+            &|t| write!(t, "{}", flow.dst).expect("writing to a String"),
+            &|t| t.push_str(itoa::Buffer::new().format(flow.dst_port)),
+            &|t| t.push_str(itoa::Buffer::new().format(flow.protocol)),
+            &|t| {
+                write!(t, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{micros:06}")
+                    .expect("writing to a String")
+            },
+        ];
+        for id in ids {
+            id(t);
+            self.ends.push(t.len());
+        }
+        for v in flow.features() {
+            number(t, v);
+            self.ends.push(t.len());
+        }
+    }
+}
+
+/// Shortest text that reads back as the same number (whole numbers without a fraction);
+/// Java's spellings for the rates that divide by a zero duration.
+fn number(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        out.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        format!("{v}")
+        out.push_str(ryu::Buffer::new().format_finite(v));
     }
 }
 
@@ -187,6 +226,7 @@ pub struct Writer<W: Write> {
     names: Vec<String>,
     /// A `Label` column from a ground truth by Flow ID; what it lacks is counted.
     labels: Option<Labels>,
+    row: Row,
 }
 
 /// Flow ID → label, and how many flows it had none for.
@@ -230,6 +270,7 @@ impl<W: Write> Writer<W> {
             picks,
             names,
             labels,
+            row: Row::default(),
         })
     }
 
@@ -250,15 +291,18 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write(&mut self, flow: &Flow) -> Result<()> {
-        let mut all = values(flow);
-        let mut picks = self.picks.clone();
-        if let Some(labels) = &mut self.labels {
-            let label = labels.by_flow.get(&all[0]).cloned().unwrap_or_default();
+        self.row.fill(flow);
+        let all = &self.row;
+        let label = self.labels.as_mut().map(|labels| {
+            let label = labels.by_flow.get(all.get(0)).map_or("", String::as_str);
             labels.missing += label.is_empty() as u64;
-            picks.push(all.len());
-            all.push(label);
-        }
-        let row = picks.iter().map(|&i| all[i].as_str());
+            label
+        });
+        let fields = self.picks.iter().map(|&i| all.get(i));
+        let row: Vec<&str> = fields.chain(label).collect();
+        let picks: Vec<usize> = (self.picks.iter().copied())
+            .chain(label.map(|_| IDENTIFIERS.len() + NUMERIC.len()))
+            .collect();
         match &mut self.out {
             Sink::Csv(w) => {
                 w.write_record(row)?;

@@ -7,20 +7,25 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// The writing end: each `flush` (or a full buffer) sends what was written as one chunk.
 pub struct PipeWriter {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<std::io::Result<Vec<u8>>>,
     buf: Vec<u8>,
 }
 
 /// The reading end.
 pub struct PipeReader {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<std::io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     at: usize,
 }
 
 /// A pipe that holds up to 64 unread chunks.
 pub fn pipe() -> (PipeReader, PipeWriter) {
-    let (tx, rx) = sync_channel(64);
+    pipe_of(64)
+}
+
+/// A pipe that holds up to `chunks` unread chunks.
+fn pipe_of(chunks: usize) -> (PipeReader, PipeWriter) {
+    let (tx, rx) = sync_channel(chunks);
     (
         PipeReader {
             rx,
@@ -49,7 +54,7 @@ impl Write for PipeWriter {
         }
         let chunk = std::mem::take(&mut self.buf);
         self.tx
-            .send(chunk)
+            .send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "reader gone"))
     }
 }
@@ -60,11 +65,35 @@ impl Drop for PipeWriter {
     }
 }
 
+/// `input` read on a thread of its own, a MiB at a time, so reading (the kernel's copy, or
+/// gunzipping) and parsing use two cores.
+pub fn read_ahead(mut input: impl Read + Send + 'static) -> PipeReader {
+    let (reader, writer) = pipe_of(4);
+    std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let sent = match input.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => writer.tx.send(Ok(chunk[..n].to_vec())),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = writer.tx.send(Err(e));
+                    break;
+                }
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+    reader
+}
+
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
-                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
+                Ok(chunk) => (self.chunk, self.at) = (chunk?, 0),
                 Err(_) => return Ok(0),
             }
         }

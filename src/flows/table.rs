@@ -55,6 +55,12 @@ struct Entry {
     seq: u64,
 }
 
+/// The second of a time (µs): flows are ordered by how long they have been idle to the
+/// second, so most packets leave that index alone.
+fn second(t: i64) -> i64 {
+    t.div_euclid(1_000_000)
+}
+
 /// What a TCP flow ended by the clock leaves for the connection's next packet.
 struct Continuation {
     forward_src: (IpAddr, u16),
@@ -67,6 +73,7 @@ pub struct Table {
     limits: Limits,
     flows: HashMap<Key, Entry>,
     by_start: BTreeSet<(i64, u64, Key)>,
+    /// By the second of the last packet.
     by_last: BTreeSet<(i64, u64, Key)>,
     /// Flows ready to end, by their last packet.
     closing: BTreeSet<(i64, u64, Key)>,
@@ -151,10 +158,13 @@ impl Table {
             flow.tcp = next_state(flow, p);
         }
         let closing = flow.tcp == TcpState::Ready;
-        self.by_last.remove(&(before, seq, k));
-        self.by_last.insert((p.ts, seq, k));
-        self.closing.remove(&(before, seq, k));
+        if second(before) != second(p.ts) {
+            self.by_last.remove(&(second(before), seq, k));
+            self.by_last.insert((second(p.ts), seq, k));
+        }
+        // A flow ready to end stays so; each packet moves its place in the queue.
         if closing {
+            self.closing.remove(&(before, seq, k));
             self.closing.insert((p.ts, seq, k));
         }
     }
@@ -184,7 +194,7 @@ impl Table {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_start.insert((flow.start, seq, k));
-        self.by_last.insert((flow.last_seen, seq, k));
+        self.by_last.insert((second(flow.last_seen), seq, k));
         self.flows.insert(k, Entry { flow, seq });
     }
 
@@ -193,7 +203,7 @@ impl Table {
     fn end(&mut self, k: &Key, why: End, out: &mut dyn FnMut(Flow)) -> Flow {
         let Entry { flow, seq } = self.flows.remove(k).expect("the flow exists");
         self.by_start.remove(&(flow.start, seq, *k));
-        self.by_last.remove(&(flow.last_seen, seq, *k));
+        self.by_last.remove(&(second(flow.last_seen), seq, *k));
         self.closing.remove(&(flow.last_seen, seq, *k));
         *self.ended.entry(why).or_default() += 1;
         let kept = Flow::clone(&flow);
