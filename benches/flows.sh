@@ -46,7 +46,8 @@ if ! "$py" -c 'import nfstream' 2>/dev/null; then
   echo "skipped the references: nfstream is not importable by $py (set PYTHON=...)"
   exit 0
 fi
-ref=$("$py" benches/flows_reference.py "$dir/big.pcap" | tee /dev/stderr)
+ref=$("$py" benches/flows_reference.py "$dir/big.pcap")
+echo "$ref"
 theirs=$(echo "$ref" | grep -oE "^nfstream [0-9]+" | grep -oE "[0-9]+")
 echo "packets/s: ours $ours_pps, nfstream $theirs, ratio $(awk -v o="$ours_pps" -v t="$theirs" 'BEGIN { printf "%.2f", o / t }')"
 "$py" benches/flows_reference.py "$dir/small.pcap" --ours <("$bin" flows --pcap "$dir/small.pcap" -q)

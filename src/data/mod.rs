@@ -12,6 +12,7 @@ pub mod read;
 pub mod select;
 pub mod sequence;
 pub mod split;
+pub mod zeek;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

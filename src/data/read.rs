@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -174,7 +174,8 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
     maybe_gz(file)
 }
 
-/// Any byte stream (a file, a pipe, stdin), gunzipped when it starts with the gzip magic bytes.
+/// Any byte stream (a file, a pipe, stdin), gunzipped when it starts with the gzip magic bytes,
+/// and a Zeek TSV log read as CSV.
 pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 2];
     let mut n = 0;
@@ -187,11 +188,19 @@ pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read +
     }
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let reader = BufReader::with_capacity(1 << 20, head.chain(stream));
-    if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(
+    let mut reader: Box<dyn BufRead + Send> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::with_capacity(
             1 << 20,
             flate2::read::MultiGzDecoder::new(reader),
-        )))
+        ))
+    } else {
+        Box::new(reader)
+    };
+    // A Zeek log (its first line `#separator …`) is read as the CSV it holds.
+    let head = reader.fill_buf()?;
+    let zeek = super::zeek::is_zeek(head) || (!head.is_empty() && b"#separator".starts_with(head));
+    if zeek {
+        Ok(Box::new(super::zeek::ZeekCsv::new(reader)))
     } else {
         Ok(Box::new(reader))
     }

@@ -16,6 +16,8 @@ pub struct PipeReader {
     rx: Receiver<std::io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     at: usize,
+    /// Where read chunks go back to be filled again (read-ahead only).
+    recycle: Option<SyncSender<Vec<u8>>>,
 }
 
 /// A pipe that holds up to 64 unread chunks.
@@ -31,6 +33,7 @@ fn pipe_of(chunks: usize) -> (PipeReader, PipeWriter) {
             rx,
             chunk: Vec::new(),
             at: 0,
+            recycle: None,
         },
         PipeWriter {
             tx,
@@ -66,15 +69,35 @@ impl Drop for PipeWriter {
 }
 
 /// `input` read on a thread of its own, a MiB at a time, so reading (the kernel's copy, or
-/// gunzipping) and parsing use two cores.
+/// gunzipping) and parsing use two cores. The same few buffers go round: a fresh MiB per
+/// read left the heap fragmented by the flows allocated in between, and memory grew with the
+/// length of the capture.
 pub fn read_ahead(mut input: impl Read + Send + 'static) -> PipeReader {
-    let (reader, writer) = pipe_of(4);
+    const CHUNKS: usize = 4;
+    let (mut reader, writer) = pipe_of(CHUNKS);
+    let (give_back, returned) = sync_channel::<Vec<u8>>(CHUNKS + 2);
+    reader.recycle = Some(give_back);
     std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut fresh = CHUNKS + 2;
         loop {
+            let mut chunk = match returned.try_recv() {
+                Ok(chunk) => chunk,
+                Err(_) if fresh > 0 => {
+                    fresh -= 1;
+                    Vec::new()
+                }
+                Err(_) => match returned.recv() {
+                    Ok(chunk) => chunk,
+                    Err(_) => break,
+                },
+            };
+            chunk.resize(1 << 20, 0);
             let sent = match input.read(&mut chunk) {
                 Ok(0) => break,
-                Ok(n) => writer.tx.send(Ok(chunk[..n].to_vec())),
+                Ok(n) => {
+                    chunk.truncate(n);
+                    writer.tx.send(Ok(chunk))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let _ = writer.tx.send(Err(e));
@@ -93,7 +116,13 @@ impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
-                Ok(chunk) => (self.chunk, self.at) = (chunk?, 0),
+                Ok(chunk) => {
+                    let used = std::mem::replace(&mut self.chunk, chunk?);
+                    self.at = 0;
+                    if let Some(recycle) = &self.recycle {
+                        let _ = recycle.try_send(used);
+                    }
+                }
                 Err(_) => return Ok(0),
             }
         }

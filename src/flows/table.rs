@@ -71,7 +71,9 @@ struct Continuation {
 
 pub struct Table {
     limits: Limits,
-    flows: HashMap<Key, Entry>,
+    /// Boxed: a flow's counters are several hundred bytes, and a map that doubles its room
+    /// should double pointers, not counters (memory then follows the flows held).
+    flows: HashMap<Key, Box<Entry>>,
     by_start: BTreeSet<(i64, u64, Key)>,
     /// By the second of the last packet.
     by_last: BTreeSet<(i64, u64, Key)>,
@@ -195,13 +197,13 @@ impl Table {
         self.next_seq += 1;
         self.by_start.insert((flow.start, seq, k));
         self.by_last.insert((second(flow.last_seen), seq, k));
-        self.flows.insert(k, Entry { flow, seq });
+        self.flows.insert(k, Box::new(Entry { flow, seq }));
     }
 
     /// Ends a flow: out of the table and its indexes, counted; returns a copy of what ended
     /// (the caller has already been handed it).
     fn end(&mut self, k: &Key, why: End, out: &mut dyn FnMut(Flow)) -> Flow {
-        let Entry { flow, seq } = self.flows.remove(k).expect("the flow exists");
+        let Entry { flow, seq } = *self.flows.remove(k).expect("the flow exists");
         self.by_start.remove(&(flow.start, seq, *k));
         self.by_last.remove(&(second(flow.last_seen), seq, *k));
         self.closing.remove(&(flow.last_seen, seq, *k));

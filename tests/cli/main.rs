@@ -23,3 +23,4 @@ mod trees;
 mod unsupervised;
 mod upload;
 mod util;
+mod zeek;
