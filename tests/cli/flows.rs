@@ -196,6 +196,27 @@ fn train_on_flows(s: &Sandbox, kind: &str) -> String {
     format!("{kind}/best.mpk")
 }
 
+/// `predict --pcap test.pcap` with `checkpoint`: each flow's Flow ID and score, in order.
+fn predict_capture(s: &Sandbox, checkpoint: &str) -> Vec<(String, f64)> {
+    let args = [
+        "predict",
+        "--checkpoint",
+        checkpoint,
+        "--pcap",
+        "test.pcap",
+        "-q",
+    ];
+    let out = s.run(&args).ok().stdout;
+    let mut header = out.lines().next().unwrap().split(',');
+    let id = header.position(|h| h == "Flow ID").unwrap();
+    let row = |line: &str| {
+        let cells: Vec<&str> = line.split(',').collect();
+        let score = cells[cells.len() - 3].parse().unwrap();
+        (cells[id].to_string(), score)
+    };
+    out.lines().skip(1).map(row).collect()
+}
+
 /// From packets to alarms: flows of one generated capture, labelled by its ground truth,
 /// train a random forest and an isolation forest (fitted on the normal flows); `predict
 /// --pcap` scores another capture's flows as they end, and both rank its attacks high.
@@ -216,27 +237,9 @@ fn models_trained_on_one_captures_flows_score_another_capture() {
             .collect();
     for kind in ["random_forest", "isolation_forest"] {
         let checkpoint = train_on_flows(&s, kind);
-        let out = s
-            .run(&[
-                "predict",
-                "--checkpoint",
-                &checkpoint,
-                "--pcap",
-                "test.pcap",
-                "-q",
-            ])
-            .ok()
-            .stdout;
-        let mut header = out.lines().next().unwrap().split(',');
-        let id = header.position(|h| h == "Flow ID").unwrap();
-        let scored: Vec<(f64, bool)> = out
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let cells: Vec<&str> = l.split(',').collect();
-                let score: f64 = cells[cells.len() - 3].parse().unwrap();
-                (score, truth[cells[id]])
-            })
+        let scored: Vec<(f64, bool)> = predict_capture(&s, &checkpoint)
+            .into_iter()
+            .map(|(id, score)| (score, truth[&id]))
             .collect();
         assert!(scored.len() > 1400, "{kind}: {} flows scored", scored.len());
         let auc = roc_auc(&scored);
@@ -297,28 +300,7 @@ fn serve_scores_a_posted_capture_as_predict_does() {
     ])
     .ok();
     let checkpoint = train_on_flows(&s, "isolation_forest");
-    let out = s
-        .run(&[
-            "predict",
-            "--checkpoint",
-            &checkpoint,
-            "--pcap",
-            "test.pcap",
-            "-q",
-        ])
-        .ok()
-        .stdout;
-    let expected: Vec<(String, f64)> = out
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            (
-                cells[1].to_string(),
-                cells[cells.len() - 3].parse().unwrap(),
-            )
-        })
-        .collect();
+    let expected = predict_capture(&s, &checkpoint);
     let server = Server::start(&s, &["--checkpoint", &checkpoint]);
     let capture = std::fs::read(s.path("test.pcap")).unwrap();
     let (status, body) = server.post("/api/v1/predict", "application/vnd.tcpdump.pcap", &capture);

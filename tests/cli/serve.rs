@@ -117,7 +117,11 @@ impl Server {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let status = self.child.wait().unwrap();
-        let output: Vec<String> = self.lines.lock().unwrap().try_iter().collect();
+        // Everything it wrote: the reader threads end (and the channel closes) at the pipes'
+        // end, which may come a moment after the exit.
+        let lines = self.lines.lock().unwrap();
+        let output: Vec<String> =
+            std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(10)).ok()).collect();
         (status.code().unwrap_or(-1), output.join("\n"))
     }
 }
