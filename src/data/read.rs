@@ -175,7 +175,7 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
 }
 
 /// Any byte stream (a file, a pipe, stdin), gunzipped when it starts with the gzip magic bytes,
-/// and a Zeek TSV log read as CSV.
+/// and a Zeek log (TSV or JSON lines) read as CSV.
 pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 2];
     let mut n = 0;
@@ -196,11 +196,13 @@ pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read +
     } else {
         Box::new(reader)
     };
-    // A Zeek log (its first line `#separator …`) is read as the CSV it holds.
+    // A Zeek log, TSV (its first line `#separator …`) or JSON lines, is read as CSV.
+    use super::zeek::{AsCsv, JsonLines, ZeekTsv, is_json_lines, is_zeek};
     let head = reader.fill_buf()?;
-    let zeek = super::zeek::is_zeek(head) || (!head.is_empty() && b"#separator".starts_with(head));
-    if zeek {
-        Ok(Box::new(super::zeek::ZeekCsv::new(reader)))
+    if is_zeek(head) || (!head.is_empty() && b"#separator".starts_with(head)) {
+        Ok(Box::new(AsCsv::new(ZeekTsv::new(reader))))
+    } else if is_json_lines(head) {
+        Ok(Box::new(AsCsv::new(JsonLines::new(reader))))
     } else {
         Ok(Box::new(reader))
     }
