@@ -71,17 +71,43 @@ impl CaptureArgs {
         Ok((name, Box::new(read_ahead(input))))
     }
 
+    /// The capture opened and its limits checked, before anything is written.
+    pub fn start(&self) -> Result<Capture> {
+        let limits = self.limits()?;
+        let (name, input) = self.open()?;
+        Ok(Capture {
+            name,
+            input,
+            limits,
+            live: self.live,
+        })
+    }
+}
+
+/// An opened capture, ready to be read into flows.
+pub struct Capture {
+    name: String,
+    input: Box<dyn Read + Send>,
+    limits: Limits,
+    live: bool,
+}
+
+impl Capture {
     /// Extracts the capture's flows, handing each to `on_flow` as it ends; the summary goes
     /// to stderr unless `quiet`.
     pub fn extract(
-        &self,
+        self,
         quiet: bool,
         on_flow: &mut dyn FnMut(&flows::features::Flow) -> Result<()>,
     ) -> Result<Summary> {
-        let limits = self.limits()?;
-        let (name, input) = self.open()?;
+        let Capture {
+            name,
+            input,
+            limits,
+            live,
+        } = self;
         let started = Instant::now();
-        let summary = flows::extract(&name, input, limits, self.live, on_flow)?;
+        let summary = flows::extract(&name, input, limits, live, on_flow)?;
         if !quiet {
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
@@ -121,12 +147,11 @@ pub fn run(args: FlowsArgs) -> Result<()> {
         bail_input!("--pcap: expected a capture file or - for standard input");
     }
     let labels = args.labels.as_deref().map(read_labels).transpose()?;
+    let capture = args.capture.start()?;
     let out = OutputFile::create(args.out.as_deref())?;
     let json = args.format == Format::Jsonl;
     let mut writer = Writer::new(out.writer()?, args.schema, json, labels)?;
-    let result = args
-        .capture
-        .extract(args.quiet, &mut |flow| writer.write(flow));
+    let result = capture.extract(args.quiet, &mut |flow| writer.write(flow));
     if let Some(labels) = writer.labels().filter(|l| l.missing > 0 && !args.quiet) {
         eprintln!(
             "{} flows have no label in the ground truth (left empty)",

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::bail_input;
-use crate::cli::flows::CaptureArgs;
+use crate::cli::flows::{Capture, CaptureArgs};
 use crate::cli::{ConfigArgs, OutputFile};
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
@@ -79,6 +79,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
         _ => {}
     }
     let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();
+    // The input is opened (and a capture's schema checked) before any output exists.
+    let input = match &args.data {
+        Some(path) if path.as_os_str() == "-" => {
+            Input::Rows("standard input".into(), maybe_gz(std::io::stdin())?, true)
+        }
+        Some(path) => Input::Rows(path.display().to_string(), open_maybe_gz(path)?, false),
+        None => Input::Capture(flow_schema(&ck)?, args.capture.start()?),
+    };
     let output = OutputFile::create(args.out.as_deref())?;
     let out = output.writer()?;
     let opts = |keep: Vec<String>| Options {
@@ -89,27 +97,20 @@ pub fn run(args: PredictArgs) -> Result<()> {
         explain: args.explain,
     };
     let data = &ck.config.data;
-    let (result, captured) = match &args.data {
-        Some(path) => {
-            let stdin = path.as_os_str() == "-";
-            let (source, input) = if stdin {
-                ("standard input".to_string(), maybe_gz(std::io::stdin())?)
-            } else {
-                (path.display().to_string(), open_maybe_gz(path)?)
-            };
+    let (result, captured) = match input {
+        Input::Rows(source, input, stdin) => {
             let result = stream::run(&scorer, data, input, stdin, out, &opts(keep))
                 .with_context(|| format!("reading {source}"));
             (result, Ok(()))
         }
-        None => {
-            let schema = flow_schema(&ck)?;
+        Input::Capture(schema, capture) => {
             let keep = if keep.is_empty() {
                 identifiers(schema)
             } else {
                 keep
             };
             let (reader, writer) = pipe();
-            let (capture, quiet) = (&args.capture, args.common.quiet);
+            let quiet = args.common.quiet;
             std::thread::scope(|scope| {
                 // Flows are written as they end and scored as they arrive, batch by batch.
                 let flows = scope.spawn(move || -> Result<()> {
@@ -141,6 +142,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `predict` reads: flow records (named, and whether from stdin), or a capture's flows.
+enum Input {
+    Rows(String, Box<dyn std::io::Read + Send>, bool),
+    Capture(Schema, Capture),
 }
 
 /// The flow schema whose columns hold the checkpoint's input columns, or why there is none.
