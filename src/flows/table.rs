@@ -131,10 +131,9 @@ impl Table {
         if flow.tcp == TcpState::Ready && p.has(flag::SYN) {
             let fresh = !p.has(flag::ACK);
             let ended = self.end(&k, End::Closed, out);
-            let mut next = Flow::new(&p, fresh || ended.is_forward(&p));
+            let mut next = Flow::new(&p, fresh || (p.src, p.src_port) == ended.forward_src);
             if !fresh {
-                next.connection_before =
-                    ended.connection_before + ended.duration() + (p.ts - ended.last_seen);
+                next.connection_before = ended.time + (p.ts - ended.last_seen);
             }
             self.insert(k, next, out);
             return;
@@ -200,17 +199,22 @@ impl Table {
         self.flows.insert(k, Box::new(Entry { flow, seq }));
     }
 
-    /// Ends a flow: out of the table and its indexes, counted; returns a copy of what ended
-    /// (the caller has already been handed it).
-    fn end(&mut self, k: &Key, why: End, out: &mut dyn FnMut(Flow)) -> Flow {
+    /// Ends a flow: out of the table and its indexes, counted, handed to `out`; returns what
+    /// the connection's next flow would carry on.
+    fn end(&mut self, k: &Key, why: End, out: &mut dyn FnMut(Flow)) -> Continuation {
         let Entry { flow, seq } = *self.flows.remove(k).expect("the flow exists");
         self.by_start.remove(&(flow.start, seq, *k));
         self.by_last.remove(&(second(flow.last_seen), seq, *k));
         self.closing.remove(&(flow.last_seen, seq, *k));
         *self.ended.entry(why).or_default() += 1;
-        let kept = Flow::clone(&flow);
+        let next = Continuation {
+            forward_src: (flow.src, flow.src_port),
+            time: flow.connection_before + flow.duration(),
+            last_seen: flow.last_seen,
+            was_closed: flow.tcp == TcpState::Ready,
+        };
         out(flow);
-        kept
+        next
     }
 
     /// Moves the clock to `now`, ending the flows it times out.
@@ -250,20 +254,15 @@ impl Table {
 
     /// Ends a flow with no packet to trigger it, leaving a TCP connection's continuation.
     fn end_by_clock(&mut self, k: Key, why: End, out: &mut dyn FnMut(Flow)) {
-        let flow = self.end(&k, why, out);
-        if flow.protocol != TCP {
+        let c = self.end(&k, why, out);
+        if k.4 != TCP {
             return;
         }
-        let c = Continuation {
-            forward_src: (flow.src, flow.src_port),
-            time: flow.connection_before + flow.duration(),
-            last_seen: flow.last_seen,
-            was_closed: flow.tcp == TcpState::Ready,
-        };
+        let last_seen = c.last_seen;
         if let Some(old) = self.continuations.insert(k, c) {
             self.continuation_order.remove(&(old.last_seen, k));
         }
-        self.continuation_order.insert((flow.last_seen, k));
+        self.continuation_order.insert((last_seen, k));
         if self.continuations.len() > self.limits.max_flows
             && let Some((_, old)) = self.continuation_order.pop_first()
         {

@@ -15,6 +15,13 @@ fn fixture(name: &str) -> String {
     format!("{CAPTURES}/{name}")
 }
 
+/// `generate --pcap name` with `flows` sessions; the capture's bytes.
+fn generated(s: &Sandbox, name: &str, flows: &str, seed: &str) -> Vec<u8> {
+    s.run(&["generate", "--pcap", name, "--flows", flows, "--seed", seed])
+        .ok();
+    std::fs::read(s.path(name)).unwrap()
+}
+
 /// `flows` on a capture; (stdout, the stderr summary).
 fn flows(s: &Sandbox, args: &[&str]) -> (String, String) {
     let mut all = vec!["flows"];
@@ -83,13 +90,9 @@ fn a_truncated_capture_names_the_packet_and_keeps_the_flows_before_it() {
 #[test]
 fn a_file_and_stdin_fed_a_few_bytes_at_a_time_give_the_same_bytes() {
     let s = Sandbox::new();
-    s.run(&[
-        "generate", "--pcap", "a.pcap", "--flows", "300", "--seed", "5",
-    ])
-    .ok();
+    let bytes = generated(&s, "a.pcap", "300", "5");
     let (file, _) = flows(&s, &["--pcap", "a.pcap", "-q"]);
     assert!(file.lines().count() > 250);
-    let bytes = std::fs::read(s.path("a.pcap")).unwrap();
     for chunk in [bytes.len(), 7] {
         let mut child = s
             .command(&["flows", "--pcap", "-", "-q"])
@@ -119,11 +122,7 @@ fn a_file_and_stdin_fed_a_few_bytes_at_a_time_give_the_same_bytes() {
 #[test]
 fn a_live_capture_that_goes_quiet_still_reports_its_flows() {
     let s = Sandbox::new();
-    s.run(&[
-        "generate", "--pcap", "a.pcap", "--flows", "5", "--seed", "2",
-    ])
-    .ok();
-    let bytes = std::fs::read(s.path("a.pcap")).unwrap();
+    let bytes = generated(&s, "a.pcap", "5", "2");
     let mut child = s
         .command(&[
             "flows",
@@ -160,10 +159,7 @@ fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
         format!("{name}.labels.csv"),
         format!("{name}.csv"),
     );
-    s.run(&[
-        "generate", "--pcap", &pcap, "--flows", flows, "--seed", seed,
-    ])
-    .ok();
+    generated(s, &pcap, flows, seed);
     s.run(&[
         "flows", "--pcap", &pcap, "--labels", &labels, "--out", &out, "-q",
     ])
@@ -289,20 +285,10 @@ fn models_trained_on_one_captures_flows_score_another_capture() {
 fn serve_scores_a_posted_capture_as_predict_does() {
     let s = Sandbox::new();
     labelled_capture(&s, "train", "600", "3");
-    s.run(&[
-        "generate",
-        "--pcap",
-        "test.pcap",
-        "--flows",
-        "200",
-        "--seed",
-        "4",
-    ])
-    .ok();
+    let capture = generated(&s, "test.pcap", "200", "4");
     let checkpoint = train_on_flows(&s, "isolation_forest");
     let expected = predict_capture(&s, &checkpoint);
     let server = Server::start(&s, &["--checkpoint", &checkpoint]);
-    let capture = std::fs::read(s.path("test.pcap")).unwrap();
     let (status, body) = server.post("/api/v1/predict", "application/vnd.tcpdump.pcap", &capture);
     assert_eq!(status, 200, "{body}");
     let response: serde_json::Value = serde_json::from_str(&body).unwrap();
