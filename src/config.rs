@@ -868,8 +868,9 @@ pub enum DuplicateColumns {
 pub struct DataConfig {
     /// The training CSV (`.csv`, `.csv.gz`, `.txt.gz`, …), or with `format: npy` the windows.
     pub path: PathBuf,
-    /// `csv`, or `npy`: NumPy arrays of windows, `path` of shape (N, C, L) and `labels_path`
-    /// of shape (N,) (sequence families only).
+    /// `csv` (a Zeek log is recognised and read as CSV too), `zeek` (only Zeek logs, TSV or
+    /// JSON, are accepted), or `npy`: NumPy arrays of windows, `path` of shape (N, C, L) and
+    /// `labels_path` of shape (N,) (sequence families only).
     pub format: DataFormat,
     /// With `format: npy`: the labels, one per window.
     pub labels_path: Option<PathBuf>,
@@ -951,6 +952,7 @@ impl Default for DataConfig {
 #[serde(rename_all = "snake_case")]
 pub enum DataFormat {
     Csv,
+    Zeek,
     Npy,
 }
 

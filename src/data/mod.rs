@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::bail_input;
-use crate::config::{Config, DataConfig, DuplicateColumns, FitOn, Task};
+use crate::config::{Config, DataConfig, DataFormat, DuplicateColumns, FitOn, Task};
 use augment::Outputs;
 use preprocess::{Preprocessor, apply_missing_policy};
 use read::{Kind, Table, TableSpec, read_table};
@@ -163,6 +163,7 @@ fn spec(
         only_columns,
         keep_first_duplicate: cfg.duplicate_columns == DuplicateColumns::KeepFirst,
         label_optional,
+        zeek: cfg.format == DataFormat::Zeek,
     }
 }
 

@@ -165,6 +165,8 @@ pub struct TableSpec {
     pub keep_first_duplicate: bool,
     /// Read a file without the label column (unsupervised training) instead of refusing it.
     pub label_optional: bool,
+    /// Refuse a file that is not a Zeek log (`data.format: zeek`).
+    pub zeek: bool,
 }
 
 /// Opens a file, transparently gunzipping it when it starts with the gzip magic bytes.
@@ -176,7 +178,20 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read + Send>> {
 
 /// Any byte stream (a file, a pipe, stdin), gunzipped when it starts with the gzip magic bytes,
 /// and a Zeek log (TSV or JSON lines) read as CSV.
-pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>> {
+pub fn maybe_gz(stream: impl Read + Send + 'static) -> Result<Box<dyn Read + Send>> {
+    Ok(sniff(stream)?.0)
+}
+
+/// How a stream was found to be laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Csv,
+    /// A Zeek log, TSV or JSON lines, read as CSV.
+    Zeek,
+}
+
+/// [`maybe_gz`], and whether the stream was a Zeek log.
+fn sniff(mut stream: impl Read + Send + 'static) -> Result<(Box<dyn Read + Send>, Layout)> {
     let mut magic = [0u8; 2];
     let mut n = 0;
     // A pipe may deliver the two bytes separately.
@@ -199,13 +214,15 @@ pub fn maybe_gz(mut stream: impl Read + Send + 'static) -> Result<Box<dyn Read +
     // A Zeek log, TSV (its first line `#separator …`) or JSON lines, is read as CSV.
     use super::zeek::{AsCsv, JsonLines, ZeekTsv, is_json_lines, is_zeek};
     let head = reader.fill_buf()?;
-    if is_zeek(head) || (!head.is_empty() && b"#separator".starts_with(head)) {
-        Ok(Box::new(AsCsv::new(ZeekTsv::new(reader))))
-    } else if is_json_lines(head) {
-        Ok(Box::new(AsCsv::new(JsonLines::new(reader))))
-    } else {
-        Ok(Box::new(reader))
-    }
+    Ok(
+        if is_zeek(head) || (!head.is_empty() && b"#separator".starts_with(head)) {
+            (Box::new(AsCsv::new(ZeekTsv::new(reader))), Layout::Zeek)
+        } else if is_json_lines(head) {
+            (Box::new(AsCsv::new(JsonLines::new(reader))), Layout::Zeek)
+        } else {
+            (Box::new(reader), Layout::Csv)
+        },
+    )
 }
 
 /// One column being filled while the file streams past. Its kind is settled by its first
@@ -369,6 +386,21 @@ pub fn column_name(cell: &[u8]) -> String {
 /// (about a megabyte of an 80-column flow file) to stay in cache while every column reads them.
 const BATCH_RECORDS: usize = 2048;
 
+/// Opens a data file; with `zeek`, refuses one that is not a Zeek log.
+fn open_table(path: &Path, zeek: bool) -> Result<Box<dyn Read + Send>> {
+    let file =
+        File::open(path).map_err(|e| bad_input(format!("cannot open {}: {e}", path.display())))?;
+    let (input, layout) = sniff(file)?;
+    if zeek && layout != Layout::Zeek {
+        bail_input!(
+            "{}: data.format is zeek, but this is not a Zeek log: expected a first line \
+             `#separator …` (TSV) or one JSON object per line",
+            path.display()
+        );
+    }
+    Ok(input)
+}
+
 /// Reads `path` as described by `spec`. Errors name the file's line and column.
 ///
 /// One thread splits the next batch of records while the others parse the current one, a
@@ -379,7 +411,7 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table> {
         .has_headers(false)
         .flexible(false)
         .buffer_capacity(1 << 20)
-        .from_reader(open_maybe_gz(path)?);
+        .from_reader(open_table(path, spec.zeek)?);
 
     // Bytes, not strings: CIC-IDS2017 writes some attack names in Windows-1252 ("Web Attack
     // \x96 Brute Force"); such cells are read with U+FFFD in place of the odd byte.

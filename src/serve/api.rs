@@ -23,7 +23,7 @@ use super::State;
 use super::metrics::CONTENT_TYPE;
 use super::models::Model;
 use crate::data::feedback::{Entry, Verdict, append};
-use crate::data::read::column_name;
+use crate::data::read::{column_name, maybe_gz};
 use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
 use crate::flows::output::{Writer, identifiers, schema_for};
 use crate::flows::{self, Limits};
@@ -55,6 +55,7 @@ pub fn router(state: Arc<State>, max_body: usize) -> Router {
         .route("/api/v1/models", get(models))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/predict", post(predict))
+        .route("/api/v1/flows", post(capture_csv))
         .route("/api/v1/feedback", post(feedback))
         .route("/api/v1/files", get(files))
         .route("/api/v1/files/{name}", get(file))
@@ -188,7 +189,7 @@ async fn predict(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let csv = content_type.starts_with("text/csv");
+    let csv = TABLES.iter().any(|t| content_type.starts_with(t));
     let capture = content_type.starts_with(PCAP);
     let threshold = match query.get("threshold") {
         None => None,
@@ -251,6 +252,30 @@ async fn predict(
 /// The media type of a pcap or pcapng capture body.
 const PCAP: &str = "application/vnd.tcpdump.pcap";
 
+/// Media types of bodies read as a file is: CSV, a Zeek TSV log, JSON lines (Zeek's JSON
+/// logs, `anomaly flows --format jsonl`); any of them may be gzipped.
+const TABLES: [&str; 3] = [
+    "text/csv",
+    "text/tab-separated-values",
+    "application/x-ndjson",
+];
+
+/// `POST /api/v1/flows`: a capture body's flows as CSV, in the schema of the model
+/// `?model=` names (the dashboard shows a capture's flows as it shows a CSV file's rows).
+async fn capture_csv(
+    Shared(state): Shared<Arc<State>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let model = query.get("model").cloned();
+    let (flows_csv, _) =
+        tokio::task::spawn_blocking(move || capture_flows(&state, &body, model.as_deref()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "text/csv")], flows_csv).into_response())
+}
+
 /// A capture body's flows as CSV in the schema whose columns the model was trained on, and
 /// each flow's identifiers (Flow ID, both ends, the time) as a JSON array, in flow order.
 fn capture_flows(
@@ -306,7 +331,7 @@ const INLINE_BODY: usize = 64 << 10;
 /// `explain`, also before scaling), the row count.
 fn parse(
     state: &State,
-    body: &[u8],
+    body: &Bytes,
     csv: bool,
     model: Option<String>,
     explain: bool,
@@ -380,26 +405,27 @@ impl Rows {
     }
 }
 
-/// A `text/csv` body: a header row, then records (`?model=` picks the model).
-fn from_csv(body: &[u8], model: Option<String>) -> Result<Rows, ApiError> {
+/// A table body (see [`TABLES`]): a header row, then records (`?model=` picks the model).
+/// It goes through the reader files go through, so a Zeek log or a gzipped body reads as CSV.
+fn from_csv(body: &Bytes, model: Option<String>) -> Result<Rows, ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(body);
+        .from_reader(maybe_gz(std::io::Cursor::new(body.clone()))?);
     let mut records = reader.byte_records();
     let header = match records.next() {
         Some(Ok(h)) => h,
-        Some(Err(e)) => return Err(ApiError::bad(format!("the CSV body: {e}"))),
+        Some(Err(e)) => return Err(ApiError::bad(format!("the body: {e}"))),
         None => {
             return Err(ApiError::bad(
-                "the CSV body is empty: expected a header row".into(),
+                "the body is empty: expected a header row".into(),
             ));
         }
     };
     let names = header.iter().map(column_name).collect();
     let records = records
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad(format!("the CSV body: {e}")))?;
+        .map_err(|e| ApiError::bad(format!("the body: {e}")))?;
     non_empty(Rows {
         model,
         names: Some(names),

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! uploads data/sample.csv, runs detection, and must show the number of alarms `anomaly
-//! predict` finds; a flagged row marked as a false positive lands in the feedback file. Skips,
+//! predict` finds; a flagged row marked as a false positive lands in the feedback file; a
+//! capture chosen instead shows its flows scored as `predict --pcap` scores them. Skips,
 //! saying why, where Chromium or chromedriver is not installed (`.ci/run` installs them).
 
 use std::net::TcpListener;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::flows::{generated, labelled_capture, train_on_flows};
 use crate::serve::Server;
 use crate::util::Sandbox;
 
@@ -178,15 +180,36 @@ impl Drop for Browser {
     }
 }
 
-#[test]
-fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
-    let (Some(chromium), Some(chromedriver)) = (
+/// Chromium and chromedriver, or None (and the reason printed) where they are not installed.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let found = (
         find(&["chromium", "chromium-browser", "google-chrome"]),
         find(&["chromedriver"]),
-    ) else {
-        eprintln!(
-            "skipped: the dashboard test needs Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
-        );
+    );
+    if let (Some(chromium), Some(chromedriver)) = found {
+        return Some((chromium, chromedriver));
+    }
+    eprintln!(
+        "skipped: the dashboard tests need Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
+    );
+    None
+}
+
+/// Opens the dashboard, chooses `path` in its file input and presses Detect.
+fn detect(browser: &Browser, server: &Server, path: &str) {
+    browser.call("POST", "/url", Some(json!({"url": server.base})));
+    let file = browser.wait_for("#file");
+    browser.call(
+        "POST",
+        &format!("/element/{file}/value"),
+        Some(json!({"text": path})),
+    );
+    browser.click_when_enabled("#detect");
+}
+
+#[test]
+fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
         return;
     };
     let s = Sandbox::new();
@@ -207,14 +230,7 @@ fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
     assert!(flagged > 0, "the model flags nothing on data/sample.csv");
     let server = Server::start(&s, &["--checkpoint", "checkpoints/best.mpk"]);
     let browser = Browser::start(&chromium, &chromedriver);
-    browser.call("POST", "/url", Some(json!({"url": server.base})));
-    let file = browser.wait_for("#file");
-    browser.call(
-        "POST",
-        &format!("/element/{file}/value"),
-        Some(json!({"text": sample})),
-    );
-    browser.click_when_enabled("#detect");
+    detect(&browser, &server, sample);
     let shown = browser.wait_text("#summary-anomalies b", |t| !t.is_empty());
     assert_eq!(shown, flagged.to_string());
     let rows = browser.wait_text("#summary-rows b", |t| !t.is_empty());
@@ -270,4 +286,59 @@ fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
     if let Some(copy) = std::env::var_os("ANOMALY_DASHBOARD_SCREENSHOT") {
         std::fs::write(copy, &png).unwrap();
     }
+}
+
+/// A capture chosen in the dashboard: the server extracts its flows (`/api/v1/flows`) and the
+/// page shows them scored, with the alarms `predict --pcap` raises on the same capture.
+#[test]
+fn dashboard_scores_a_chosen_capture_as_predict_pcap_does() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let s = Sandbox::new();
+    labelled_capture(&s, "train", "600", "3");
+    generated(&s, "test.pcap", "300", "4");
+    let checkpoint = train_on_flows(&s, "isolation_forest");
+    let args = [
+        "predict",
+        "--checkpoint",
+        &checkpoint,
+        "--pcap",
+        "test.pcap",
+    ];
+    let predicted = s.run(&args).ok().stdout;
+    let flag = predicted
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "is_anomaly")
+        .unwrap();
+    let flows = predicted.lines().count() - 1;
+    let flagged = predicted
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(flag) == Some("true"))
+        .count();
+    assert!(
+        flows > 250 && flagged > 0,
+        "{flows} flows, {flagged} flagged"
+    );
+    let server = Server::start(&s, &["--checkpoint", &checkpoint]);
+    let browser = Browser::start(&chromium, &chromedriver);
+    detect(&browser, &server, s.path("test.pcap").to_str().unwrap());
+    let rows = browser.wait_text("#summary-rows b", |t| !t.is_empty());
+    assert_eq!(rows, flows.to_string());
+    let shown = browser.wait_text("#summary-anomalies b", |t| !t.is_empty());
+    assert_eq!(shown, flagged.to_string());
+    assert_eq!(browser.elements("#flagged tbody tr").len(), flagged);
+    // The flagged table shows each flow's identifiers, as the capture's CSV carries them.
+    let head = browser.elements("#flagged thead th");
+    let content =
+        |h: &String| browser.call("GET", &format!("/element/{h}/property/textContent"), None);
+    let names: Vec<String> = head
+        .iter()
+        .map(|h| content(h).as_str().unwrap().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("Flow ID")), "{names:?}");
 }

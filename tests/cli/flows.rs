@@ -16,7 +16,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// `generate --pcap name` with `flows` sessions; the capture's bytes.
-fn generated(s: &Sandbox, name: &str, flows: &str, seed: &str) -> Vec<u8> {
+pub fn generated(s: &Sandbox, name: &str, flows: &str, seed: &str) -> Vec<u8> {
     s.run(&["generate", "--pcap", name, "--flows", flows, "--seed", seed])
         .ok();
     std::fs::read(s.path(name)).unwrap()
@@ -153,7 +153,7 @@ fn a_live_capture_that_goes_quiet_still_reports_its_flows() {
 
 /// `generate --pcap` captures `name.pcap` (with `flows` sessions) and their labelled flows
 /// `name.csv`, through `flows --labels`.
-fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
+pub fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
     let (pcap, labels, out) = (
         format!("{name}.pcap"),
         format!("{name}.labels.csv"),
@@ -167,7 +167,7 @@ fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
 }
 
 /// A `kind` model trained on `train.csv`'s flows (identifiers dropped), in `kind/`.
-fn train_on_flows(s: &Sandbox, kind: &str) -> String {
+pub fn train_on_flows(s: &Sandbox, kind: &str) -> String {
     let (model, dir) = (
         format!("model.kind={kind}"),
         format!("checkpoint.save_dir={kind}"),

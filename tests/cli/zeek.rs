@@ -1,6 +1,7 @@
 //! Zeek conn.log files, as Zeek writes them and as IoT-23 labels them, through the
 //! `configs/zeek-conn.yaml` preset: train, test and predict read them like CSV.
 
+use crate::serve::Server;
 use crate::util::{Sandbox, uniform};
 
 const FIELDS: &str = "ts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents";
@@ -119,6 +120,38 @@ fn an_iot23_conn_log_trains_tests_and_predicts_with_the_zeek_preset() {
         .ok()
         .stdout;
     assert_eq!(json_out, out);
+    // serve takes the same logs as bodies and scores them as predict does.
+    let server = Server::start(&s, &["--checkpoint", ck]);
+    let expected: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap())
+        .collect();
+    for (media, body) in [
+        ("text/tab-separated-values", conn_log(200, 9, false)),
+        ("application/x-ndjson", as_json(&conn_log(200, 9, false))),
+    ] {
+        let (status, response) = server.post("/api/v1/predict", media, &body);
+        assert_eq!(status, 200, "{media}: {response}");
+        let response: serde_json::Value = serde_json::from_str(&response).unwrap();
+        let scores: Vec<String> = response["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["score"].to_string())
+            .collect();
+        assert_eq!(scores.len(), expected.len(), "{media}");
+        for (got, want) in scores.iter().zip(&expected) {
+            let (g, w): (f64, f64) = (got.parse().unwrap(), want.parse().unwrap());
+            assert!((g - w).abs() < 1e-6, "{media}: {g} vs {w}");
+        }
+    }
+    // The preset says `format: zeek`: a CSV file is refused, naming it.
+    s.write("flows.csv", "duration,proto\n1,tcp\n");
+    let mut csv = vec!["train", "--quiet", "--config", config];
+    csv.extend_from_slice(&["--set", "data.path=flows.csv"]);
+    s.run(&csv)
+        .bad_input("flows.csv: data.format is zeek, but this is not a Zeek log");
     // inspect reads it as data like any other: the dotted names are its columns.
     let mut inspect = vec!["inspect", "--json"];
     inspect.extend_from_slice(&common);
