@@ -5,7 +5,8 @@
 #
 #   bash benches/flows.sh    FLOWS=330000 (about 5.3M packets); PYTHON=/path/to/python with
 #                            nfstream; CICFLOWMETER=/path/to/cicflowmeter (its own venv: it pins
-#                            an older numpy)
+#                            an older numpy, and 0.2.0 needs scapy==2.5.0: scapy 2.6 and later
+#                            no longer call its session hook, and it writes no flows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${FLOWS:-330000}
@@ -61,7 +62,7 @@ if [ -n "$cic" ] && [ -x "$cic" ]; then
   timeout 3600 "$cic" -f "$dir/cic.pcap" -c "$dir/cic.csv" >/dev/null 2>&1 || echo "cicflowmeter failed or ran past an hour"
   end=$(date +%s.%N)
   if [ ! -s "$dir/cic.csv" ]; then
-    echo "cicflowmeter wrote no flows (it needs libpcap and tcpdump, and a scapy it works with)"
+    echo "cicflowmeter wrote no flows (it needs libpcap, tcpdump and scapy 2.5.0)"
     exit 0
   fi
   awk -v p="$cpackets" -v a="$start" -v b="$end" -v s="$csecs" 'BEGIN {
