@@ -3,7 +3,8 @@
 # pandas read_csv -> NumPy preprocessing -> PyTorch forward -> to_csv), on the same file in the
 # same run, and the peak RSS of predict streaming 1M and 4M rows from stdin.
 #
-#   bash benches/predict.sh        ROWS=1000000; PYTHON=/path/to/python with torch and pandas
+#   bash benches/predict.sh        ROWS=1000000; PYTHON=/path/to/python with torch and pandas;
+#                                  BIN=/path/to/anomaly to time another build
 #
 # The file is `anomaly generate` output (17 feature columns and a label, the embedded schema);
 # the model is the default MLP (17-128-64-32-1) trained briefly on data/sample.csv. Run it on
@@ -15,8 +16,11 @@ py=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/anomaly-target}"
-cargo build --release --quiet
-bin=$CARGO_TARGET_DIR/release/anomaly
+# BIN=path runs another build (e.g. the binary before a change, for a before/after pair).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+bin=${BIN:-$CARGO_TARGET_DIR/release/anomaly}
 
 "$bin" generate --rows "$rows" --seed 1 --out "$work/flows.csv" >/dev/null
 "$bin" train --quiet --device cpu --set training.epochs=3 --set "checkpoint.save_dir=$work/ck" \

@@ -134,64 +134,138 @@ pub enum ModelKind {
     CnnLstm,
 }
 
+/// What the rest of the program needs to know of a family, answered in one exhaustive
+/// `match`: a new variant does not compile until it answers every fact.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The name `model.kind` spells.
+    pub name: &'static str,
+    /// A supervised classifier, which learns from labels (binary or multiclass).
+    pub classifier: bool,
+    /// Scores windows of consecutive flows (`sequence`), not single rows.
+    pub sequence: bool,
+    /// Trained by the gradient trainer (epochs, early stopping, exact resume).
+    pub by_gradient: bool,
+    /// Scores lie in (0, 1), so that a fixed threshold must too (probabilities and the
+    /// isolation forest's 2^(−depth) score); distances, LOF ratios and SVM decision values
+    /// do not.
+    pub unit_scores: bool,
+}
+
 impl ModelKind {
+    pub fn family(self) -> Family {
+        match self {
+            ModelKind::Mlp => Family {
+                name: "mlp",
+                classifier: true,
+                sequence: false,
+                by_gradient: true,
+                unit_scores: true,
+            },
+            ModelKind::Resmlp => Family {
+                name: "resmlp",
+                classifier: true,
+                sequence: false,
+                by_gradient: true,
+                unit_scores: true,
+            },
+            ModelKind::IsolationForest => Family {
+                name: "isolation_forest",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: true,
+            },
+            ModelKind::Kmeans => Family {
+                name: "kmeans",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: false,
+            },
+            ModelKind::Lof => Family {
+                name: "lof",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: false,
+            },
+            ModelKind::Dbscan => Family {
+                name: "dbscan",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: false,
+            },
+            ModelKind::OneClassSvm => Family {
+                name: "one_class_svm",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: false,
+            },
+            ModelKind::Autoencoder => Family {
+                name: "autoencoder",
+                classifier: false,
+                sequence: false,
+                by_gradient: true,
+                unit_scores: false,
+            },
+            ModelKind::Ensemble => Family {
+                name: "ensemble",
+                classifier: false,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: false,
+            },
+            ModelKind::RandomForest => Family {
+                name: "random_forest",
+                classifier: true,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: true,
+            },
+            ModelKind::GradientBoosting => Family {
+                name: "gradient_boosting",
+                classifier: true,
+                sequence: false,
+                by_gradient: false,
+                unit_scores: true,
+            },
+            ModelKind::CnnLstm => Family {
+                name: "cnn_lstm",
+                classifier: true,
+                sequence: true,
+                by_gradient: true,
+                unit_scores: true,
+            },
+        }
+    }
+
     /// The name `model.kind` spells.
     pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Mlp => "mlp",
-            ModelKind::Resmlp => "resmlp",
-            ModelKind::IsolationForest => "isolation_forest",
-            ModelKind::Kmeans => "kmeans",
-            ModelKind::Lof => "lof",
-            ModelKind::Dbscan => "dbscan",
-            ModelKind::OneClassSvm => "one_class_svm",
-            ModelKind::Autoencoder => "autoencoder",
-            ModelKind::Ensemble => "ensemble",
-            ModelKind::RandomForest => "random_forest",
-            ModelKind::GradientBoosting => "gradient_boosting",
-            ModelKind::CnnLstm => "cnn_lstm",
-        }
+        self.family().name
     }
 
     /// The supervised classifiers, which learn from labels (binary or multiclass).
     pub fn is_classifier(self) -> bool {
-        matches!(
-            self,
-            ModelKind::Mlp
-                | ModelKind::Resmlp
-                | ModelKind::RandomForest
-                | ModelKind::GradientBoosting
-                | ModelKind::CnnLstm
-        )
+        self.family().classifier
     }
 
     /// Families that score windows of consecutive flows (`sequence`), not single rows.
     pub fn is_sequence(self) -> bool {
-        self == ModelKind::CnnLstm
+        self.family().sequence
     }
 
-    /// Families trained by the gradient trainer (epochs, early stopping, exact resume; the
-    /// `model` keys above `isolation_forest` are the classifiers').
+    /// Families trained by the gradient trainer (the `model` keys above `isolation_forest`
+    /// are the classifiers').
     pub fn by_gradient(self) -> bool {
-        matches!(
-            self,
-            ModelKind::Mlp | ModelKind::Resmlp | ModelKind::Autoencoder | ModelKind::CnnLstm
-        )
+        self.family().by_gradient
     }
 
-    /// Whether scores lie in (0, 1), so that a fixed threshold must too (probabilities and
-    /// the isolation forest's 2^(−depth) score); distances, LOF ratios and SVM decision values
-    /// do not.
+    /// Whether scores lie in (0, 1) (see [`Family::unit_scores`]).
     pub fn scores_in_unit_interval(self) -> bool {
-        matches!(
-            self,
-            ModelKind::Mlp
-                | ModelKind::Resmlp
-                | ModelKind::IsolationForest
-                | ModelKind::RandomForest
-                | ModelKind::GradientBoosting
-                | ModelKind::CnnLstm
-        )
+        self.family().unit_scores
     }
 }
 

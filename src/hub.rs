@@ -11,10 +11,10 @@ use hf_hub::{HFClient, HFClientSync, HFError, RepoTypeModel};
 use serde_json::json;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::config::ModelKind;
 use crate::error::bad_input;
 use crate::eval::Metrics;
-use crate::train::checkpoint::Checkpoint;
 
 /// What to publish and where.
 pub struct UploadRequest<'a> {

@@ -1,9 +1,12 @@
 //! `anomaly`: network-traffic anomaly detectors from flow-feature CSV files.
 //!
-//! The binary is a thin shell over these modules: `config` (typed YAML), `data` (read, label,
-//! split, preprocess, generate), `model`, `train` (loop and checkpoints), `eval` (metrics),
-//! `report` and `log` (what people and TensorBoard see), `cli` (one module per subcommand).
+//! The binary is a thin shell over these modules, a one-way stack (ARCHITECTURE.md; the test
+//! `layers` keeps it so): `config` (typed YAML), `data` and `flows` (read, label, split,
+//! preprocess, encode records; packets to flows), `model` (the families), `eval` (metrics),
+//! `checkpoint`, `score` (the one scorer), `explain`, `stream` (predict's pipeline), `train`,
+//! `log`, `report` and `hub`, `serve`, `cli` (one module per subcommand).
 
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -19,6 +22,7 @@ pub mod model;
 pub mod report;
 pub mod score;
 pub mod serve;
+pub mod stream;
 pub mod train;
 
 /// Keeps freed memory in the process for the next allocation. Training allocates and frees

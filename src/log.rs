@@ -13,9 +13,9 @@ use tensorboard_proto::event::Event;
 use tensorboard_proto::summary::Summary;
 use tensorboard_rs::record_writer::RecordWriter;
 
+use crate::checkpoint::EpochRecord;
 use crate::config::LoggingConfig;
 use crate::train::Observer;
-use crate::train::checkpoint::EpochRecord;
 
 /// The current UTC time as (year, month, day, hour, minute, second).
 fn utc_now() -> (i64, i64, i64, i64, i64, i64) {

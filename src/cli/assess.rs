@@ -4,10 +4,10 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::cli::{ConfigArgs, check_bootstrap};
 use crate::device;
 use crate::report::assess::{assess_checkpoint, assess_folds};
-use crate::train::checkpoint::Checkpoint;
 use crate::train::cv::folds_path;
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::cli::ConfigArgs;
 use crate::data::{explanation_rows, write_atomic};
 use crate::device;
@@ -11,7 +12,6 @@ use crate::explain::{Explainer, Flagged, Global, Importance, Measure};
 use crate::report::explain as show;
 use crate::report::figures::{HEIGHT, WIDTH};
 use crate::score::Scorer;
-use crate::train::checkpoint::Checkpoint;
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {

@@ -5,14 +5,14 @@ use clap::{Args, Subcommand};
 use csv::ByteRecord;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::cli::ConfigArgs;
 use crate::data::feedback::{Entry, Verdict, append, summarize};
 use crate::data::read::{column_name, open_maybe_gz};
+use crate::data::records::encode_records;
 use crate::device;
 use crate::log::utc_rfc3339;
 use crate::score::Scorer;
-use crate::score::stream::encode_records;
-use crate::train::checkpoint::Checkpoint;
 
 #[derive(Args, Debug)]
 pub struct FeedbackArgs {

@@ -11,7 +11,7 @@ use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::flows::output::{Labels, Schema, Writer};
 use crate::flows::pipe::read_ahead;
 use crate::flows::{self, Limits, Summary};
-use crate::score::stream::Format;
+use crate::stream::Format;
 
 /// A capture and how its packets become flows (shared by `flows` and `predict --pcap`).
 #[derive(Args, Debug, Clone)]

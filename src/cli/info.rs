@@ -1,9 +1,9 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::checkpoint::{BURN_VERSION, FORMAT_VERSION};
 use crate::config::{Backend, DeviceConfig};
 use crate::device;
-use crate::train::checkpoint::{BURN_VERSION, FORMAT_VERSION};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {}

@@ -3,8 +3,9 @@ use clap::Args;
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
-use crate::data::inspect::DataCheck;
-use crate::data::{prepare_training, read_labeled, read_training};
+use crate::data::{read_labeled, read_training};
+use crate::eval::inspect::DataCheck;
+use crate::train::prepare::prepare_training;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {

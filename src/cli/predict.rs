@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::cli::flows::{Capture, CaptureArgs};
 use crate::cli::{ConfigArgs, OutputFile};
 use crate::data::read::{maybe_gz, open_maybe_gz};
@@ -12,8 +13,7 @@ use crate::device;
 use crate::flows::output::{Schema, Writer, identifiers, schema_for};
 use crate::flows::pipe::pipe;
 use crate::score::Scorer;
-use crate::score::stream::{self, Format, Options};
-use crate::train::checkpoint::Checkpoint;
+use crate::stream::{self, Format, Options};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {

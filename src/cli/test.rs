@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::checkpoint::Checkpoint;
 use crate::cli::{ConfigArgs, check_bootstrap};
 use crate::data::feedback;
 use crate::data::{evaluation_source, prepare_evaluation};
@@ -11,7 +12,6 @@ use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
 use crate::report::{class_table, cluster_table, ensemble_table, metrics_table};
 use crate::score::Scorer;
-use crate::train::checkpoint::Checkpoint;
 use crate::train::feedback::Comparison;
 
 #[derive(Args, Debug)]

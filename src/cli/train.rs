@@ -5,13 +5,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
+use crate::data::feedback::FeedbackRecord;
 use crate::data::feedback::{self, Judged};
-use crate::data::{Prepared, prepare_training, write_atomic};
+use crate::data::{Prepared, write_atomic};
 use crate::log::{RunLog, default_run_name, run_dir};
-use crate::train::checkpoint::Checkpoint;
-use crate::train::feedback::{Comparison, FeedbackRecord, add_to_training};
+use crate::train::feedback::{Comparison, add_to_training};
+use crate::train::prepare::prepare_training;
 use crate::{device, train};
 
 #[derive(Args, Debug)]

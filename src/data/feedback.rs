@@ -4,7 +4,7 @@
 //! over the old one, so a reader never sees half a row.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use csv::ByteRecord;
@@ -14,8 +14,8 @@ use crate::bail_input;
 use crate::config::DataConfig;
 use crate::data::preprocess::Preprocessor;
 use crate::data::read::{column_name, sha256_file};
+use crate::data::records::encode_records;
 use crate::error::bad_input;
-use crate::score::stream::encode_records;
 
 /// An analyst's judgement of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -250,6 +250,39 @@ fn line(cells: &[&str]) -> String {
     // Writing into memory cannot fail.
     let _ = w.write_record(cells);
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// What a retrained checkpoint records of its feedback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRecord {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub rows: usize,
+    pub true_positives: usize,
+    pub false_positives: usize,
+    pub false_negatives: usize,
+    pub normal: usize,
+    pub weight: u32,
+    /// The checkpoint retraining started from, and its sha256.
+    pub parent: PathBuf,
+    pub parent_sha256: String,
+}
+
+impl FeedbackRecord {
+    pub fn new(file: &Path, judged: &Judged, weight: u32, parent: &Path) -> Result<Self> {
+        Ok(FeedbackRecord {
+            file: file.to_path_buf(),
+            sha256: judged.sha256.clone(),
+            rows: judged.verdicts.len(),
+            true_positives: judged.count(Verdict::TruePositive),
+            false_positives: judged.count(Verdict::FalsePositive),
+            false_negatives: judged.count(Verdict::FalseNegative),
+            normal: judged.count(Verdict::Normal),
+            weight,
+            parent: parent.to_path_buf(),
+            parent_sha256: sha256_file(parent)?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@ pub mod augment;
 pub mod feedback;
 pub mod folds;
 pub mod generate;
-pub mod inspect;
 pub mod labels;
 pub mod npy;
 pub mod preprocess;
 pub mod read;
+pub mod records;
 pub mod select;
 pub mod sequence;
 pub mod split;
@@ -365,74 +365,7 @@ pub struct Prepared {
     /// The columns `data.select_features` ranked and kept, when it is set.
     pub selection: Option<select::Selection>,
     /// Feedback retraining: the judged rows the training rows now include.
-    pub feedback: Option<crate::train::feedback::FeedbackRecord>,
-}
-
-/// Fits preprocessing on `train` rows of `data` and encodes `train` and `val` (the test set is
-/// left empty). Shared by `train`, each `cv` fold and the final cross-validated model.
-pub fn prepare_rows(
-    config: &Config,
-    data: &Labeled,
-    train: &[usize],
-    val: &[usize],
-) -> Result<Prepared> {
-    let cfg = &config.data;
-    let path = data.table.path.display();
-    let pos = train.iter().filter(|&&r| data.y[r] == 1.0).count();
-    // A supervised model needs both classes; an unsupervised one may learn from normal rows only.
-    if config.model.kind.is_classifier() && (pos == 0 || pos == train.len()) {
-        bail_input!(
-            "{path}: the training rows hold a single class ({} normal, {pos} anomalous); \
-             check data.label_column and the label mapping",
-            train.len() - pos
-        );
-    }
-    let mut notices = data.notices.clone();
-    let kept;
-    let train = match cfg.undersample {
-        Some(ratio) => {
-            kept = undersample(&data.strata(), train, ratio, cfg.random_state);
-            notices.push(format!(
-                "undersampled the largest class: {} of {} training rows kept",
-                kept.len(),
-                train.len()
-            ));
-            &kept[..]
-        }
-        None => train,
-    };
-    let (mut pre, fit_notices) = Preprocessor::fit(
-        &data.table,
-        train,
-        cfg,
-        (data.classes.clone(), data.anomalous.clone()),
-    )
-    .with_context(|| format!("fitting preprocessing on {path}"))?;
-    notices.extend(fit_notices);
-    let selection = match &cfg.select_features {
-        Some(by) => {
-            let all = encode(&pre, data, train, &mut Vec::new())?;
-            let chosen = select::select(&mut pre, &all, by, cfg.random_state)?;
-            notices.push(chosen.to_string());
-            Some(chosen)
-        }
-        None => None,
-    };
-    let train = encode(&pre, data, train, &mut notices)?;
-    let val = encode(&pre, data, val, &mut notices)?;
-    let test = Dataset {
-        n_features: pre.n_features(),
-        ..Default::default()
-    };
-    Ok(Prepared {
-        pre,
-        train,
-        val,
-        test,
-        notices,
-        selection,
-        feedback: None,
-    })
+    pub feedback: Option<feedback::FeedbackRecord>,
 }
 
 /// `rows` with the largest stratum cut at random to at most `ratio` times the other rows
@@ -481,7 +414,7 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 }
 
 /// Reads a whole labelled file with a fitted preprocessor.
-fn encode_file(
+pub fn encode_file(
     path: &Path,
     cfg: &DataConfig,
     pre: &Preprocessor,
@@ -494,7 +427,7 @@ fn encode_file(
 }
 
 /// Reads a file that `anomaly augment` should have written, saying so when it is missing.
-fn augmented_file(path: &Path) -> Result<&Path> {
+pub fn augmented_file(path: &Path) -> Result<&Path> {
     if !path.exists() {
         bail_input!(
             "data.use_augmented_data is set but {} does not exist: run `anomaly augment` first",
@@ -519,38 +452,6 @@ pub fn read_training(config: &Config) -> Result<Labeled> {
         );
     }
     Ok(data)
-}
-
-/// The data `train` uses: the config's file split into train/validation/test, or the files
-/// `anomaly augment` wrote when `data.use_augmented_data` is set.
-pub fn prepare_training(config: &Config) -> Result<Prepared> {
-    let cfg = &config.data;
-    if config.model.kind.is_sequence() {
-        return sequence::prepare_training(config);
-    }
-    if cfg.use_augmented_data {
-        let out = Outputs::in_dir(&config.augmentation.output_dir);
-        let data = read_labeled(augmented_file(&out.train)?, cfg, config.task, None)?;
-        let rows: Vec<usize> = (0..data.y.len()).collect();
-        let mut p = prepare_rows(config, &data, &rows, &[])?;
-        p.val = encode_file(augmented_file(&out.val)?, cfg, &p.pre, &mut p.notices)?;
-        p.test = encode_file(augmented_file(&out.test)?, cfg, &p.pre, &mut p.notices)?;
-        return Ok(p);
-    }
-    let data = read_training(config)?;
-    let split = split_rows(&data, cfg);
-    if split.val.is_empty() {
-        bail_input!(
-            "{}: too few rows for a validation split (data.val_size)",
-            cfg.path.display()
-        );
-    }
-    let mut p = prepare_rows(config, &data, &split.train, &split.val)?;
-    p.test = match &cfg.test_path {
-        Some(path) => encode_file(path, cfg, &p.pre, &mut p.notices)?,
-        None => encode(&p.pre, &data, &split.test, &mut p.notices)?,
-    };
-    Ok(p)
 }
 
 /// The train, validation and test rows of a run, encoded with its fitted preprocessor, as

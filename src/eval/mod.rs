@@ -4,6 +4,7 @@ pub mod assess;
 pub mod clusters;
 pub mod decision;
 pub mod ensemble;
+pub mod inspect;
 pub mod multiclass;
 pub mod summary;
 

@@ -9,7 +9,6 @@
 //!   signal and left out: on a row extreme in one column it blamed other columns, whose
 //!   reconstructions the extreme input had shifted.)
 
-use std::fmt;
 use std::ops::Range;
 
 use anyhow::Result;
@@ -23,48 +22,7 @@ use crate::data::Dataset;
 use crate::data::preprocess::{Encoding, Profile, most_common};
 use crate::eval::multiclass::ClassReport;
 use crate::eval::roc_auc;
-use crate::score::Scorer;
-
-/// One column's part in a row's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reason {
-    pub feature: String,
-    /// The row's value, as the file wrote it (a category's name).
-    pub value: String,
-    /// The training rows' median, or most common value.
-    pub typical: String,
-    /// Numeric columns: where the value falls among the training rows, in percent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub percentile: Option<f32>,
-    /// Categorical and boolean columns: the share of training rows with this value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub share: Option<f32>,
-    /// How much the column raises the row's score.
-    pub effect: f32,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let Reason {
-            feature,
-            value,
-            typical,
-            effect,
-            ..
-        } = self;
-        write!(f, "{feature} = {value} (")?;
-        if let Some(p) = self.percentile {
-            write!(f, "{p:.1}th percentile of training rows, median {typical}")?;
-        } else if let Some(s) = self.share {
-            write!(
-                f,
-                "{:.1}% of training rows, most common {typical}",
-                100.0 * s
-            )?;
-        }
-        write!(f, ") {effect:+.4}")
-    }
-}
+use crate::score::{Reason, Scorer};
 
 /// A column's global importance.
 #[derive(Debug, Clone, PartialEq, Serialize)]

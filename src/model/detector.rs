@@ -1,7 +1,9 @@
 //! Detector families behind one face. A family is fitted by its trainer, stored in a checkpoint
 //! as a tagged payload ([`DetectorState`]), and loaded back as a [`Detector`] that scores
 //! encoded rows. Everything downstream (the scorer, `test`, `assess`, `cv`, `predict`) only
-//! sees this face, so a new family is a new variant and a new `Detector`, nothing else.
+//! sees this face. A new family today is its module (config section, fit, state, `Detector`),
+//! a `ModelKind` variant with its facts (`config::Family`), a variant here, and its fit's
+//! dispatch in `train/fit.rs` (see ARCHITECTURE.md).
 
 use anyhow::{Result, anyhow};
 use burn::module::Module;
@@ -396,32 +398,4 @@ impl Detector for Network {
             width: self.output_width,
         })
     }
-}
-
-/// Scores every row of a dataset: its rows as they are, or its windows built a chunk at a
-/// time (never all at once).
-pub fn score_dataset(detector: &dyn Detector, ds: &crate::data::Dataset) -> Result<Output> {
-    if ds.windows.is_none() {
-        return detector.score(&ds.x);
-    }
-    const CHUNK: usize = 4096;
-    let rows: Vec<usize> = (0..ds.len()).collect();
-    let (mut values, mut width, mut buf) = (Vec::new(), 1, Vec::new());
-    for chunk in rows.chunks(CHUNK) {
-        buf.clear();
-        ds.gather(chunk, &mut buf);
-        match detector.score(&buf)? {
-            Output::Probabilities {
-                values: v,
-                width: w,
-            } => {
-                values.extend(v);
-                width = w;
-            }
-            Output::Scores(_) | Output::Ensemble(_) => {
-                unreachable!("sequence families are classifiers")
-            }
-        }
-    }
-    Ok(Output::Probabilities { values, width })
 }

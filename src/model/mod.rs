@@ -1,5 +1,7 @@
-//! The detector: an MLP (or a residual MLP with batch norm) that maps a feature row to one
-//! anomaly logit (binary) or one logit per class (multiclass).
+//! The detector families (one module each; `detector.rs` is the face they share) and, here,
+//! the networks the gradient trainer fits: the MLP, the residual MLP with batch norm and the
+//! autoencoder, mapping a feature row to one anomaly logit (binary), one logit per class
+//! (multiclass) or its reconstruction.
 
 pub mod bins;
 pub mod cnn_lstm;

@@ -10,6 +10,7 @@ use plotters::chart::SeriesLabelPosition;
 use serde::Serialize;
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::read::sha256_file;
 use crate::data::sequence;
@@ -29,7 +30,6 @@ use crate::report::figures::{
 };
 use crate::report::html::{self, SetReport};
 use crate::score::Scorer;
-use crate::train::checkpoint::Checkpoint;
 use crate::train::cv::{FoldPlan, fold_dir, folds_path};
 
 /// One set of rows scored by one model.

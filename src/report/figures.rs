@@ -10,8 +10,8 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use crate::checkpoint::EpochRecord;
 use crate::eval::Confusion;
-use crate::train::checkpoint::EpochRecord;
 
 pub const WIDTH: u32 = 800;
 pub const HEIGHT: u32 = 560;

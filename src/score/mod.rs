@@ -2,21 +2,21 @@
 //! command that scores rows (`test`, `assess`, `cv`, `predict`) goes through it, so "load,
 //! encode, score, threshold" exists once.
 
-pub mod stream;
+use std::fmt;
 
 use anyhow::Result;
 use burn::tensor::Device;
+use serde::Serialize;
 
+use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::data::preprocess::Preprocessor;
 use crate::eval::clusters::ClusterReport;
 use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
-use crate::explain::Reason;
-use crate::model::detector::{Detector, Output, score_dataset};
+use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::Votes;
-use crate::train::checkpoint::Checkpoint;
 
 pub struct Scorer {
     pub pre: Preprocessor,
@@ -180,6 +180,75 @@ impl serde::Serialize for JsonRow<'_> {
         }
         map.end()
     }
+}
+
+/// One column's part in a row's score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    pub feature: String,
+    /// The row's value, as the file wrote it (a category's name).
+    pub value: String,
+    /// The training rows' median, or most common value.
+    pub typical: String,
+    /// Numeric columns: where the value falls among the training rows, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f32>,
+    /// Categorical and boolean columns: the share of training rows with this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<f32>,
+    /// How much the column raises the row's score.
+    pub effect: f32,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let Reason {
+            feature,
+            value,
+            typical,
+            effect,
+            ..
+        } = self;
+        write!(f, "{feature} = {value} (")?;
+        if let Some(p) = self.percentile {
+            write!(f, "{p:.1}th percentile of training rows, median {typical}")?;
+        } else if let Some(s) = self.share {
+            write!(
+                f,
+                "{:.1}% of training rows, most common {typical}",
+                100.0 * s
+            )?;
+        }
+        write!(f, ") {effect:+.4}")
+    }
+}
+
+/// Scores every row of a dataset: its rows as they are, or its windows built a chunk at a
+/// time (never all at once).
+pub fn score_dataset(detector: &dyn Detector, ds: &Dataset) -> Result<Output> {
+    if ds.windows.is_none() {
+        return detector.score(&ds.x);
+    }
+    const CHUNK: usize = 4096;
+    let rows: Vec<usize> = (0..ds.len()).collect();
+    let (mut values, mut width, mut buf) = (Vec::new(), 1, Vec::new());
+    for chunk in rows.chunks(CHUNK) {
+        buf.clear();
+        ds.gather(chunk, &mut buf);
+        match detector.score(&buf)? {
+            Output::Probabilities {
+                values: v,
+                width: w,
+            } => {
+                values.extend(v);
+                width = w;
+            }
+            Output::Scores(_) | Output::Ensemble(_) => {
+                unreachable!("sequence families are classifiers")
+            }
+        }
+    }
+    Ok(Output::Probabilities { values, width })
 }
 
 impl Scorer {

@@ -24,11 +24,11 @@ use super::metrics::CONTENT_TYPE;
 use super::models::Model;
 use crate::data::feedback::{Entry, Verdict, append};
 use crate::data::read::{column_name, maybe_gz};
+use crate::data::records::encode_records;
 use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
 use crate::flows::output::{Writer, identifiers, schema_for};
 use crate::flows::{self, Limits};
 use crate::log::utc_rfc3339;
-use crate::score::stream::encode_records;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");

@@ -14,12 +14,13 @@ use anyhow::{Context, Result, anyhow};
 use burn::tensor::Device;
 use serde_json::{Value, json};
 
+use crate::checkpoint::Checkpoint;
 use crate::config::DataConfig;
 use crate::data::preprocess::Encoding;
 use crate::data::read::Kind;
-use crate::explain::{Explainer, Reason};
+use crate::explain::Explainer;
+use crate::score::Reason;
 use crate::score::{JsonRow, Scored, Scorer};
-use crate::train::checkpoint::Checkpoint;
 
 pub struct Model {
     pub name: String,

@@ -10,15 +10,16 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ThresholdChoice};
 use crate::data::augment;
 use crate::data::folds::kfold;
 use crate::data::sequence::{self, Layout};
-use crate::data::{Labeled, Prepared, prepare_rows, read_labeled, split_rows, write_atomic};
+use crate::data::{Labeled, Prepared, read_labeled, split_rows, write_atomic};
 use crate::eval::Metrics;
 use crate::eval::summary::{FoldResult, Summary};
 use crate::score::Scorer;
-use crate::train::checkpoint::Checkpoint;
+use crate::train::prepare::prepare_rows;
 use crate::train::{self, Observer, Outcome, Run};
 
 /// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the

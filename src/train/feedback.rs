@@ -5,50 +5,15 @@
 //! rows and on the held-out test rows, so a fix for false alarms that costs detection
 //! elsewhere is caught.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::data::feedback::{Judged, Verdict};
+use crate::checkpoint::Checkpoint;
+use crate::data::feedback::Judged;
 use crate::data::{Dataset, Prepared, prepare_evaluation};
 use crate::eval::Metrics;
 use crate::score::Scorer;
-use crate::train::checkpoint::Checkpoint;
-
-/// What a retrained checkpoint records of its feedback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeedbackRecord {
-    pub file: PathBuf,
-    pub sha256: String,
-    pub rows: usize,
-    pub true_positives: usize,
-    pub false_positives: usize,
-    pub false_negatives: usize,
-    pub normal: usize,
-    pub weight: u32,
-    /// The checkpoint retraining started from, and its sha256.
-    pub parent: PathBuf,
-    pub parent_sha256: String,
-}
-
-impl FeedbackRecord {
-    pub fn new(file: &Path, judged: &Judged, weight: u32, parent: &Path) -> Result<Self> {
-        Ok(FeedbackRecord {
-            file: file.to_path_buf(),
-            sha256: judged.sha256.clone(),
-            rows: judged.verdicts.len(),
-            true_positives: judged.count(Verdict::TruePositive),
-            false_positives: judged.count(Verdict::FalsePositive),
-            false_negatives: judged.count(Verdict::FalseNegative),
-            normal: judged.count(Verdict::Normal),
-            weight,
-            parent: parent.to_path_buf(),
-            parent_sha256: crate::data::read::sha256_file(parent)?,
-        })
-    }
-}
 
 /// Adds the judged rows to `data`'s training rows, each `weight` times, and returns a line on
 /// what changed. `classifier`: learn every row with its corrected label (a multiclass model
@@ -252,6 +217,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::feedback::Verdict;
 
     fn judged(rows: &[[f32; 2]], verdicts: &[Verdict]) -> Judged {
         Judged {

@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 
-use super::checkpoint::Checkpoint;
 use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
+use crate::checkpoint::Checkpoint;
 use crate::config::{Combine, Config, FitOn, ModelKind};
 use crate::data::Dataset;
 use crate::data::labels::UNSEEN;

@@ -4,11 +4,11 @@
 //! the shuffle and the dropout RNG from (seed, epoch), and everything else (weights, optimizer
 //! moments, early-stopping counters, best weights) is in `last.mpk`.
 
-pub mod checkpoint;
 pub mod cv;
 pub mod feed;
 pub mod feedback;
 pub mod fit;
+pub mod prepare;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::bail_input;
+use crate::checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 use crate::config::{
     ClassWeights, Config, FitOn, ModelKind, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
 };
@@ -34,13 +35,10 @@ use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::cnn_lstm::CnnLstm;
-use crate::model::detector::{
-    DetectorState, Network, NetworkState, load_model, model_bytes, score_dataset,
-};
+use crate::model::detector::{DetectorState, Network, NetworkState, load_model, model_bytes};
 use crate::model::dropout::HostMasks;
 use crate::model::{Mlp, ModelSpec, Net, log_softmax_rows, row_sums};
-use crate::score::anomaly;
-use checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
+use crate::score::{anomaly, score_dataset};
 pub use feed::Feed;
 
 /// What the loop reports as it goes (progress bars, TensorBoard, the text log).

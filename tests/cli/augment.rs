@@ -139,7 +139,7 @@ fn train_uses_the_augmented_files_and_test_the_original_held_out_rows() {
         .ok();
     s.train("d.csv", &["--set", "data.use_augmented_data=true"])
         .ok();
-    let ck = anomaly::train::checkpoint::Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    let ck = anomaly::checkpoint::Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
     let ratio = ck.data.train_positives as f64 / ck.data.train_rows as f64;
     assert!((ratio - 0.3).abs() < 0.01, "{ratio}");
     let r = s.test_json("checkpoints/best.mpk", &[]);

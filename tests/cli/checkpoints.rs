@@ -1,7 +1,7 @@
 //! Checkpoint format 2 (a family tag and the family's payload), the format-1 files earlier
 //! releases wrote, and checkpoints as untrusted input.
 
-use anomaly::train::checkpoint::{Checkpoint, EpochRecord};
+use anomaly::checkpoint::{Checkpoint, EpochRecord};
 
 use crate::util::{FAST, Sandbox};
 

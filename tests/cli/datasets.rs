@@ -1,6 +1,6 @@
 //! The real public datasets in ../shared/datasets, when they are there.
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 
 use crate::util::{Sandbox, shared_dataset};
 

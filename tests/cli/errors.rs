@@ -1,7 +1,7 @@
 //! Bad input of every kind: exit code 2, one line that names the culprit, no panic, and no
 //! checkpoint or log left behind.
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 
 use crate::util::Sandbox;
 

@@ -13,6 +13,7 @@ mod flows;
 mod gpu;
 mod hub_server;
 mod isa;
+mod layers;
 mod predict;
 mod presets;
 mod sequence;

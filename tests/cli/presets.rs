@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 
 use crate::util::Sandbox;
 

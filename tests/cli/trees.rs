@@ -2,7 +2,7 @@
 //! same data path, decision rules, checkpoints and commands as the MLP families, binary and
 //! multiclass.
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 
 use crate::util::{Sandbox, uniform};
 

@@ -1,7 +1,7 @@
 //! Unsupervised families: fitted on the rows `training.fit_on` names and used through the same
 //! scorer, checkpoints and commands as the supervised ones.
 
-use anomaly::train::checkpoint::Checkpoint;
+use anomaly::checkpoint::Checkpoint;
 
 use crate::util::{Sandbox, uniform};
 

@@ -99,7 +99,7 @@ pub struct Checkpoint {
     /// A model retrained from analyst feedback: the file, its rows, and the model it started
     /// from.
     #[serde(default)]
-    pub feedback: Option<super::feedback::FeedbackRecord>,
+    pub feedback: Option<crate::data::feedback::FeedbackRecord>,
 }
 
 /// Read first, so a file of another format is refused before its body is decoded.
@@ -273,7 +273,7 @@ impl Checkpoint {
 mod tests {
     #[test]
     fn burn_version_matches_the_pinned_dependency() {
-        let manifest = include_str!("../../Cargo.toml");
+        let manifest = include_str!("../Cargo.toml");
         assert!(manifest.contains(&format!("version = \"={}\"", super::BURN_VERSION)));
     }
 }
