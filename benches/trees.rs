@@ -16,9 +16,9 @@
 use std::time::Instant;
 
 use anomaly::config::{Config, RandomForestConfig};
-use anomaly::data::prepare_training;
 use anomaly::eval::roc_auc;
 use anomaly::model::random_forest::{Labelled, RandomForest};
+use anomaly::train::prepare::prepare_training;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};

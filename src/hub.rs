@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::config::ModelKind;
+use crate::config::{Config, ModelKind};
 use crate::error::bad_input;
 use crate::eval::Metrics;
 
@@ -255,6 +255,29 @@ fn explain(err: HFError, repo_id: &str, endpoint: &str, token: &str) -> anyhow::
         other => format!("uploading to {repo_id}: {other}"),
     };
     anyhow::anyhow!(scrub(msg))
+}
+
+/// `huggingface.push_to_hub`: uploads the run's best.mpk to `huggingface.repo_id` after
+/// training; the line to log, or None when the config does not ask for it.
+pub fn push_trained(config: &Config) -> Result<Option<String>> {
+    let hf = &config.huggingface;
+    let Some(repo_id) = hf.repo_id.as_deref().filter(|_| hf.push_to_hub) else {
+        return Ok(None);
+    };
+    let best = config.checkpoint.save_dir.join("best.mpk");
+    let files = upload(&UploadRequest {
+        checkpoint: &best,
+        repo_id,
+        token: None,
+        private: hf.private,
+        revision: "main",
+        commit_message: None,
+    })?;
+    Ok(Some(format!(
+        "pushed {} to {repo_id}: {}",
+        best.display(),
+        files.join(", ")
+    )))
 }
 
 /// Creates the repository if needed and uploads everything in one commit. Returns the files.

@@ -203,7 +203,7 @@ fn write_batch(
     writer: &mut Writer,
     summary: &mut Summary,
 ) -> Result<()> {
-    if pending.len() == 0 {
+    if pending.is_empty() {
         return Ok(());
     }
     if let Some(w) = windower {

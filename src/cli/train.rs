@@ -1,18 +1,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
-use crate::data::feedback::FeedbackRecord;
-use crate::data::feedback::{self, Judged};
-use crate::data::{Prepared, write_atomic};
 use crate::log::{RunLog, default_run_name, run_dir};
-use crate::train::feedback::{Comparison, add_to_training};
+use crate::train::feedback::{add_feedback, gate};
 use crate::train::prepare::prepare_training;
 use crate::{device, train};
 
@@ -75,86 +72,6 @@ fn retrain_config(args: &TrainArgs, old: &Path, ck: &Checkpoint) -> Result<Confi
     Ok(config)
 }
 
-/// Adds the feedback file's judged rows to the training rows (see [`train::feedback`]).
-fn add_feedback(
-    args: &TrainArgs,
-    config: &Config,
-    (old, ck): (&Path, &Checkpoint),
-    data: &mut Prepared,
-) -> Result<Judged> {
-    let Some(file) = args
-        .feedback
-        .clone()
-        .or_else(|| config.feedback.path.clone())
-    else {
-        bail_input!("--resume-from: give the feedback file (--feedback FILE or feedback.path)");
-    };
-    if config.model.kind.is_sequence() {
-        bail_input!(
-            "--resume-from {}: feedback judges single rows, and a sequence model learns from \
-             windows of flows; retraining it from feedback is not supported",
-            old.display()
-        );
-    }
-    let mut now = data.pre.clone();
-    now.profile = ck.preprocessor.profile.clone();
-    if now != ck.preprocessor {
-        bail_input!(
-            "--resume-from {}: its training rows encode differently now (the data file or data.* \
-             changed since it was trained)",
-            old.display()
-        );
-    }
-    let judged = feedback::read(&file, &data.pre, &config.data)?;
-    let weight = config.feedback.weight;
-    let line = add_to_training(data, &judged, weight, config.model.kind.is_classifier());
-    data.notices.push(line);
-    data.feedback = Some(FeedbackRecord::new(&file, &judged, weight, old)?);
-    Ok(judged)
-}
-
-/// After retraining: the old and new model side by side; when the held-out ROC AUC fell by
-/// more than `--max-regression`, the old model becomes best.mpk again (the new one is kept as
-/// rejected.mpk) and the run fails.
-fn gate(
-    args: &TrainArgs,
-    (old, ck): (&Path, &Checkpoint),
-    new: &Checkpoint,
-    judged: &Judged,
-    save_dir: &Path,
-    device: &burn::tensor::Device,
-    log: &mut RunLog,
-) -> Result<()> {
-    let c = Comparison::compute(ck, new, judged, device)?;
-    log.say(&format!(
-        "old ({}) and retrained model:\n{}",
-        old.display(),
-        c.table()
-    ));
-    if c.auc_drop.is_nan() {
-        log.say(
-            "note: a held-out ROC AUC is undefined (one class, or one score for every row), so \
-             --max-regression cannot be checked",
-        );
-    }
-    if c.auc_drop > args.max_regression {
-        let (best, _) = train::checkpoint_paths(save_dir);
-        let rejected = save_dir.join("rejected.mpk");
-        std::fs::rename(&best, &rejected)?;
-        let bytes = std::fs::read(old).with_context(|| format!("reading {}", old.display()))?;
-        write_atomic(&best, bytes)?;
-        anyhow::bail!(
-            "the retrained model's held-out ROC AUC fell by {:.4} (more than --max-regression {}); \
-             {} is the old model again, the retrained one is {}",
-            c.auc_drop,
-            args.max_regression,
-            best.display(),
-            rejected.display()
-        );
-    }
-    Ok(())
-}
-
 /// A resumed run keeps its stored config, so it ends where an uninterrupted run would have;
 /// only `--set training.epochs=N` (to extend a run) may change it, and anything else is refused
 /// rather than silently ignored.
@@ -181,19 +98,50 @@ fn resumed_config(args: &TrainArgs, ck: &Checkpoint) -> Result<crate::config::Co
     ck.config.with_overrides(&args.common.overrides)
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    let started = Instant::now();
-    let resume = args.resume.as_deref().map(Checkpoint::load).transpose()?;
-    let parent = match &args.resume_from {
-        Some(p) => Some((p.as_path(), Checkpoint::load(p)?)),
-        None => None,
+/// The run's last line: how it ended, the best epoch and threshold, where it was written.
+fn finished(outcome: &train::Outcome, secs: f64, written: &Path) -> String {
+    let best = &outcome.best;
+    if best.history.is_empty() {
+        // A one-pass fit: no epochs to speak of.
+        return format!(
+            "fitted {} in {secs:.1}s; threshold {:.4} (it flags {:.2}% of the training rows); wrote {}",
+            best.detector.family(),
+            best.threshold,
+            100.0
+                * crate::eval::decision::flagged_share(&best.train_score_quantiles, best.threshold),
+            written.display()
+        );
+    }
+    let best_loss = best
+        .history
+        .iter()
+        .find(|r| r.epoch == best.weights_epoch)
+        .map_or(f64::NAN, |r| r.val_loss);
+    let how = if outcome.stopped_early {
+        "stopped early"
+    } else {
+        "finished"
     };
-    // A resumed run continues under its own config and run name, so it ends where an
-    // uninterrupted run would have.
-    let (mut config, run_name) = match (&resume, &parent) {
-        (Some(ck), _) => (resumed_config(&args, ck)?, ck.run_name.clone()),
+    format!(
+        "{how} after {} epochs in {secs:.1}s; best epoch {} (val_loss {best_loss:.5}), threshold {:.4}; wrote {}",
+        outcome.epochs_run,
+        best.weights_epoch,
+        best.threshold,
+        written.display()
+    )
+}
+
+/// The run's config and name: a resumed run's own (so it ends where an uninterrupted run
+/// would have), a retraining run's parent's, or the command line's.
+fn run_config(
+    args: &TrainArgs,
+    resume: Option<&Checkpoint>,
+    parent: Option<(&Path, &Checkpoint)>,
+) -> Result<(Config, String)> {
+    Ok(match (resume, parent) {
+        (Some(ck), _) => (resumed_config(args, ck)?, ck.run_name.clone()),
         (None, Some((old, ck))) => (
-            retrain_config(&args, old, ck)?,
+            retrain_config(args, old, ck)?,
             format!("{}-retrained", ck.run_name),
         ),
         (None, None) => {
@@ -205,7 +153,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .unwrap_or_else(default_run_name);
             (config, name)
         }
+    })
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let resume = args.resume.as_deref().map(Checkpoint::load).transpose()?;
+    let parent = match &args.resume_from {
+        Some(p) => Some((p.as_path(), Checkpoint::load(p)?)),
+        None => None,
     };
+    let parent = parent.as_ref().map(|(p, ck)| (*p, ck));
+    let (mut config, run_name) = run_config(&args, resume.as_ref(), parent)?;
     args.common.apply_device(&mut config);
     if args.dry_run {
         return crate::cli::inspect::check(&config, false);
@@ -215,7 +174,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Read and check the data before anything is written, so bad input leaves no trace.
     let mut data = prepare_training(&config)?;
     let judged = match &parent {
-        Some((old, ck)) => Some(add_feedback(&args, &config, (old, ck), &mut data)?),
+        Some(parent) => {
+            let Some(file) = args.feedback.as_ref().or(config.feedback.path.as_ref()) else {
+                bail_input!(
+                    "--resume-from: give the feedback file (--feedback FILE or feedback.path)"
+                );
+            };
+            Some(add_feedback(file, &config, *parent, &mut data)?)
+        }
         None => None,
     };
     let mut log = RunLog::open(
@@ -260,63 +226,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let outcome = train::train(&run, resume, &mut log)?;
     let best = &outcome.best;
-    let best_loss = best
-        .history
-        .iter()
-        .find(|r| r.epoch == best.weights_epoch)
-        .map_or(f64::NAN, |r| r.val_loss);
     let written = config.checkpoint.save_dir.join("best.mpk");
-    if best.history.is_empty() {
-        // A one-pass fit: no epochs to speak of.
-        log.say(&format!(
-            "fitted {} in {:.1}s; threshold {:.4} (it flags {:.2}% of the training rows); wrote {}",
-            best.detector.family(),
-            started.elapsed().as_secs_f64(),
-            best.threshold,
-            100.0
-                * crate::eval::decision::flagged_share(&best.train_score_quantiles, best.threshold),
-            written.display()
-        ));
-    } else {
-        log.say(&format!(
-        "{} after {} epochs in {:.1}s; best epoch {} (val_loss {:.5}), threshold {:.4}; wrote {}",
-        if outcome.stopped_early {
-            "stopped early"
-        } else {
-            "finished"
-        },
-        outcome.epochs_run,
+    log.say(&finished(
+        &outcome,
         started.elapsed().as_secs_f64(),
-        best.weights_epoch,
-        best_loss,
-        best.threshold,
-        written.display()
+        &written,
     ));
-    }
-    if let (Some((old, ck)), Some(judged)) = (&parent, &judged) {
+    if let (Some(parent), Some(judged)) = (parent, &judged) {
         let save_dir = &config.checkpoint.save_dir;
-        gate(&args, (old, ck), best, judged, save_dir, &device, &mut log)?;
+        let retrained = (best, judged);
+        gate(
+            args.max_regression,
+            parent,
+            retrained,
+            save_dir,
+            &device,
+            &mut log,
+        )?;
     }
-    if let Some(repo_id) = config
-        .huggingface
-        .repo_id
-        .as_deref()
-        .filter(|_| config.huggingface.push_to_hub)
-    {
-        let best = config.checkpoint.save_dir.join("best.mpk");
-        let files = crate::hub::upload(&crate::hub::UploadRequest {
-            checkpoint: &best,
-            repo_id,
-            token: None,
-            private: config.huggingface.private,
-            revision: "main",
-            commit_message: None,
-        })?;
-        log.say(&format!(
-            "pushed {} to {repo_id}: {}",
-            best.display(),
-            files.join(", ")
-        ));
+    if let Some(line) = crate::hub::push_trained(&config)? {
+        log.say(&line);
     }
     Ok(())
 }

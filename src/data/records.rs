@@ -185,6 +185,10 @@ impl Rows {
         self.info.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.info.is_empty()
+    }
+
     pub fn append(&mut self, mut other: Rows) {
         self.x.append(&mut other.x);
         self.raw.append(&mut other.raw);
@@ -321,7 +325,7 @@ impl<'a> Encoder<'a> {
                     }
                 }
                 Ok(false) => {
-                    if rows.len() > 0 {
+                    if !rows.is_empty() {
                         let _ = tx.send(Ok(rows));
                     }
                     return;

@@ -5,15 +5,93 @@
 //! rows and on the held-out test rows, so a fix for false alarms that costs detection
 //! elsewhere is caught.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use serde::Serialize;
 
+use super::{Observer, checkpoint_paths};
+use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::data::feedback::Judged;
-use crate::data::{Dataset, Prepared, prepare_evaluation};
+use crate::config::Config;
+use crate::data::feedback::{self, FeedbackRecord, Judged};
+use crate::data::{Dataset, Prepared, prepare_evaluation, write_atomic};
 use crate::eval::Metrics;
 use crate::score::Scorer;
+
+/// Retraining from feedback: adds `file`'s judged rows to the training rows (see
+/// [`add_to_training`]) after checking that the old model's rows still encode as they did.
+pub fn add_feedback(
+    file: &Path,
+    config: &Config,
+    (old, ck): (&Path, &Checkpoint),
+    data: &mut Prepared,
+) -> Result<Judged> {
+    if config.model.kind.is_sequence() {
+        bail_input!(
+            "--resume-from {}: feedback judges single rows, and a sequence model learns from \
+             windows of flows; retraining it from feedback is not supported",
+            old.display()
+        );
+    }
+    let mut now = data.pre.clone();
+    now.profile = ck.preprocessor.profile.clone();
+    if now != ck.preprocessor {
+        bail_input!(
+            "--resume-from {}: its training rows encode differently now (the data file or data.* \
+             changed since it was trained)",
+            old.display()
+        );
+    }
+    let judged = feedback::read(file, &data.pre, &config.data)?;
+    let weight = config.feedback.weight;
+    let line = add_to_training(data, &judged, weight, config.model.kind.is_classifier());
+    data.notices.push(line);
+    data.feedback = Some(FeedbackRecord::new(file, &judged, weight, old)?);
+    Ok(judged)
+}
+
+/// After retraining: the old and new model side by side; when the held-out ROC AUC fell by
+/// more than `max_regression`, the old model becomes best.mpk again (the new one is kept as
+/// rejected.mpk) and the run fails.
+pub fn gate(
+    max_regression: f64,
+    (old, ck): (&Path, &Checkpoint),
+    (new, judged): (&Checkpoint, &Judged),
+    save_dir: &Path,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let c = Comparison::compute(ck, new, judged, device)?;
+    observer.note(&format!(
+        "old ({}) and retrained model:\n{}",
+        old.display(),
+        c.table()
+    ));
+    if c.auc_drop.is_nan() {
+        observer.note(
+            "note: a held-out ROC AUC is undefined (one class, or one score for every row), so \
+             --max-regression cannot be checked",
+        );
+    }
+    if c.auc_drop > max_regression {
+        let (best, _) = checkpoint_paths(save_dir);
+        let rejected = save_dir.join("rejected.mpk");
+        std::fs::rename(&best, &rejected)?;
+        let bytes = std::fs::read(old).with_context(|| format!("reading {}", old.display()))?;
+        write_atomic(&best, bytes)?;
+        anyhow::bail!(
+            "the retrained model's held-out ROC AUC fell by {:.4} (more than --max-regression {}); \
+             {} is the old model again, the retrained one is {}",
+            c.auc_drop,
+            max_regression,
+            best.display(),
+            rejected.display()
+        );
+    }
+    Ok(())
+}
 
 /// Adds the judged rows to `data`'s training rows, each `weight` times, and returns a line on
 /// what changed. `classifier`: learn every row with its corrected label (a multiclass model
