@@ -600,6 +600,146 @@ pub fn train(
     }
 }
 
+/// Where a gradient run starts: its model, optimizer, early-stopping state, history and first
+/// epoch; fresh (new weights, or `--resume-from`'s), or an interrupted run's `last.mpk`.
+struct Start<M> {
+    model: M,
+    optim: ModuleOptimizer,
+    state: TrainState,
+    history: Vec<EpochRecord>,
+    first_epoch: usize,
+}
+
+fn start<M: Net>(
+    run: &Run,
+    spec: &ModelSpec,
+    resume: Option<Checkpoint>,
+    ad: &Device,
+) -> Result<Start<M>> {
+    let (cfg, data) = (&run.config.training, run.data);
+    let model = match run.warm_start {
+        Some(start) if start.spec != *spec => bail_input!(
+            "--resume-from: the checkpoint's network does not match model.* of this run"
+        ),
+        Some(start) => load_model(spec, &start.weights, ad)?,
+        None => M::build(spec, ad),
+    };
+    let optim = optimizer(cfg);
+    let Some(ck) = resume else {
+        let state = TrainState {
+            optimizer: Vec::new(),
+            best_weights: model_bytes(&model)?,
+            best_epoch: 0,
+            best_val_loss: f64::INFINITY,
+            best_threshold: 0.5,
+            best_train_quantiles: Vec::new(),
+            epochs_without_improvement: 0,
+            finished: false,
+        };
+        let history = Vec::new();
+        return Ok(Start {
+            model,
+            optim,
+            state,
+            history,
+            first_epoch: 1,
+        });
+    };
+    let network = ck.network()?;
+    let shape = DataShape::of(data);
+    if ck.preprocessor != data.pre || ck.data != shape || network.spec != *spec {
+        bail_input!(
+            "--resume: the checkpoint was trained on other data or another model \
+             ({} training rows, {} features; now {}, {})",
+            ck.data.train_rows,
+            ck.preprocessor.n_features(),
+            shape.train_rows,
+            data.pre.n_features()
+        );
+    }
+    let model = load_model(spec, &network.weights, ad)?;
+    let Some(mut state) = ck.train_state else {
+        bail_input!("--resume: this checkpoint holds no training state; resume from last.mpk");
+    };
+    let optim = optim
+        .from_bytes(Bytes::from_bytes_vec(state.optimizer.clone()))
+        .map_err(|e| bad_input(format!("--resume: the optimizer state is unreadable: {e}")))?;
+    // `training.epochs` may have been raised to extend the run.
+    state.finished = early_stop(cfg, &state) || ck.epoch >= cfg.epochs;
+    let first_epoch = ck.epoch + 1;
+    Ok(Start {
+        model,
+        optim,
+        state,
+        history: ck.history,
+        first_epoch,
+    })
+}
+
+/// Writes a gradient run's checkpoints: `best.mpk`, `last.mpk` (resumable) and every
+/// `save_frequency` epochs `checkpoint_epoch_N.mpk`.
+struct Writer<'a> {
+    run: &'a Run<'a>,
+    spec: &'a ModelSpec,
+    best_path: PathBuf,
+    last_path: PathBuf,
+}
+
+impl Writer<'_> {
+    /// A checkpoint of `weights` (from `weights_epoch`) after `epoch`, with the state's
+    /// threshold and, when `resumable`, the state itself.
+    fn envelope(
+        &self,
+        weights: Vec<u8>,
+        (weights_epoch, epoch): (usize, usize),
+        st: &TrainState,
+        history: &[EpochRecord],
+        resumable: bool,
+    ) -> Result<Checkpoint> {
+        let network = NetworkState {
+            spec: self.spec.clone(),
+            weights,
+        };
+        Ok(Checkpoint {
+            threshold: st.best_threshold,
+            train_score_quantiles: st.best_train_quantiles.clone(),
+            epoch,
+            weights_epoch,
+            history: history.to_vec(),
+            train_state: resumable.then(|| st.clone()),
+            ..Checkpoint::new(
+                self.run.config,
+                self.run.run_name,
+                DetectorState::from_network(network)?,
+                self.run.data,
+            )
+        })
+    }
+
+    /// After an epoch: `last.mpk` (and the periodic copy), and `best.mpk` when it improved.
+    fn epoch_done<M: Net>(
+        &self,
+        model: &M,
+        (epoch, improved): (usize, bool),
+        state: &TrainState,
+        history: &[EpochRecord],
+    ) -> Result<()> {
+        let resumable = self.envelope(model_bytes(model)?, (epoch, epoch), state, history, true)?;
+        let every = self.run.config.checkpoint.save_frequency;
+        if every > 0 && epoch.is_multiple_of(every) {
+            let dir = &self.run.config.checkpoint.save_dir;
+            resumable.save(&dir.join(format!("checkpoint_epoch_{epoch}.mpk")))?;
+        }
+        resumable.save(&self.last_path)?;
+        if improved {
+            let weights = state.best_weights.clone();
+            self.envelope(weights, (epoch, epoch), state, history, false)?
+                .save(&self.best_path)?;
+        }
+        Ok(())
+    }
+}
+
 /// The gradient trainer of the neural families: trains (or resumes), writing `best.mpk`,
 /// `last.mpk` and the periodic checkpoints as it goes.
 fn train_network<M: Net>(
@@ -609,10 +749,9 @@ fn train_network<M: Net>(
 ) -> Result<Outcome> {
     let Run {
         config,
-        run_name,
         data,
         device,
-        warm_start,
+        ..
     } = *run;
     let cfg = &config.training;
     let ad = device.clone().autodiff();
@@ -622,85 +761,22 @@ fn train_network<M: Net>(
         spec: spec.clone(),
         weights: Vec::new(),
     })?;
-    let family = |state| DetectorState::from_network(state).expect("the family was checked above");
     let objective = objective(config, data)?;
     let (train_rows, val_rows) = learning_rows(config, data)?;
-    let shape = DataShape::of(data);
     ad.seed(cfg.seed);
-    let mut model = match warm_start {
-        Some(start) if start.spec != spec => bail_input!(
-            "--resume-from: the checkpoint's network does not match model.* of this run"
-        ),
-        Some(start) => load_model(&spec, &start.weights, &ad)?,
-        None => M::build(&spec, &ad),
-    };
-    let mut optim = optimizer(cfg);
-    let (mut state, mut history, first_epoch) = match resume {
-        None => {
-            let state = TrainState {
-                optimizer: Vec::new(),
-                best_weights: model_bytes(&model)?,
-                best_epoch: 0,
-                best_val_loss: f64::INFINITY,
-                best_threshold: 0.5,
-                best_train_quantiles: Vec::new(),
-                epochs_without_improvement: 0,
-                finished: false,
-            };
-            (state, Vec::new(), 1)
-        }
-        Some(ck) => {
-            let network = ck.network()?;
-            if ck.preprocessor != data.pre || ck.data != shape || network.spec != spec {
-                bail_input!(
-                    "--resume: the checkpoint was trained on other data or another model \
-                     ({} training rows, {} features; now {}, {})",
-                    ck.data.train_rows,
-                    ck.preprocessor.n_features(),
-                    shape.train_rows,
-                    data.pre.n_features()
-                );
-            }
-            model = load_model(&spec, &network.weights, &ad)?;
-            let Some(mut state) = ck.train_state else {
-                bail_input!(
-                    "--resume: this checkpoint holds no training state; resume from last.mpk"
-                );
-            };
-            optim = optim
-                .from_bytes(Bytes::from_bytes_vec(state.optimizer.clone()))
-                .map_err(|e| {
-                    bad_input(format!("--resume: the optimizer state is unreadable: {e}"))
-                })?;
-            // `training.epochs` may have been raised to extend the run.
-            state.finished = early_stop(cfg, &state) || ck.epoch >= cfg.epochs;
-            (state, ck.history, ck.epoch + 1)
-        }
-    };
-
-    let save_dir = &config.checkpoint.save_dir;
-    let (best_path, last_path) = checkpoint_paths(save_dir);
-    let envelope = |weights: Vec<u8>,
-                    weights_epoch: usize,
-                    epoch: usize,
-                    st: &TrainState,
-                    history: &[EpochRecord],
-                    resumable: bool| Checkpoint {
-        threshold: st.best_threshold,
-        train_score_quantiles: st.best_train_quantiles.clone(),
-        epoch,
-        weights_epoch,
-        history: history.to_vec(),
-        train_state: resumable.then(|| st.clone()),
-        ..Checkpoint::new(
-            config,
-            run_name,
-            family(NetworkState {
-                spec: spec.clone(),
-                weights,
-            }),
-            data,
-        )
+    let Start {
+        mut model,
+        mut optim,
+        mut state,
+        mut history,
+        first_epoch,
+    } = start::<M>(run, &spec, resume, &ad)?;
+    let (best_path, last_path) = checkpoint_paths(&config.checkpoint.save_dir);
+    let writer = Writer {
+        run,
+        spec: &spec,
+        best_path,
+        last_path,
     };
 
     let mut order = train_rows;
@@ -762,39 +838,22 @@ fn train_network<M: Net>(
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("serialising optimizer state: {e}"))?
             .to_vec();
-
-        let resumable = envelope(model_bytes(&model)?, epoch, epoch, &state, &history, true);
-        let every = config.checkpoint.save_frequency;
-        if every > 0 && epoch.is_multiple_of(every) {
-            resumable.save(&save_dir.join(format!("checkpoint_epoch_{epoch}.mpk")))?;
-        }
-        resumable.save(&last_path)?;
-        if improved {
-            let best = envelope(
-                state.best_weights.clone(),
-                epoch,
-                epoch,
-                &state,
-                &history,
-                false,
-            );
-            best.save(&best_path)?;
-        }
+        writer.epoch_done(&model, (epoch, improved), &state, &history)?;
         observer.epoch_done(&record, improved, state.best_val_loss);
         epoch += 1;
     }
 
     // The final best.mpk carries the whole history, for reports of the training curves.
     let last_epoch = history.last().map_or(0, |r| r.epoch);
-    let best = envelope(
-        state.best_weights.clone(),
-        state.best_epoch,
-        last_epoch,
+    let weights = state.best_weights.clone();
+    let best = writer.envelope(
+        weights,
+        (state.best_epoch, last_epoch),
         &state,
         &history,
         false,
-    );
-    best.save(&best_path)
+    )?;
+    best.save(&writer.best_path)
         .context("writing the final best checkpoint")?;
     Ok(Outcome {
         best,
