@@ -426,59 +426,44 @@ fn set_reports(sets: &[Scored]) -> Vec<SetReport<'_>> {
 
 /// Class balance, ROC and PR curves of every set; confusion matrices, score distributions and
 /// the threshold sweep of the `main` set.
+/// The figures every assessment draws: class balance, the main set's confusion matrices,
+/// ROC and PR curves of every set, the main set's score distribution and threshold sweep.
 fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
+    let mut figures = vec![class_balance(sets)?];
+    figures.extend(confusion_figures(main)?);
+    figures.extend(ranking_curves(sets)?);
+    figures.extend(score_figures(main)?);
+    Ok(figures)
+}
+
+fn class_balance(sets: &[Scored]) -> Result<Figure> {
     let count = |s: &Scored, class: f32| s.y.iter().filter(|&&v| v == class).count() as f64;
-    let auc = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
-    let roc: Vec<(String, Vec<(f64, f64)>)> = sets
-        .iter()
-        .map(|s| {
-            (
-                format!("{} (AUC {})", s.name, auc(s.assessment.metrics.roc_auc)),
-                Ranked::new(&s.probs, &s.y).roc_curve(),
-            )
-        })
-        .collect();
-    let pr: Vec<(String, Vec<(f64, f64)>)> = sets
-        .iter()
-        .map(|s| {
-            (
-                format!("{} (AP {})", s.name, auc(s.assessment.metrics.pr_auc)),
-                Ranked::new(&s.probs, &s.y).pr_curve(),
-            )
-        })
-        .collect();
-    let sweep = Ranked::new(&main.probs, &main.y).sweep();
-    let line = |k: usize| -> Vec<(f64, f64)> {
-        sweep
-            .iter()
-            .map(|p| (p.0, [p.1, p.2, p.3][k]))
-            .rev()
-            .collect()
-    };
+    render(
+        "class_balance",
+        "Class balance",
+        &Bars {
+            title: "Rows per class".into(),
+            y_label: "rows".into(),
+            groups: sets.iter().map(|s| s.name.clone()).collect(),
+            series: vec![
+                (
+                    "normal".into(),
+                    sets.iter().map(|s| count(s, 0.0)).collect(),
+                ),
+                (
+                    "anomalous".into(),
+                    sets.iter().map(|s| count(s, 1.0)).collect(),
+                ),
+            ],
+            y_max: None,
+            integer_values: true,
+        },
+    )
+}
+
+fn confusion_figures(main: &Scored) -> Result<Vec<Figure>> {
     let c = main.assessment.metrics.confusion;
-    let threshold = main.assessment.metrics.threshold;
     Ok(vec![
-        render(
-            "class_balance",
-            "Class balance",
-            &Bars {
-                title: "Rows per class".into(),
-                y_label: "rows".into(),
-                groups: sets.iter().map(|s| s.name.clone()).collect(),
-                series: vec![
-                    (
-                        "normal".into(),
-                        sets.iter().map(|s| count(s, 0.0)).collect(),
-                    ),
-                    (
-                        "anomalous".into(),
-                        sets.iter().map(|s| count(s, 1.0)).collect(),
-                    ),
-                ],
-                y_max: None,
-                integer_values: true,
-            },
-        )?,
         render(
             "confusion_matrix",
             &format!("Confusion matrix ({}), counts", main.name),
@@ -500,6 +485,30 @@ fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
                 true,
             ),
         )?,
+    ])
+}
+
+fn ranking_curves(sets: &[Scored]) -> Result<Vec<Figure>> {
+    let auc = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
+    let roc: Vec<(String, Vec<(f64, f64)>)> = sets
+        .iter()
+        .map(|s| {
+            (
+                format!("{} (AUC {})", s.name, auc(s.assessment.metrics.roc_auc)),
+                Ranked::new(&s.probs, &s.y).roc_curve(),
+            )
+        })
+        .collect();
+    let pr: Vec<(String, Vec<(f64, f64)>)> = sets
+        .iter()
+        .map(|s| {
+            (
+                format!("{} (AP {})", s.name, auc(s.assessment.metrics.pr_auc)),
+                Ranked::new(&s.probs, &s.y).pr_curve(),
+            )
+        })
+        .collect();
+    Ok(vec![
         render(
             "roc_curve",
             "ROC curves",
@@ -526,6 +535,20 @@ fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
                 legend: SeriesLabelPosition::LowerLeft,
             },
         )?,
+    ])
+}
+
+fn score_figures(main: &Scored) -> Result<Vec<Figure>> {
+    let sweep = Ranked::new(&main.probs, &main.y).sweep();
+    let line = |k: usize| -> Vec<(f64, f64)> {
+        sweep
+            .iter()
+            .map(|p| (p.0, [p.1, p.2, p.3][k]))
+            .rev()
+            .collect()
+    };
+    let threshold = main.assessment.metrics.threshold;
+    Ok(vec![
         render(
             "score_distribution",
             &format!("Score distributions ({})", main.name),
