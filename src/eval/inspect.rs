@@ -7,7 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use serde::Serialize;
 
 use crate::data::Labeled;
-use crate::data::read::{ColumnData, Kind, MissingCounts};
+use crate::data::read::{Column, ColumnData, Kind, MissingCounts, Table};
 use crate::eval::roc_auc;
 
 /// A column whose values alone separate normal from anomalous rows at least this well (ROC
@@ -61,140 +61,20 @@ impl DataCheck {
         let mut columns = Vec::new();
         let mut fingerprints: HashMap<u64, Vec<String>> = HashMap::new();
         for col in &t.columns {
-            let mut h = DefaultHasher::new();
-            let (distinct, min, max, mean, separation) = match &col.data {
-                ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
-                    v.iter().for_each(|x| x.to_bits().hash(&mut h));
-                    let finite: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
-                    let mut sorted = finite.clone();
-                    sorted.sort_unstable_by(f32::total_cmp);
-                    sorted.dedup();
-                    let mean = (!finite.is_empty()).then(|| {
-                        finite.iter().map(|&x| x as f64).sum::<f64>() / finite.len() as f64
-                    });
-                    // Missing cells rank lowest, as a model that imputes would not see them
-                    // either; the leak check is about the values that are there.
-                    let scores: Vec<f32> = v
-                        .iter()
-                        .map(|x| if x.is_finite() { *x } else { f32::MIN })
-                        .collect();
-                    let separation = roc_auc(&scores, &data.y).map(|a| a.max(1.0 - a));
-                    (
-                        sorted.len(),
-                        sorted.first().copied(),
-                        sorted.last().copied(),
-                        mean,
-                        separation,
-                    )
-                }
-                ColumnData::Categorical(d) => {
-                    d.codes.iter().for_each(|c| c.hash(&mut h));
-                    // A category's score is its share of anomalous rows: the best any model
-                    // could do with this column alone.
-                    let mut counts = vec![(0usize, 0usize); d.values.len()];
-                    for (&c, &y) in d.codes.iter().zip(&data.y) {
-                        counts[c as usize].0 += 1;
-                        counts[c as usize].1 += (y == 1.0) as usize;
-                    }
-                    let scores: Vec<f32> = d
-                        .codes
-                        .iter()
-                        .map(|&c| {
-                            let (rows, pos) = counts[c as usize];
-                            pos as f32 / rows as f32
-                        })
-                        .collect();
-                    let used = counts.iter().filter(|c| c.0 > 0).count();
-                    (used, None, None, None, roc_auc(&scores, &data.y))
-                }
-            };
+            let (check, fingerprint) = column_check(col, data);
             fingerprints
-                .entry(h.finish())
+                .entry(fingerprint)
                 .or_default()
                 .push(col.name.clone());
-            columns.push(ColumnCheck {
-                name: col.name.clone(),
-                kind: col.kind(),
-                missing: col.missing,
-                distinct,
-                min,
-                max,
-                mean,
-                constant: distinct <= 1,
-                separation,
-            });
+            columns.push(check);
         }
         let mut identical_columns: Vec<Vec<String>> =
             fingerprints.into_values().filter(|g| g.len() > 1).collect();
         identical_columns.sort();
-
-        let mut seen = std::collections::HashSet::with_capacity(n);
-        let mut duplicate_rows = 0;
-        for r in 0..n {
-            let mut h = DefaultHasher::new();
-            for col in &t.columns {
-                match &col.data {
-                    ColumnData::Numeric(v) | ColumnData::Boolean(v) => v[r].to_bits().hash(&mut h),
-                    ColumnData::Categorical(d) => d.codes[r].hash(&mut h),
-                }
-            }
-            t.labels.codes[r].hash(&mut h);
-            duplicate_rows += !seen.insert(h.finish()) as usize;
-        }
-
-        let mut per_value = vec![(0usize, false); t.labels.values.len()];
-        for (&c, &y) in t.labels.codes.iter().zip(&data.y) {
-            per_value[c as usize] = (per_value[c as usize].0 + 1, y == 1.0);
-        }
-        let mut labels: Vec<LabelCount> = t
-            .labels
-            .values
-            .iter()
-            .enumerate()
-            // A file without the label column (unsupervised training) has no label values.
-            .filter(|(i, _)| per_value[*i].0 > 0 && data.labelled)
-            .map(|(i, v)| LabelCount {
-                label: v.clone(),
-                class: data.value_class[i].clone(),
-                anomalous: per_value[i].1,
-                rows: per_value[i].0,
-            })
-            .collect();
-        labels.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.label.cmp(&b.label)));
+        let duplicate_rows = duplicate_rows(t);
+        let labels = label_counts(data);
         let anomalous_rows = data.y.iter().filter(|&&y| y == 1.0).count();
-
-        let mut warnings = Vec::new();
-        for c in &columns {
-            if let Some(s) = c.separation.filter(|&s| s >= LEAK_AUC) {
-                warnings.push(format!(
-                    "column '{}' alone separates normal from anomalous rows (AUC {s:.4}): \
-                     check that it does not leak the label (an identifier, a timestamp, the \
-                     label in another form); drop it with data.drop_columns if so",
-                    c.name
-                ));
-            }
-            if c.constant {
-                warnings.push(format!(
-                    "column '{}' is constant; it will be dropped",
-                    c.name
-                ));
-            }
-        }
-        for g in &identical_columns {
-            warnings.push(format!(
-                "columns {} hold identical values",
-                g.iter()
-                    .map(|c| format!("'{c}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if duplicate_rows > 0 {
-            warnings.push(format!(
-                "{duplicate_rows} rows repeat an earlier row exactly; a random split puts copies \
-                 on both sides, which flatters test metrics"
-            ));
-        }
+        let warnings = warnings(&columns, &identical_columns, duplicate_rows);
         DataCheck {
             file: t.path.display().to_string(),
             rows: n,
@@ -279,6 +159,154 @@ impl DataCheck {
         }
         out
     }
+}
+
+/// One column's figures, and a fingerprint of its values (equal for identical columns).
+fn column_check(col: &Column, data: &Labeled) -> (ColumnCheck, u64) {
+    let mut h = DefaultHasher::new();
+    let (distinct, min, max, mean, separation) = match &col.data {
+        ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
+            v.iter().for_each(|x| x.to_bits().hash(&mut h));
+            let finite: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            let mut sorted = finite.clone();
+            sorted.sort_unstable_by(f32::total_cmp);
+            sorted.dedup();
+            let mean = (!finite.is_empty())
+                .then(|| finite.iter().map(|&x| x as f64).sum::<f64>() / finite.len() as f64);
+            // Missing cells rank lowest, as a model that imputes would not see them
+            // either; the leak check is about the values that are there.
+            let scores: Vec<f32> = v
+                .iter()
+                .map(|x| if x.is_finite() { *x } else { f32::MIN })
+                .collect();
+            let separation = roc_auc(&scores, &data.y).map(|a| a.max(1.0 - a));
+            (
+                sorted.len(),
+                sorted.first().copied(),
+                sorted.last().copied(),
+                mean,
+                separation,
+            )
+        }
+        ColumnData::Categorical(d) => {
+            d.codes.iter().for_each(|c| c.hash(&mut h));
+            // A category's score is its share of anomalous rows: the best any model
+            // could do with this column alone.
+            let mut counts = vec![(0usize, 0usize); d.values.len()];
+            for (&c, &y) in d.codes.iter().zip(&data.y) {
+                counts[c as usize].0 += 1;
+                counts[c as usize].1 += (y == 1.0) as usize;
+            }
+            let scores: Vec<f32> = d
+                .codes
+                .iter()
+                .map(|&c| {
+                    let (rows, pos) = counts[c as usize];
+                    pos as f32 / rows as f32
+                })
+                .collect();
+            let used = counts.iter().filter(|c| c.0 > 0).count();
+            (used, None, None, None, roc_auc(&scores, &data.y))
+        }
+    };
+    let check = ColumnCheck {
+        name: col.name.clone(),
+        kind: col.kind(),
+        missing: col.missing,
+        distinct,
+        min,
+        max,
+        mean,
+        constant: distinct <= 1,
+        separation,
+    };
+    (check, h.finish())
+}
+
+/// Rows equal to an earlier row in every column and the label.
+fn duplicate_rows(t: &Table) -> usize {
+    let n = t.n_rows();
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut duplicate_rows = 0;
+    for r in 0..n {
+        let mut h = DefaultHasher::new();
+        for col in &t.columns {
+            match &col.data {
+                ColumnData::Numeric(v) | ColumnData::Boolean(v) => v[r].to_bits().hash(&mut h),
+                ColumnData::Categorical(d) => d.codes[r].hash(&mut h),
+            }
+        }
+        t.labels.codes[r].hash(&mut h);
+        duplicate_rows += !seen.insert(h.finish()) as usize;
+    }
+    duplicate_rows
+}
+
+/// Rows per raw label value, most common first.
+fn label_counts(data: &Labeled) -> Vec<LabelCount> {
+    let t = &data.table;
+    let mut per_value = vec![(0usize, false); t.labels.values.len()];
+    for (&c, &y) in t.labels.codes.iter().zip(&data.y) {
+        per_value[c as usize] = (per_value[c as usize].0 + 1, y == 1.0);
+    }
+    let mut labels: Vec<LabelCount> = t
+        .labels
+        .values
+        .iter()
+        .enumerate()
+        // A file without the label column (unsupervised training) has no label values.
+        .filter(|(i, _)| per_value[*i].0 > 0 && data.labelled)
+        .map(|(i, v)| LabelCount {
+            label: v.clone(),
+            class: data.value_class[i].clone(),
+            anomalous: per_value[i].1,
+            rows: per_value[i].0,
+        })
+        .collect();
+    labels.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.label.cmp(&b.label)));
+    labels
+}
+
+/// What a user should look at before training: leaks, constant and identical columns,
+/// repeated rows.
+fn warnings(
+    columns: &[ColumnCheck],
+    identical_columns: &[Vec<String>],
+    duplicate_rows: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for c in columns {
+        if let Some(s) = c.separation.filter(|&s| s >= LEAK_AUC) {
+            warnings.push(format!(
+                "column '{}' alone separates normal from anomalous rows (AUC {s:.4}): \
+                 check that it does not leak the label (an identifier, a timestamp, the \
+                 label in another form); drop it with data.drop_columns if so",
+                c.name
+            ));
+        }
+        if c.constant {
+            warnings.push(format!(
+                "column '{}' is constant; it will be dropped",
+                c.name
+            ));
+        }
+    }
+    for g in identical_columns {
+        warnings.push(format!(
+            "columns {} hold identical values",
+            g.iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if duplicate_rows > 0 {
+        warnings.push(format!(
+            "{duplicate_rows} rows repeat an earlier row exactly; a random split puts copies \
+             on both sides, which flatters test metrics"
+        ));
+    }
+    warnings
 }
 
 #[cfg(test)]
