@@ -10,7 +10,7 @@ use plotters::chart::SeriesLabelPosition;
 use serde::Serialize;
 
 use crate::bail_input;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, EpochRecord};
 use crate::config::Config;
 use crate::data::read::sha256_file;
 use crate::data::sequence;
@@ -184,6 +184,12 @@ fn importance_section(
     Ok(section)
 }
 
+/// A fold's number, training history and best epoch.
+type History = (usize, Vec<EpochRecord>, usize);
+
+/// One fold's validation rows scored by its checkpoint, and its history.
+type Fold = (Scored, History);
+
 /// Assesses every fold checkpoint of the cv run in `config.checkpoint.save_dir`, each on its
 /// own validation rows (as recorded in folds.json).
 pub fn assess_folds(
@@ -192,74 +198,11 @@ pub fn assess_folds(
     resamples: usize,
     device: &Device,
 ) -> Result<Written> {
-    let plan_path = folds_path(config);
-    let plan = FoldPlan::read(&plan_path)?;
-    let (data, layout) = if config.model.kind.is_sequence() {
-        let (data, layout) = sequence::read(&config.data.path, config, None)?;
-        (data, Some(layout))
-    } else {
-        let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
-        (data, None)
-    };
-    let table_row: std::collections::HashMap<usize, usize> = data
-        .table
-        .source_rows
-        .iter()
-        .enumerate()
-        .map(|(i, &r)| (r, i))
-        .collect();
-    let mut sets = Vec::new();
-    let mut histories = Vec::new();
-    for k in 1..=plan.n_splits {
-        let path = fold_dir(config, k).join("best.mpk");
-        if !path.exists() {
-            bail_input!(
-                "fold {k} has no checkpoint at {}: run `anomaly cv --fold {k}` first",
-                path.display()
-            );
-        }
-        let ck = Checkpoint::load(&path)?;
-        let rows: Vec<usize> = plan.folds[k - 1]
-            .iter()
-            .map(|r| {
-                table_row.get(r).copied().ok_or_else(|| {
-                    bad_input(format!(
-                        "{}: row {r} of fold {k} is not in {}",
-                        plan_path.display(),
-                        config.data.path.display()
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let ds = match &layout {
-            Some(l) => sequence::windows_of(config, &ck.preprocessor, &data, l, &rows)?,
-            None => encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?,
-        };
-        let scorer = Scorer::from_checkpoint(&ck, device)?;
-        sets.push(score(&format!("fold_{k}"), &ck, &scorer, &ds, resamples)?);
-        histories.push((k, ck.history.clone(), ck.weights_epoch));
-    }
-    // All folds' validation rows together: every non-test row scored once by the model that
-    // did not train on it.
-    let pooled = {
-        let y: Vec<f32> = sets.iter().flat_map(|s| s.y.iter().copied()).collect();
-        let probs: Vec<f32> = sets.iter().flat_map(|s| s.probs.iter().copied()).collect();
-        let threshold = sets
-            .iter()
-            .map(|s| s.assessment.metrics.threshold)
-            .sum::<f32>()
-            / sets.len() as f32;
-        let assessment = Assessment::new(&probs, &y, threshold, resamples, config.training.seed);
-        Scored {
-            name: "all folds".into(),
-            y,
-            probs,
-            assessment,
-            classes: None,
-            ensemble: None,
-            clusters: None,
-        }
-    };
+    let plan = FoldPlan::read(&folds_path(config))?;
+    let (sets, histories): (Vec<Scored>, Vec<_>) = score_folds(config, &plan, resamples, device)?
+        .into_iter()
+        .unzip();
+    let pooled = pooled(&sets, resamples, config.training.seed);
     let summary = Summary::new(
         sets.iter()
             .zip(&histories)
@@ -272,44 +215,7 @@ pub fn assess_folds(
             .collect(),
     );
     let mut figures = common_figures(&sets, &pooled)?;
-    figures.push(render(
-        "fold_comparison",
-        "Metrics per fold",
-        &Bars {
-            title: "Metrics per fold (validation part)".into(),
-            y_label: "value".into(),
-            groups: METRIC_NAMES.iter().map(|s| s.to_string()).collect(),
-            series: summary
-                .folds
-                .iter()
-                .map(|f| {
-                    let m = &f.metrics;
-                    let v = [
-                        m.accuracy,
-                        m.precision,
-                        m.recall,
-                        m.f1,
-                        m.roc_auc.unwrap_or(0.0),
-                        m.pr_auc.unwrap_or(0.0),
-                    ];
-                    (format!("fold {}", f.fold), v.to_vec())
-                })
-                .collect(),
-            y_max: Some(1.1),
-            integer_values: false,
-        },
-    )?);
-    for (k, history, best) in &histories {
-        figures.push(render(
-            &format!("training_curves_fold_{k}"),
-            &format!("Training curves, fold {k}"),
-            &Training {
-                title: format!("Fold {k}: loss and learning rate per epoch"),
-                history: history.clone(),
-                best_epoch: *best,
-            },
-        )?);
-    }
+    figures.extend(fold_figures(&summary, &histories)?);
     let aggregate: Vec<(String, String)> = summary
         .spread
         .iter()
@@ -348,6 +254,127 @@ pub fn assess_folds(
         Some(&summary),
         out,
     )
+}
+
+/// Each fold's checkpoint scoring the validation rows folds.json gives it.
+fn score_folds(
+    config: &Config,
+    plan: &FoldPlan,
+    resamples: usize,
+    device: &Device,
+) -> Result<Vec<Fold>> {
+    let plan_path = folds_path(config);
+    let (data, layout) = if config.model.kind.is_sequence() {
+        let (data, layout) = sequence::read(&config.data.path, config, None)?;
+        (data, Some(layout))
+    } else {
+        let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
+        (data, None)
+    };
+    let table_row: std::collections::HashMap<usize, usize> = data
+        .table
+        .source_rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, i))
+        .collect();
+    let mut folds = Vec::new();
+    for k in 1..=plan.n_splits {
+        let path = fold_dir(config, k).join("best.mpk");
+        if !path.exists() {
+            bail_input!(
+                "fold {k} has no checkpoint at {}: run `anomaly cv --fold {k}` first",
+                path.display()
+            );
+        }
+        let ck = Checkpoint::load(&path)?;
+        let rows: Vec<usize> = plan.folds[k - 1]
+            .iter()
+            .map(|r| {
+                table_row.get(r).copied().ok_or_else(|| {
+                    bad_input(format!(
+                        "{}: row {r} of fold {k} is not in {}",
+                        plan_path.display(),
+                        config.data.path.display()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let ds = match &layout {
+            Some(l) => sequence::windows_of(config, &ck.preprocessor, &data, l, &rows)?,
+            None => encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?,
+        };
+        let scorer = Scorer::from_checkpoint(&ck, device)?;
+        let set = score(&format!("fold_{k}"), &ck, &scorer, &ds, resamples)?;
+        folds.push((set, (k, ck.history.clone(), ck.weights_epoch)));
+    }
+    Ok(folds)
+}
+
+/// All folds' validation rows together: every non-test row scored once by the model that
+/// did not train on it, at the folds' mean threshold.
+fn pooled(sets: &[Scored], resamples: usize, seed: u64) -> Scored {
+    let y: Vec<f32> = sets.iter().flat_map(|s| s.y.iter().copied()).collect();
+    let probs: Vec<f32> = sets.iter().flat_map(|s| s.probs.iter().copied()).collect();
+    let threshold = sets
+        .iter()
+        .map(|s| s.assessment.metrics.threshold)
+        .sum::<f32>()
+        / sets.len() as f32;
+    let assessment = Assessment::new(&probs, &y, threshold, resamples, seed);
+    Scored {
+        name: "all folds".into(),
+        y,
+        probs,
+        assessment,
+        classes: None,
+        ensemble: None,
+        clusters: None,
+    }
+}
+
+/// Each fold's metrics side by side, and each fold's training curves.
+fn fold_figures(summary: &Summary, histories: &[History]) -> Result<Vec<Figure>> {
+    let mut figures = vec![];
+    figures.push(render(
+        "fold_comparison",
+        "Metrics per fold",
+        &Bars {
+            title: "Metrics per fold (validation part)".into(),
+            y_label: "value".into(),
+            groups: METRIC_NAMES.iter().map(|s| s.to_string()).collect(),
+            series: summary
+                .folds
+                .iter()
+                .map(|f| {
+                    let m = &f.metrics;
+                    let v = [
+                        m.accuracy,
+                        m.precision,
+                        m.recall,
+                        m.f1,
+                        m.roc_auc.unwrap_or(0.0),
+                        m.pr_auc.unwrap_or(0.0),
+                    ];
+                    (format!("fold {}", f.fold), v.to_vec())
+                })
+                .collect(),
+            y_max: Some(1.1),
+            integer_values: false,
+        },
+    )?);
+    for (k, history, best) in histories {
+        figures.push(render(
+            &format!("training_curves_fold_{k}"),
+            &format!("Training curves, fold {k}"),
+            &Training {
+                title: format!("Fold {k}: loss and learning rate per epoch"),
+                history: history.clone(),
+                best_epoch: *best,
+            },
+        )?);
+    }
+    Ok(figures)
 }
 
 /// A clustering family's map of the rows (first two principal components, by cluster) and its
