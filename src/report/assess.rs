@@ -633,47 +633,8 @@ fn write_report(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let data_sha = sha256_file(&config.data.path)?;
     let generated = utc_timestamp();
-    for f in figures {
-        let svg = out.join(format!("{}.svg", f.name));
-        std::fs::write(&svg, &f.svg).with_context(|| format!("writing {}", svg.display()))?;
-        let png = out.join(format!("{}.png", f.name));
-        image::save_buffer(&png, &f.rgb, WIDTH, HEIGHT, image::ColorType::Rgb8)
-            .with_context(|| format!("writing {}", png.display()))?;
-    }
-    let mut csv = csv::Writer::from_path(out.join("metrics.csv"))?;
-    csv.write_record(["set", "metric", "value", "ci_low", "ci_high", "baseline"])?;
-    for s in sets {
-        let (m, i, b) = (
-            &s.assessment.metrics,
-            &s.assessment.intervals,
-            &s.assessment.baseline,
-        );
-        let rows = [
-            (
-                "accuracy",
-                Some(m.accuracy),
-                Some(i.accuracy),
-                Some(b.accuracy),
-            ),
-            ("precision", Some(m.precision), Some(i.precision), None),
-            ("recall", Some(m.recall), Some(i.recall), None),
-            ("f1", Some(m.f1), Some(i.f1), None),
-            ("roc_auc", m.roc_auc, i.roc_auc, Some(b.roc_auc)),
-            ("pr_auc", m.pr_auc, i.pr_auc, None),
-        ];
-        let cell = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
-        for (name, v, ci, base) in rows {
-            csv.write_record([
-                s.name.clone(),
-                name.into(),
-                cell(v),
-                cell(ci.map(|c| c.low)),
-                cell(ci.map(|c| c.high)),
-                cell(base),
-            ])?;
-        }
-    }
-    csv.flush()?;
+    write_figures(out, figures)?;
+    write_metrics_csv(out, sets)?;
     let metrics = MetricsFile {
         assessed,
         data: config.data.path.display().to_string(),
@@ -737,6 +698,75 @@ fn write_report(
     std::fs::write(out.join("report.html"), page)
         .with_context(|| format!("writing {}", out.join("report.html").display()))?;
 
+    write_scalars(config, run_name, step, sets, figures)?;
+    Ok(Written {
+        dir: out.to_path_buf(),
+        verdicts: sets
+            .iter()
+            .map(|s| (s.name.clone(), s.assessment.verdict.clone()))
+            .collect(),
+    })
+}
+
+/// Each figure as SVG and PNG.
+fn write_figures(out: &Path, figures: &[Figure]) -> Result<()> {
+    for f in figures {
+        let svg = out.join(format!("{}.svg", f.name));
+        std::fs::write(&svg, &f.svg).with_context(|| format!("writing {}", svg.display()))?;
+        let png = out.join(format!("{}.png", f.name));
+        image::save_buffer(&png, &f.rgb, WIDTH, HEIGHT, image::ColorType::Rgb8)
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    Ok(())
+}
+
+/// `metrics.csv`: a row per set and metric, with its interval and baseline.
+fn write_metrics_csv(out: &Path, sets: &[Scored]) -> Result<()> {
+    let mut csv = csv::Writer::from_path(out.join("metrics.csv"))?;
+    csv.write_record(["set", "metric", "value", "ci_low", "ci_high", "baseline"])?;
+    for s in sets {
+        let (m, i, b) = (
+            &s.assessment.metrics,
+            &s.assessment.intervals,
+            &s.assessment.baseline,
+        );
+        let rows = [
+            (
+                "accuracy",
+                Some(m.accuracy),
+                Some(i.accuracy),
+                Some(b.accuracy),
+            ),
+            ("precision", Some(m.precision), Some(i.precision), None),
+            ("recall", Some(m.recall), Some(i.recall), None),
+            ("f1", Some(m.f1), Some(i.f1), None),
+            ("roc_auc", m.roc_auc, i.roc_auc, Some(b.roc_auc)),
+            ("pr_auc", m.pr_auc, i.pr_auc, None),
+        ];
+        let cell = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+        for (name, v, ci, base) in rows {
+            csv.write_record([
+                s.name.clone(),
+                name.into(),
+                cell(v),
+                cell(ci.map(|c| c.low)),
+                cell(ci.map(|c| c.high)),
+                cell(base),
+            ])?;
+        }
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// The sets' metrics and the figures into the run's TensorBoard folder, at `step`.
+fn write_scalars(
+    config: &Config,
+    run_name: &str,
+    step: usize,
+    sets: &[Scored],
+    figures: &[Figure],
+) -> Result<()> {
     let mut tb = Scalars::open(&run_dir(&config.logging, run_name))?;
     for s in sets {
         let m = &s.assessment.metrics;
@@ -752,11 +782,5 @@ fn write_report(
     for f in figures {
         tb.image(&format!("Assess/{}", f.name), &f.rgb, WIDTH, HEIGHT, step);
     }
-    Ok(Written {
-        dir: out.to_path_buf(),
-        verdicts: sets
-            .iter()
-            .map(|s| (s.name.clone(), s.assessment.verdict.clone()))
-            .collect(),
-    })
+    Ok(())
 }
