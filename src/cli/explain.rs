@@ -4,8 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::bail_input;
-use crate::checkpoint::Checkpoint;
-use crate::cli::ConfigArgs;
+use crate::cli::{CheckpointArgs, ConfigArgs};
 use crate::data::{explanation_rows, write_atomic};
 use crate::device;
 use crate::explain::{Explainer, Flagged, Global, Importance, Measure};
@@ -17,9 +16,8 @@ use crate::score::Scorer;
 pub struct ExplainArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// The checkpoint whose scores to explain.
-    #[arg(long, value_name = "CHECKPOINT")]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Rows to explain, labelled or not (default: the training run's held-out test rows).
     #[arg(long, value_name = "CSV")]
     pub data: Option<PathBuf>,
@@ -63,7 +61,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     if args.repeats == 0 || args.max_rows == 0 {
         bail_input!("--repeats and --max-rows: expected at least 1");
     }
-    let ck = Checkpoint::load(&args.checkpoint)?;
+    let ck = args.checkpoint.load()?;
     let local = args.common.load()?;
     let device = device::select(&local.device)?.device;
     let scorer = Scorer::from_checkpoint(&ck, &device)?;
@@ -84,7 +82,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         |p| p.display().to_string(),
     );
     let report = Report {
-        checkpoint: &args.checkpoint,
+        checkpoint: &args.checkpoint.path,
         data: &source,
         rows: ds.len(),
         labelled,
@@ -124,7 +122,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     }
     println!(
         "{} on {source}: permutation importance over {used} rows, {} repeats",
-        args.checkpoint.display(),
+        args.checkpoint.path.display(),
         args.repeats
     );
     println!("{}", show::table(measure, &ranked));

@@ -6,7 +6,7 @@ use csv::ByteRecord;
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::cli::ConfigArgs;
+use crate::cli::{CheckpointArgs, ConfigArgs};
 use crate::data::feedback::{Entry, Verdict, append, summarize};
 use crate::data::read::{column_name, open_maybe_gz};
 use crate::data::records::encode_records;
@@ -32,9 +32,8 @@ pub enum Action {
 pub struct AddArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// The model whose alarm is judged; it scores the row and names its input columns.
-    #[arg(long, value_name = "CHECKPOINT")]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// The flow file holding the row.
     #[arg(long, value_name = "CSV")]
     pub data: PathBuf,
@@ -103,7 +102,7 @@ fn add(args: AddArgs) -> Result<()> {
     if args.row == 0 {
         bail_input!("--row: rows are numbered from 1");
     }
-    let ck = Checkpoint::load(&args.checkpoint)?;
+    let ck = args.checkpoint.load()?;
     let local = args.common.load()?;
     let device = device::select(&local.device)?.device;
     let scorer = Scorer::from_checkpoint(&ck, &device)?;

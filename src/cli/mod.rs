@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
@@ -63,6 +64,22 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Turn a pcap/pcapng capture into CIC-IDS2017 flow features, each flow as it ends.
     Flows(flows::FlowsArgs),
+}
+
+/// `--checkpoint`, for the commands that use one trained model (`test`, `predict`, `explain`,
+/// `feedback add`).
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    /// The checkpoint (e.g. checkpoints/best.mpk): it carries the preprocessing, the detector
+    /// and its decision threshold.
+    #[arg(long = "checkpoint", value_name = "CHECKPOINT")]
+    pub path: PathBuf,
+}
+
+impl CheckpointArgs {
+    pub fn load(&self) -> Result<Checkpoint> {
+        Checkpoint::load(&self.path)
+    }
 }
 
 /// Options every config-driven command shares.

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::cli::flows::{Capture, CaptureArgs};
-use crate::cli::{ConfigArgs, OutputFile};
+use crate::cli::{CheckpointArgs, ConfigArgs, OutputFile};
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
 use crate::flows::output::{Schema, Writer, identifiers, schema_for};
@@ -19,9 +19,8 @@ use crate::stream::{self, Format, Options};
 pub struct PredictArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// The checkpoint to score with; it carries the preprocessing, detector and threshold.
-    #[arg(long, value_name = "CHECKPOINT")]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Flow records to score (CSV, plain or gzip), or `-` for standard input.
     #[arg(
         long,
@@ -63,7 +62,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.batch_rows == 0 {
         bail_input!("--batch-rows: expected at least 1");
     }
-    let ck = Checkpoint::load(&args.checkpoint)?;
+    let ck = args.checkpoint.load()?;
     let local = args.common.load()?;
     let selected = device::select(&local.device)?;
     let mut scorer = Scorer::from_checkpoint(&ck, &selected.device)?;
@@ -75,7 +74,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         }
         (_, Some(r)) => scorer
             .use_contamination(r)
-            .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?,
+            .with_context(|| format!("checkpoint {}", args.checkpoint.path.display()))?,
         _ => {}
     }
     let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();

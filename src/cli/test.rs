@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::checkpoint::Checkpoint;
-use crate::cli::{ConfigArgs, check_bootstrap};
+use crate::cli::{CheckpointArgs, ConfigArgs, check_bootstrap};
 use crate::data::feedback;
 use crate::data::{evaluation_source, prepare_evaluation};
 use crate::device;
@@ -18,9 +18,8 @@ use crate::train::feedback::Comparison;
 pub struct TestArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// The checkpoint to evaluate; it carries the model, preprocessing and threshold.
-    #[arg(long, value_name = "CHECKPOINT")]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// A labelled CSV to evaluate on (default: the training run's held-out test rows).
     #[arg(long, value_name = "CSV")]
     pub data: Option<PathBuf>,
@@ -37,7 +36,7 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     check_bootstrap(args.bootstrap)?;
-    let ck = Checkpoint::load(&args.checkpoint)?;
+    let ck = args.checkpoint.load()?;
     // The checkpoint decides how data is read and scored; the local config (or --device)
     // decides where.
     let local = args.common.load()?;
@@ -69,7 +68,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             |p| p.display().to_string(),
         );
     let report = serde_json::json!({
-        "checkpoint": args.checkpoint,
+        "checkpoint": args.checkpoint.path,
         "data": source,
         "epoch": ck.weights_epoch,
         "metrics": metrics,
@@ -84,7 +83,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "notices": notices,
     });
     if !args.no_write {
-        let path = args.checkpoint.with_file_name("metrics.json");
+        let path = args.checkpoint.path.with_file_name("metrics.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         let mut tb = Scalars::open(&run_dir(&cfg.logging, &ck.run_name))?;
@@ -107,7 +106,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         for n in &notices {
             println!("note: {n}");
         }
-        println!("{} on {source}", args.checkpoint.display());
+        println!("{} on {source}", args.checkpoint.path.display());
         if let Some(r) = &predictions.classes {
             println!("{}\n", class_table(r));
             println!("normal vs anomaly view:");
