@@ -37,7 +37,7 @@ pub struct EpochRecord {
 }
 
 /// What an interrupted run needs to continue exactly where it stopped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     #[serde(with = "serde_bytes")]
     pub optimizer: Vec<u8>,

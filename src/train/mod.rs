@@ -600,6 +600,29 @@ pub fn train(
     }
 }
 
+/// The optimizer's state as burnpack bytes, its tensors in name order. burn writes them in the
+/// order of a hash map, which differs from one process to the next; read back, sorted and
+/// written again, the same state is the same bytes every time (so `last.mpk` is as
+/// reproducible as `best.mpk`; `training::sharded_batches_give_the_same_bytes_on_any_thread_count`
+/// compares it across processes).
+fn optimizer_bytes(optim: &ModuleOptimizer) -> Result<Vec<u8>> {
+    use burn_pack::{Reader, Writer};
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("serialising optimizer state: {e}");
+    let bytes = optim.into_bytes().map_err(|e| failed(&e))?;
+    let reader = Reader::from_bytes(bytes).map_err(|e| failed(&e))?;
+    let (scalars, metadata) = (reader.scalars().clone(), reader.metadata().clone());
+    let mut tensors = reader.into_tensors().map_err(|e| failed(&e))?;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut writer = Writer::new(tensors);
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    for (key, value) in &metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    Ok(writer.into_bytes().map_err(|e| failed(&e))?.to_vec())
+}
+
 /// Where a gradient run starts: its model, optimizer, early-stopping state, history and first
 /// epoch; fresh (new weights, or `--resume-from`'s), or an interrupted run's `last.mpk`.
 struct Start<M> {
@@ -834,10 +857,7 @@ fn train_network<M: Net>(
         }
         history.push(record.clone());
         state.finished = early_stop(cfg, &state) || epoch == cfg.epochs;
-        state.optimizer = optim
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("serialising optimizer state: {e}"))?
-            .to_vec();
+        state.optimizer = optimizer_bytes(&optim)?;
         writer.epoch_done(&model, (epoch, improved), &state, &history)?;
         observer.epoch_done(&record, improved, state.best_val_loss);
         epoch += 1;

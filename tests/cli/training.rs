@@ -259,7 +259,8 @@ fn a_killed_run_resumed_from_last_equals_an_uninterrupted_run() {
 }
 
 /// With batches split into parts trained on parallel threads (`training.shards`), the same
-/// seed still gives the same weights and history on 1 or 2 threads; and the parts are real:
+/// seed still gives the same weights, history and resumable state (`last.mpk`'s optimizer
+/// bytes included) on 1 or 2 threads; and the parts are real:
 /// one part per batch trains other weights.
 #[test]
 fn sharded_batches_give_the_same_bytes_on_any_thread_count() {
@@ -285,10 +286,14 @@ fn sharded_batches_give_the_same_bytes_on_any_thread_count() {
         ];
         s.run_on_threads(&args, threads).ok();
         let ck = Checkpoint::load(&s.path(&format!("{save}/last.mpk"))).unwrap();
-        (ck.detector, ck.history)
+        // The resumable state too: the optimizer's moments are written in a fixed order.
+        (ck.detector, ck.history, ck.train_state)
     };
     let one = fit("1", "4");
-    assert!(one == fit("2", "4"), "other weights on two threads");
+    assert!(
+        one == fit("2", "4"),
+        "other weights or state on two threads"
+    );
     assert!(
         one.0 != fit("2", "1").0,
         "one part per batch trained the same weights"
