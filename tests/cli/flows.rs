@@ -166,29 +166,33 @@ pub fn labelled_capture(s: &Sandbox, name: &str, flows: &str, seed: &str) {
     .ok();
 }
 
+/// `train.csv`, the labelled flows of a generated capture, as a data source.
+const TRAIN_FLOWS: [&str; 6] = [
+    "--set",
+    "data.path=train.csv",
+    "--set",
+    "data.label_column=Label",
+    "--set",
+    "data.negative_labels=[BENIGN]",
+];
+
 /// A `kind` model trained on `train.csv`'s flows (identifiers dropped), in `kind/`.
 pub fn train_on_flows(s: &Sandbox, kind: &str) -> String {
     let (model, dir) = (
         format!("model.kind={kind}"),
         format!("checkpoint.save_dir={kind}"),
     );
-    s.run(&[
-        "train",
-        "--quiet",
-        "--set",
-        "data.path=train.csv",
-        "--set",
-        "data.label_column=Label",
-        "--set",
-        "data.negative_labels=[BENIGN]",
+    let mut args = vec!["train", "--quiet"];
+    args.extend_from_slice(&TRAIN_FLOWS);
+    args.extend_from_slice(&[
         "--set",
         "data.drop_if_present=[Flow ID, Src IP, Src Port, Dst IP, Timestamp]",
         "--set",
         &model,
         "--set",
         &dir,
-    ])
-    .ok();
+    ]);
+    s.run(&args).ok();
     format!("{kind}/best.mpk")
 }
 
@@ -263,18 +267,9 @@ fn models_trained_on_one_captures_flows_score_another_capture() {
     ])
     .bad_input("flows from a capture do not have: ");
     // The flows CSV is data like any other.
-    let inspect = s
-        .run(&[
-            "inspect",
-            "--json",
-            "--set",
-            "data.path=train.csv",
-            "--set",
-            "data.label_column=Label",
-            "--set",
-            "data.negative_labels=[BENIGN]",
-        ])
-        .ok();
+    let mut args = vec!["inspect", "--json"];
+    args.extend_from_slice(&TRAIN_FLOWS);
+    let inspect = s.run(&args).ok();
     assert!(inspect.stdout.contains("Flow Duration"));
 }
 
