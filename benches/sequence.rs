@@ -13,12 +13,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anomaly::config::{Config, ModelKind, TrainingConfig};
+use anomaly::config::TrainingConfig;
 use anomaly::data::Dataset;
 use anomaly::data::sequence::Windows;
 use anomaly::model::cnn_lstm::CnnLstm;
-use anomaly::model::detector::Network;
-use anomaly::model::{ModelSpec, Net};
+use anomaly::model::{ModelConfig, ModelKind, ModelSpec, Net, Network};
 use anomaly::score::score_dataset;
 use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use rand::SeedableRng;
@@ -71,10 +70,11 @@ fn main() {
                 .collect()
         });
     let data = windows(n);
-    let mut config = Config::default();
-    config.model.kind = ModelKind::CnnLstm;
-    config.sequence.length = LENGTH;
-    let spec = ModelSpec::of_run(&config, CHANNELS, 1);
+    let config = ModelConfig {
+        kind: ModelKind::CnnLstm,
+        ..Default::default()
+    };
+    let spec = ModelSpec::of_run(&config, LENGTH, CHANNELS, 1);
     let device = anomaly::device::cpu();
     let ad = device.clone().autodiff();
     let order: Vec<usize> = (0..n).collect();

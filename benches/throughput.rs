@@ -26,12 +26,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anomaly::config::{Backend, DataConfig, DeviceConfig, ModelConfig, Task, TrainingConfig};
+use anomaly::config::{DataConfig, Task, TrainingConfig};
 use anomaly::data::read::{TableSpec, read_table};
 use anomaly::data::{Dataset, read_labeled};
+use anomaly::device::{Backend, DeviceConfig};
 use anomaly::eval::Metrics;
-use anomaly::model::detector::Network;
-use anomaly::model::{Mlp, ModelSpec};
+use anomaly::model::ModelConfig;
+use anomaly::model::mlp::Mlp;
+use anomaly::model::{ModelSpec, Network};
 use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use common::{median, peak_rss_kib};
 use rand::rngs::StdRng;

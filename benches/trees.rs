@@ -15,9 +15,9 @@
 
 use std::time::Instant;
 
-use anomaly::config::{Config, RandomForestConfig};
+use anomaly::config::Config;
 use anomaly::eval::roc_auc;
-use anomaly::model::random_forest::{Labelled, RandomForest};
+use anomaly::model::random_forest::{Labelled, RandomForest, RandomForestConfig};
 use anomaly::train::prepare::prepare_training;
 use rand::SeedableRng;
 use rand::rngs::StdRng;

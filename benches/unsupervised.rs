@@ -15,15 +15,13 @@
 
 use std::time::Instant;
 
-use anomaly::config::{
-    IsolationForestConfig, LofConfig, ModelConfig, ModelKind, OneClassSvmConfig, TrainingConfig,
-};
+use anomaly::config::TrainingConfig;
 use anomaly::data::Dataset;
 use anomaly::eval::roc_auc;
-use anomaly::model::ModelSpec;
-use anomaly::model::isolation_forest::IsolationForest;
-use anomaly::model::lof::Lof;
-use anomaly::model::one_class_svm::OneClassSvm;
+use anomaly::model::isolation_forest::{IsolationForest, IsolationForestConfig};
+use anomaly::model::lof::{Lof, LofConfig};
+use anomaly::model::one_class_svm::{OneClassSvm, OneClassSvmConfig};
+use anomaly::model::{ModelConfig, ModelKind, ModelSpec};
 use anomaly::train::{Feed, Objective, optimizer, run_epoch};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -20,7 +20,7 @@ use crate::data::Prepared;
 use crate::data::preprocess::Preprocessor;
 use crate::error::bad_input;
 use crate::model::ModelSpec;
-use crate::model::detector::{DetectorState, NetworkState};
+use crate::model::{DetectorState, NetworkState};
 
 pub const FORMAT: &str = "anomaly-checkpoint";
 pub const FORMAT_VERSION: u32 = 2;

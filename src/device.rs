@@ -7,8 +7,9 @@
 use anyhow::Result;
 use burn::tensor::{Device, Tensor};
 
+use serde::{Deserialize, Serialize};
+
 use crate::bail_input;
-use crate::config::{Backend, DeviceConfig};
 
 #[cfg(not(any(
     feature = "flex",
@@ -23,6 +24,33 @@ compile_error!(
 /// Lets `--device gpu` and `auto` use a software adapter (lavapipe, llvmpipe), e.g. to test
 /// the GPU code path on a machine without a GPU.
 pub const ALLOW_SOFTWARE_ENV: &str = "ANOMALY_ALLOW_SOFTWARE_GPU";
+
+/// `device.backend`: where tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The first GPU adapter, else the CPU.
+    Auto,
+    Cpu,
+    /// burn's wgpu backend (Vulkan, Metal, DX12, OpenGL).
+    Gpu,
+    /// burn's CUDA backend (a build with the `cuda` feature).
+    Cuda,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub backend: Backend,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+        }
+    }
+}
 
 /// A device with the sentence that says why it was chosen.
 pub struct Selected {

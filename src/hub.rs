@@ -12,9 +12,10 @@ use serde_json::json;
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::config::{Config, ModelKind};
+use crate::config::Config;
 use crate::error::bad_input;
 use crate::eval::Metrics;
+use crate::model::ModelKind;
 
 /// What to publish and where.
 pub struct UploadRequest<'a> {

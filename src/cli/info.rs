@@ -2,8 +2,8 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::checkpoint::{BURN_VERSION, FORMAT_VERSION};
-use crate::config::{Backend, DeviceConfig};
 use crate::device;
+use crate::device::{Backend, DeviceConfig};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {}

@@ -21,7 +21,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{Backend, Config};
+use crate::config::Config;
+use crate::device::Backend;
 
 #[derive(Parser, Debug)]
 #[command(

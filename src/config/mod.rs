@@ -10,15 +10,15 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
+use crate::device::DeviceConfig;
 use crate::error::bad_input;
+use crate::model::ModelConfig;
 
 mod data;
-mod model;
 mod run;
 mod training;
 
 pub use data::*;
-pub use model::*;
 pub use run::*;
 pub use training::*;
 
@@ -150,7 +150,7 @@ impl Config {
                 );
             }
         }
-        self.model.cnn_lstm.check(s.length)
+        self.model.cnn_lstm.fits(s.length)
     }
 
     /// Every range and cross-key check, once; code past this point trusts the config.

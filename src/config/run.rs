@@ -139,32 +139,6 @@ impl LoggingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// The first GPU adapter, else the CPU.
-    Auto,
-    Cpu,
-    /// burn's wgpu backend (Vulkan, Metal, DX12, OpenGL).
-    Gpu,
-    /// burn's CUDA backend (a build with the `cuda` feature).
-    Cuda,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeviceConfig {
-    pub backend: Backend,
-}
-
-impl Default for DeviceConfig {
-    fn default() -> Self {
-        Self {
-            backend: Backend::Auto,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrossValidationConfig {

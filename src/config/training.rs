@@ -4,9 +4,9 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::Task;
 use crate::bail_input;
-
-use super::{ModelKind, Task};
+use crate::model::ModelKind;
 
 /// Which training rows an unsupervised detector learns from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

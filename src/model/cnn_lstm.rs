@@ -17,11 +17,103 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::cpu::{CpuNet, Dense};
-use super::{
+use super::family::{Facts, NetworkFamily, Section};
+use super::network::{
     Materialize, ModelSpec, NamedTensor, Net, linear_weights, norm_weights, numbered,
     numbered_norm, values,
 };
-use crate::config::CnnLstmConfig;
+use crate::bail_input;
+
+/// `cnn_lstm`: a binary or multiclass classifier of windows of flows.
+pub struct CnnLstmFamily;
+
+impl NetworkFamily for CnnLstmFamily {
+    type Section = CnnLstmConfig;
+    const FACTS: Facts = Facts {
+        classifier: true,
+        sequence: true,
+        unit_scores: true,
+    };
+}
+
+/// The sequence classifier: 1-D convolution blocks (conv, batch norm, ReLU, max-pool) over the
+/// window's time axis, dropout, an LSTM, and a linear head on its last hidden state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CnnLstmConfig {
+    /// Output channels of each convolution block.
+    pub conv_channels: Vec<usize>,
+    pub kernel_size: usize,
+    /// Max-pool width (and stride) after each block.
+    pub pool: usize,
+    pub dropout: f64,
+    pub lstm_hidden: usize,
+    pub lstm_layers: usize,
+    pub bidirectional: bool,
+}
+
+impl Default for CnnLstmConfig {
+    fn default() -> Self {
+        Self {
+            conv_channels: vec![128, 256],
+            kernel_size: 3,
+            pool: 2,
+            dropout: 0.3,
+            lstm_hidden: 128,
+            lstm_layers: 1,
+            bidirectional: false,
+        }
+    }
+}
+
+impl CnnLstmConfig {
+    /// The time steps left after the convolution blocks, for windows of `length` flows (none
+    /// when a block would have nothing to convolve or pool).
+    pub fn steps_after_conv(&self, length: usize) -> Option<usize> {
+        self.conv_channels.iter().try_fold(length, |l, _| {
+            let convolved = l.checked_sub(self.kernel_size - 1)?;
+            Some(convolved / self.pool).filter(|&s| s > 0)
+        })
+    }
+
+    /// Whether windows of `length` flows leave steps after every convolution block.
+    pub fn fits(&self, length: usize) -> anyhow::Result<()> {
+        if self.steps_after_conv(length).is_none() {
+            bail_input!(
+                "sequence.length: {length} flows are too few for {} convolution blocks of \
+                 kernel {} and pool {} (each needs kernel_size - 1 + pool more)",
+                self.conv_channels.len(),
+                self.kernel_size,
+                self.pool
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Section for CnnLstmConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        let sizes = [
+            self.kernel_size,
+            self.pool,
+            self.lstm_hidden,
+            self.lstm_layers,
+        ];
+        if self.conv_channels.contains(&0) || sizes.contains(&0) {
+            bail_input!(
+                "model.cnn_lstm: expected conv_channels, kernel_size, pool, lstm_hidden and \
+                 lstm_layers >= 1"
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail_input!(
+                "model.cnn_lstm.dropout: expected a value in [0, 1), got {}",
+                self.dropout
+            );
+        }
+        Ok(())
+    }
+}
 
 /// The sequence part of a [`ModelSpec`]: the window and the layer sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,7 +294,7 @@ impl CnnLstm {
             .map(|k| x.clone().narrow(1, k, out))
             .collect();
         let stacked = Tensor::cat(taps, 2).reshape([batch * out, channels * self.kernel_size]);
-        let h = relu(super::batch_norm(norm, conv.forward(stacked)));
+        let h = relu(super::network::batch_norm(norm, conv.forward(stacked)));
         let width = h.dims()[1];
         let pooled = out / self.pool;
         // The pool's steps side by side, then their elementwise maximum (whose gradient is a
@@ -506,7 +598,7 @@ impl CpuNet for CpuCnnLstm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, ModelKind};
+    use crate::model::{ModelConfig, ModelKind};
     use burn::tensor::TensorData;
 
     /// The CPU path gives burn's logits (to float rounding) for a bidirectional two-layer
@@ -514,14 +606,15 @@ mod tests {
     #[test]
     fn the_cpu_path_matches_burns_forward_pass() {
         let _rng = crate::device::TEST_RNG.lock();
-        let mut config = Config::default();
-        config.model.kind = ModelKind::CnnLstm;
-        config.model.cnn_lstm.conv_channels = vec![8, 6];
-        config.model.cnn_lstm.lstm_hidden = 5;
-        config.model.cnn_lstm.lstm_layers = 2;
-        config.model.cnn_lstm.bidirectional = true;
-        config.sequence.length = 13;
-        let spec = ModelSpec::of_run(&config, 3, 2);
+        let mut config = ModelConfig {
+            kind: ModelKind::CnnLstm,
+            ..Default::default()
+        };
+        config.cnn_lstm.conv_channels = vec![8, 6];
+        config.cnn_lstm.lstm_hidden = 5;
+        config.cnn_lstm.lstm_layers = 2;
+        config.cnn_lstm.bidirectional = true;
+        let spec = ModelSpec::of_run(&config, 13, 3, 2);
         // torch.nn: conv 96 + 162, LSTM 520 + 680 (two directions, two layers), head 22.
         assert_eq!(spec.n_params(), 1480);
         let ad = crate::device::cpu().autodiff();

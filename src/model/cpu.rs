@@ -13,7 +13,8 @@ use anyhow::Result;
 use burn::nn::Linear;
 use burn::nn::activation::Activation as Act;
 
-use super::{Mlp, values};
+use super::mlp::Mlp;
+use super::network::values;
 
 /// A network's CPU inference path: the last layer's outputs for a batch of rows.
 pub trait CpuNet: Send + Sync {
@@ -182,13 +183,12 @@ impl Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Activation, ModelConfig, ModelKind};
-    use crate::data::Dataset;
+    use crate::model::{Activation, ModelConfig, ModelKind};
     use crate::model::{ModelSpec, probabilities};
     use burn::module::Module;
     use burn::tensor::{Tensor, TensorData};
 
-    /// [`crate::model::detector::Network`] takes this path for the plain MLP; its probabilities must be the ones
+    /// [`crate::model::Network`] takes this path for the plain MLP; its probabilities must be the ones
     /// burn's forward pass gives, bit for bit, across batch boundaries and NaN inputs.
     #[test]
     fn probabilities_are_burns_bit_for_bit() {
@@ -199,12 +199,6 @@ mod tests {
             .map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0)
             .collect();
         x[3] = f32::NAN;
-        let ds = Dataset {
-            x: x.clone(),
-            y: vec![0.0; rows],
-            n_features: d,
-            ..Default::default()
-        };
         for (activation, outputs) in [
             (Activation::Relu, 1),
             (Activation::Relu, 4),
@@ -218,9 +212,9 @@ mod tests {
             device.seed(3);
             let model = ModelSpec::new(d, outputs, &cfg).init(&device);
             assert!(CpuMlp::of(&model).unwrap().is_some());
-            let ours = crate::model::detector::Network::new(&model, &device)
+            let ours = crate::model::Network::new(&model, &device)
                 .unwrap()
-                .probabilities(&ds.x)
+                .probabilities(&x)
                 .unwrap();
             let burns: Vec<f32> = x
                 .chunks(4096 * d)

@@ -6,12 +6,50 @@
 //! neighbourhoods come from `neighbors.rs` (exact, thread-count independent).
 
 use anyhow::Result;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Clusters, Detector, Output};
+use super::detector::{Clusters, Detector, Output, majority};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
 use super::neighbors::{components_within, counts_within, gather, nearest, subsample};
 use crate::bail_input;
-use crate::config::DbscanConfig;
+
+/// `model.dbscan`: scikit-learn's `DBSCAN` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbscanConfig {
+    /// The neighbourhood radius (in scaled feature units).
+    pub eps: f64,
+    /// Rows within `eps` (the row itself included) that make a core point.
+    pub min_samples: usize,
+    /// The fit looks at most at this many training rows (a seeded subsample above it).
+    pub max_fit_rows: usize,
+}
+
+impl Default for DbscanConfig {
+    fn default() -> Self {
+        Self {
+            eps: 0.5,
+            min_samples: 5,
+            max_fit_rows: 20_000,
+        }
+    }
+}
+
+impl Section for DbscanConfig {
+    fn check(&self) -> Result<()> {
+        let db = self;
+        if !(db.eps > 0.0 && db.eps.is_finite()) || db.min_samples == 0 || db.max_fit_rows < 2 {
+            bail_input!(
+                "model.dbscan: expected eps > 0, min_samples >= 1 and max_fit_rows >= 2, got {}, {} and {}",
+                db.eps,
+                db.min_samples,
+                db.max_fit_rows
+            );
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dbscan {
@@ -31,7 +69,36 @@ pub struct Dbscan {
     pub noise_rows: usize,
 }
 
+impl Family for Dbscan {
+    type Section = DbscanConfig;
+    type State = Dbscan;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: false,
+    };
+    const FIT: Fit<DbscanConfig, Dbscan> = Fit::OnePass(Dbscan::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.loaded()))
+    }
+}
+
 impl Dbscan {
+    /// Fits, then marks the clusters that hold mostly anomalies among the labelled rows.
+    fn one_pass(cfg: &DbscanConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let mut m = Dbscan::fit(data.x, data.d, data.rows, cfg, data.seed)?;
+        m.majority = majority(&m.assign(data.x), data.y, m.count());
+        let said = format!(
+            "{} core points in {} clusters; {} of the {} rows looked at are noise",
+            m.core.len() / data.d,
+            m.count(),
+            m.noise_rows,
+            m.fitted_rows
+        );
+        Ok(Fitted::new(m, said))
+    }
+
     /// Fits on `rows` of `x` (row-major, `d` features per row).
     pub fn fit(
         x: &[f32],

@@ -9,10 +9,106 @@
 //! not (README, "Unsupervised detectors").
 
 use anyhow::{Result, bail};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Detector, DetectorState, Output};
-use crate::config::Combine;
+use super::detector::{Detector, Output};
+use super::family::{Facts, Family, Fit, Section};
+use super::{DetectorState, ModelKind};
+use crate::bail_input;
+
+/// `model.ensemble`: the members (each configured by its own section) and how they combine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnsembleConfig {
+    pub members: Vec<ModelKind>,
+    pub combine: Combine,
+    /// Members that must flag a row for `combine: vote` to call it anomalous.
+    pub min_votes: usize,
+    /// The votes from which a row is low, medium and high severity; default: `min_votes`,
+    /// halfway, and every member.
+    pub severity: Option<[usize; 3]>,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        Self {
+            members: vec![
+                ModelKind::IsolationForest,
+                ModelKind::OneClassSvm,
+                ModelKind::Lof,
+                ModelKind::Autoencoder,
+            ],
+            combine: Combine::MedianZ,
+            min_votes: 2,
+            severity: None,
+        }
+    }
+}
+
+impl Section for EnsembleConfig {
+    fn check(&self) -> Result<()> {
+        let n = self.members.len();
+        if n == 0 {
+            bail_input!("model.ensemble.members: expected at least one unsupervised family");
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if !m.can_be_member() {
+                let members: Vec<&str> = ModelKind::ALL
+                    .iter()
+                    .filter(|k| k.can_be_member())
+                    .map(|k| k.name())
+                    .collect();
+                bail_input!(
+                    "model.ensemble.members: {} cannot be a member (members are the unsupervised families: {})",
+                    m.name(),
+                    members.join(", ")
+                );
+            }
+            if self.members[..i].contains(m) {
+                bail_input!(
+                    "model.ensemble.members: {} is listed twice (each family has one section)",
+                    m.name()
+                );
+            }
+        }
+        if self.min_votes == 0 || self.min_votes > n {
+            bail_input!(
+                "model.ensemble.min_votes: expected 1 to {n} (the number of members), got {}",
+                self.min_votes
+            );
+        }
+        let [low, medium, high] = self.severity_cutoffs();
+        if low == 0 || low > medium || medium > high || high > n {
+            bail_input!(
+                "model.ensemble.severity: expected votes [low, medium, high] with 1 <= low <= medium <= high <= {n} (the number of members), got [{low}, {medium}, {high}]"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl EnsembleConfig {
+    /// The severity cut-offs in use.
+    pub fn severity_cutoffs(&self) -> [usize; 3] {
+        let n = self.members.len();
+        self.severity
+            .unwrap_or([self.min_votes, (self.min_votes + n).div_ceil(2), n])
+    }
+}
+
+/// How an ensemble's members make one score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The share of members that flag the row; anomalous from `min_votes`.
+    Vote,
+    /// The mean of the members' z-scores (standardised on their fitted rows).
+    MeanZ,
+    MaxZ,
+    /// The median: what most members say, whatever one member's tail does.
+    MedianZ,
+}
 
 /// A fitted ensemble as checkpoints store it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +240,22 @@ impl Combine {
                 }
             }
         }
+    }
+}
+
+/// Each member is fitted as a run of its own (the trainer's `fit_ensemble`).
+impl Family for Ensemble {
+    type Section = EnsembleConfig;
+    type State = Ensemble;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: false,
+    };
+    const FIT: Fit<EnsembleConfig, Ensemble> = Fit::Members;
+
+    fn load(state: &Self, device: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(Loaded::new(state, device)?))
     }
 }
 

@@ -12,6 +12,7 @@
 //! are shared with the random forest.
 
 use anyhow::Result;
+use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -20,9 +21,77 @@ use serde::{Deserialize, Serialize};
 
 use super::bins::{Bins, partition};
 use super::detector::{Detector, Output};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
 use super::neighbors::gather;
 use super::random_forest::{Labelled, Node, Tree};
-use crate::config::GradientBoostingConfig;
+use crate::bail_input;
+
+/// `model.gradient_boosting`: histogram-based boosted trees (XGBoost's `hist` settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradientBoostingConfig {
+    pub n_rounds: usize,
+    pub learning_rate: f64,
+    pub max_depth: usize,
+    /// Grow each tree leaf-wise (best gain first, as LightGBM does) up to this many leaves,
+    /// still no deeper than `max_depth`; none grows level by level to `max_depth`.
+    pub max_leaves: Option<usize>,
+    /// The least Hessian (about rows × p(1 − p)) a child may hold.
+    pub min_child_weight: f64,
+    /// L2 penalty on leaf values (λ).
+    pub l2: f64,
+    /// The share of training rows each round sees (seeded).
+    pub subsample: f64,
+    /// Stop when the validation log-loss has not improved for this many rounds; the best
+    /// round's model is kept.
+    pub early_stopping_rounds: usize,
+    pub max_bins: usize,
+}
+
+impl Default for GradientBoostingConfig {
+    fn default() -> Self {
+        Self {
+            n_rounds: 200,
+            learning_rate: 0.1,
+            max_depth: 6,
+            max_leaves: None,
+            min_child_weight: 1.0,
+            l2: 1.0,
+            // Friedman's stochastic gradient boosting: on NSL-KDD, 0.8 ranked KDDTest+ better
+            // than every row each round (ROC AUC 0.962 against 0.959).
+            subsample: 0.8,
+            early_stopping_rounds: 20,
+            max_bins: 256,
+        }
+    }
+}
+
+impl Section for GradientBoostingConfig {
+    fn check(&self) -> Result<()> {
+        let gb = self;
+        let rates_ok = gb.learning_rate > 0.0
+            && gb.learning_rate <= 1.0
+            && gb.subsample > 0.0
+            && gb.subsample <= 1.0
+            && gb.l2 >= 0.0
+            && gb.min_child_weight >= 0.0;
+        if gb.n_rounds == 0 || gb.max_depth == 0 || gb.early_stopping_rounds == 0 || !rates_ok {
+            bail_input!(
+                "model.gradient_boosting: expected n_rounds, max_depth and early_stopping_rounds >= 1, learning_rate and subsample in (0, 1], l2 and min_child_weight >= 0"
+            );
+        }
+        if gb.max_leaves.is_some_and(|l| l < 2) {
+            bail_input!("model.gradient_boosting.max_leaves: expected 2 or more (or null)");
+        }
+        if !(2..=256).contains(&gb.max_bins) {
+            bail_input!(
+                "model.gradient_boosting.max_bins: expected 2 to 256, got {}",
+                gb.max_bins
+            );
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradientBoosting {
@@ -47,7 +116,39 @@ pub struct Validation<'a> {
     pub class: &'a [u32],
 }
 
+impl Family for GradientBoosting {
+    type Section = GradientBoostingConfig;
+    type State = GradientBoosting;
+    const FACTS: Facts = Facts {
+        classifier: true,
+        sequence: false,
+        unit_scores: true,
+    };
+    const FIT: Fit<GradientBoostingConfig, GradientBoosting> =
+        Fit::OnePass(GradientBoosting::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
 impl GradientBoosting {
+    /// Boosts on the labelled rows, stopping early on the validation rows.
+    fn one_pass(cfg: &GradientBoostingConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let labelled = data.labelled("gradient_boosting")?;
+        let m = GradientBoosting::fit(labelled, data.validation.as_ref(), cfg, data.seed);
+        Ok(Fitted {
+            said: format!(
+                "{} of {} rounds (the best validation log-loss), {} trees",
+                m.rounds,
+                cfg.n_rounds,
+                m.trees.len()
+            ),
+            importance: Some(m.importance.clone()),
+            state: m,
+        })
+    }
+
     pub fn fit(
         data: &Labelled,
         val: Option<&Validation>,

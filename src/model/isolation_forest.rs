@@ -10,6 +10,7 @@
 //! index), so the forest is the same whatever the number of threads that build it.
 
 use anyhow::Result;
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -17,7 +18,72 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
-use crate::config::IsolationForestConfig;
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
+use crate::bail_input;
+
+/// `model.isolation_forest`: scikit-learn's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IsolationForestConfig {
+    pub n_trees: usize,
+    /// Rows drawn (without replacement) for each tree; depth is limited to log2 of it.
+    pub sample_size: usize,
+    /// The share of the features each tree may split on.
+    pub max_features: f64,
+}
+
+impl Default for IsolationForestConfig {
+    fn default() -> Self {
+        Self {
+            n_trees: 100,
+            sample_size: 256,
+            max_features: 1.0,
+        }
+    }
+}
+
+impl Section for IsolationForestConfig {
+    fn check(&self) -> Result<()> {
+        if self.n_trees == 0 || self.sample_size < 2 {
+            bail_input!(
+                "model.isolation_forest: expected n_trees >= 1 and sample_size >= 2, got {} and {}",
+                self.n_trees,
+                self.sample_size
+            );
+        }
+        if !(self.max_features > 0.0 && self.max_features <= 1.0) {
+            bail_input!(
+                "model.isolation_forest.max_features: expected a share in (0, 1], got {}",
+                self.max_features
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Family for IsolationForest {
+    type Section = IsolationForestConfig;
+    type State = IsolationForest;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: true,
+    };
+    const FIT: Fit<IsolationForestConfig, IsolationForest> =
+        Fit::OnePass(IsolationForest::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
+impl IsolationForest {
+    fn one_pass(cfg: &IsolationForestConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let f = IsolationForest::fit(data.x, data.d, data.rows, cfg, data.seed);
+        let said = format!("{} trees, {} rows each", f.trees.len(), f.sample_size);
+        Ok(Fitted::new(f, said))
+    }
+}
 
 /// A fitted forest: the trees, and the subsample size their depths are normalised by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,14 +8,55 @@
 //! number of threads.
 
 use anyhow::Result;
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Clusters, Detector, Output};
+use super::detector::{Clusters, Detector, Output, majority};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
 use super::neighbors::{gather, squared_distance};
-use crate::config::KmeansConfig;
+use crate::bail_input;
+
+/// `model.kmeans`: scikit-learn's `KMeans` settings, k = 8 with 10 seeded k-means++ runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KmeansConfig {
+    pub k: usize,
+    /// Runs from different seeds; the one with the lowest inertia is kept.
+    pub n_init: usize,
+    pub max_iter: usize,
+    /// Stop when the centroids move less than this times the features' mean variance.
+    pub tol: f64,
+}
+
+impl Default for KmeansConfig {
+    fn default() -> Self {
+        Self {
+            k: 8,
+            n_init: 10,
+            max_iter: 300,
+            tol: 1e-4,
+        }
+    }
+}
+
+impl Section for KmeansConfig {
+    fn check(&self) -> Result<()> {
+        let k = self;
+        if k.k == 0 || k.n_init == 0 || k.max_iter == 0 || k.tol.is_nan() || k.tol < 0.0 {
+            bail_input!(
+                "model.kmeans: expected k, n_init and max_iter >= 1 and tol >= 0, got {}, {}, {} and {}",
+                k.k,
+                k.n_init,
+                k.max_iter,
+                k.tol
+            );
+        }
+        Ok(())
+    }
+}
 
 const BLOCK: usize = 4096;
 
@@ -74,7 +115,36 @@ impl Clusters for Kmeans {
     }
 }
 
+impl Family for Kmeans {
+    type Section = KmeansConfig;
+    type State = Kmeans;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: false,
+    };
+    const FIT: Fit<KmeansConfig, Kmeans> = Fit::OnePass(Kmeans::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
 impl Kmeans {
+    /// Fits, then marks the clusters that hold mostly anomalies among the labelled rows.
+    fn one_pass(cfg: &KmeansConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let d = data.d;
+        let mut k = Kmeans::fit(data.x, d, data.rows, cfg, data.seed);
+        k.majority = majority(&k.assign(data.x), data.y, k.count());
+        let said = format!(
+            "{} centroids, inertia {:.4} (best of {} runs)",
+            k.centroids.len() / d,
+            k.inertia,
+            cfg.n_init
+        );
+        Ok(Fitted::new(k, said))
+    }
+
     /// Fits on `rows` of `x` (row-major, `d` features per row).
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &KmeansConfig, seed: u64) -> Kmeans {
         let data = gather(x, d, rows);

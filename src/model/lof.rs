@@ -7,11 +7,45 @@
 //! itself is a few lines over the neighbours.
 
 use anyhow::Result;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
 use super::neighbors::{gather, nearest, subsample};
-use crate::config::LofConfig;
+use crate::bail_input;
+
+/// `model.lof`: scikit-learn's `LocalOutlierFactor(novelty=True)` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LofConfig {
+    pub n_neighbors: usize,
+    /// Exact neighbours are searched among at most this many training rows (a seeded
+    /// subsample above it): scoring costs this many distances per row.
+    pub max_fit_rows: usize,
+}
+
+impl Default for LofConfig {
+    fn default() -> Self {
+        Self {
+            n_neighbors: 20,
+            max_fit_rows: 20_000,
+        }
+    }
+}
+
+impl Section for LofConfig {
+    fn check(&self) -> Result<()> {
+        if self.n_neighbors == 0 || self.max_fit_rows < 2 {
+            bail_input!(
+                "model.lof: expected n_neighbors >= 1 and max_fit_rows >= 2, got {} and {}",
+                self.n_neighbors,
+                self.max_fit_rows
+            );
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lof {
@@ -25,7 +59,32 @@ pub struct Lof {
     pub lrd: Vec<f32>,
 }
 
+impl Family for Lof {
+    type Section = LofConfig;
+    type State = Lof;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: false,
+    };
+    const FIT: Fit<LofConfig, Lof> = Fit::OnePass(Lof::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
 impl Lof {
+    fn one_pass(cfg: &LofConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let l = Lof::fit(data.x, data.d, data.rows, cfg, data.seed);
+        let said = format!(
+            "{} neighbours among {} rows",
+            l.n_neighbors,
+            l.k_distance.len()
+        );
+        Ok(Fitted::new(l, said))
+    }
+
     /// Fits on `rows` of `x` (row-major, `d` features per row), subsampled to at most
     /// `max_fit_rows` with `seed`.
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &LofConfig, seed: u64) -> Lof {

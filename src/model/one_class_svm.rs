@@ -11,14 +11,81 @@
 use std::collections::{HashMap, VecDeque};
 
 use anyhow::Result;
+use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
 use super::neighbors::{blocks, gather, squared_distance, squared_norms, subsample};
-#[cfg(test)]
-use crate::config::GammaScale;
-use crate::config::{Gamma, OneClassSvmConfig};
+use crate::bail_input;
+
+/// `model.one_class_svm`: scikit-learn's `OneClassSVM(kernel='rbf')` settings, fitted on at
+/// most `max_fit_rows` rows (a seeded subsample above it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OneClassSvmConfig {
+    /// An upper bound on the share of fitted rows left outside, and a lower bound on the
+    /// share of support vectors.
+    pub nu: f64,
+    pub gamma: Gamma,
+    pub max_fit_rows: usize,
+    /// The solver stops when the largest optimality violation is below this.
+    pub tol: f64,
+    pub max_iter: usize,
+}
+
+impl Default for OneClassSvmConfig {
+    fn default() -> Self {
+        Self {
+            nu: 0.1,
+            gamma: Gamma::Scale(GammaScale::Scale),
+            max_fit_rows: 10_000,
+            tol: 1e-3,
+            max_iter: 1_000_000,
+        }
+    }
+}
+
+impl Section for OneClassSvmConfig {
+    fn check(&self) -> Result<()> {
+        let svm = self;
+        let gamma_ok = match svm.gamma {
+            Gamma::Value(g) => g > 0.0 && g.is_finite(),
+            Gamma::Scale(_) => true,
+        };
+        if !(svm.nu > 0.0 && svm.nu <= 1.0 && gamma_ok) || svm.max_fit_rows < 2 {
+            bail_input!(
+                "model.one_class_svm: expected nu in (0, 1], gamma `scale` or a number > 0 and max_fit_rows >= 2, got {}, {:?} and {}",
+                svm.nu,
+                svm.gamma,
+                svm.max_fit_rows
+            );
+        }
+        if svm.tol.is_nan() || svm.tol <= 0.0 || svm.max_iter == 0 {
+            bail_input!(
+                "model.one_class_svm: expected tol > 0 and max_iter >= 1, got {} and {}",
+                svm.tol,
+                svm.max_iter
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The RBF kernel's width: a number, or `scale` (1 / (features × the fitted rows' variance)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Gamma {
+    Value(f64),
+    Scale(GammaScale),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GammaScale {
+    Scale,
+}
 
 /// libsvm's floor on the second-order coefficient of a non-positive-definite pair.
 const TAU: f64 = 1e-12;
@@ -38,7 +105,34 @@ pub struct OneClassSvm {
     pub iterations: usize,
 }
 
+impl Family for OneClassSvm {
+    type Section = OneClassSvmConfig;
+    type State = OneClassSvm;
+    const FACTS: Facts = Facts {
+        classifier: false,
+        sequence: false,
+        unit_scores: false,
+    };
+    const FIT: Fit<OneClassSvmConfig, OneClassSvm> = Fit::OnePass(OneClassSvm::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
 impl OneClassSvm {
+    fn one_pass(cfg: &OneClassSvmConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let m = OneClassSvm::fit(data.x, data.d, data.rows, cfg, data.seed);
+        let said = format!(
+            "{} support vectors among {} rows, gamma {:.4}, {} solver steps",
+            m.alpha.len(),
+            m.fitted_rows,
+            m.gamma,
+            m.iterations
+        );
+        Ok(Fitted::new(m, said))
+    }
+
     /// Fits on `rows` of `x` (row-major, `d` features per row), subsampled to at most
     /// `max_fit_rows` with `seed`.
     pub fn fit(x: &[f32], d: usize, rows: &[usize], cfg: &OneClassSvmConfig, seed: u64) -> Self {

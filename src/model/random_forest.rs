@@ -10,6 +10,7 @@
 //! its own seed, so the forest is the same whatever the number of threads that build it.
 
 use anyhow::Result;
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -18,7 +19,78 @@ use serde::{Deserialize, Serialize};
 
 use super::bins::{Bins, partition};
 use super::detector::{Detector, Output};
-use crate::config::{MaxFeatures, RandomForestConfig};
+use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
+use crate::bail_input;
+
+/// `model.random_forest`: scikit-learn's `RandomForestClassifier` settings, with 200 trees;
+/// splits are searched over at most `max_bins` bins per feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomForestConfig {
+    pub n_trees: usize,
+    /// None: grow until leaves are pure or hold `min_samples_leaf` rows.
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    pub max_features: MaxFeatures,
+    /// Each tree on a bootstrap sample (and an out-of-bag accuracy), or on every row.
+    pub bootstrap: bool,
+    pub max_bins: usize,
+}
+
+impl Default for RandomForestConfig {
+    fn default() -> Self {
+        Self {
+            n_trees: 200,
+            max_depth: None,
+            min_samples_leaf: 1,
+            max_features: MaxFeatures::Named(FeatureShare::Sqrt),
+            bootstrap: true,
+            max_bins: 256,
+        }
+    }
+}
+
+impl Section for RandomForestConfig {
+    fn check(&self) -> Result<()> {
+        let rf = self;
+        let share_ok = match rf.max_features {
+            MaxFeatures::Fraction(f) => f > 0.0 && f <= 1.0,
+            MaxFeatures::Named(_) => true,
+        };
+        if rf.n_trees == 0 || rf.min_samples_leaf == 0 || rf.max_depth == Some(0) || !share_ok {
+            bail_input!(
+                "model.random_forest: expected n_trees, min_samples_leaf and max_depth >= 1 and max_features sqrt, log2, all or a fraction in (0, 1], got {}, {}, {:?} and {:?}",
+                rf.n_trees,
+                rf.min_samples_leaf,
+                rf.max_depth,
+                rf.max_features
+            );
+        }
+        if !(2..=256).contains(&rf.max_bins) {
+            bail_input!(
+                "model.random_forest.max_bins: expected 2 to 256, got {}",
+                rf.max_bins
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How many features a tree's split tries: `sqrt`, `log2` or `all` of them, or a fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxFeatures {
+    Fraction(f64),
+    Named(FeatureShare),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureShare {
+    Sqrt,
+    Log2,
+    All,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RandomForest {
@@ -98,7 +170,35 @@ fn tree_seed(seed: u64, tree: usize) -> u64 {
     seed.wrapping_mul(0xA076_1D64_78BD_642F) ^ (tree as u64).wrapping_mul(0xE703_7ED1_A0B4_28DB)
 }
 
+impl Family for RandomForest {
+    type Section = RandomForestConfig;
+    type State = RandomForest;
+    const FACTS: Facts = Facts {
+        classifier: true,
+        sequence: false,
+        unit_scores: true,
+    };
+    const FIT: Fit<RandomForestConfig, RandomForest> = Fit::OnePass(RandomForest::one_pass);
+
+    fn load(state: &Self, _: &Device) -> Result<Box<dyn Detector>> {
+        Ok(Box::new(state.clone()))
+    }
+}
+
 impl RandomForest {
+    fn one_pass(cfg: &RandomForestConfig, data: &FitData) -> Result<Fitted<Self>> {
+        let forest = RandomForest::fit(data.labelled("random_forest")?, cfg, data.seed);
+        let nodes: usize = forest.trees.iter().map(|t| t.nodes.len()).sum();
+        let oob = forest
+            .oob_accuracy
+            .map_or(String::new(), |a| format!(", out-of-bag accuracy {a:.4}"));
+        Ok(Fitted {
+            said: format!("{} trees, {nodes} nodes{oob}", forest.trees.len()),
+            importance: Some(forest.importance.clone()),
+            state: forest,
+        })
+    }
+
     pub fn fit(data: &Labelled, cfg: &RandomForestConfig, seed: u64) -> RandomForest {
         let (d, n) = (data.d, data.rows.len());
         let k = data.class_weights.len();
@@ -236,9 +336,9 @@ fn argmax(values: &[f64]) -> usize {
 /// How many features a split tries first.
 fn features_per_split(max: MaxFeatures, d: usize) -> usize {
     let n = match max {
-        MaxFeatures::Named(crate::config::FeatureShare::Sqrt) => (d as f64).sqrt().floor(),
-        MaxFeatures::Named(crate::config::FeatureShare::Log2) => (d as f64).log2().floor(),
-        MaxFeatures::Named(crate::config::FeatureShare::All) => d as f64,
+        MaxFeatures::Named(FeatureShare::Sqrt) => (d as f64).sqrt().floor(),
+        MaxFeatures::Named(FeatureShare::Log2) => (d as f64).log2().floor(),
+        MaxFeatures::Named(FeatureShare::All) => d as f64,
         MaxFeatures::Fraction(f) => (f * d as f64).floor(),
     };
     (n as usize).clamp(1, d)

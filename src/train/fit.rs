@@ -7,20 +7,16 @@ use anyhow::Result;
 use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::config::{Combine, Config, FitOn, ModelKind};
+use crate::config::FitOn;
 use crate::data::Dataset;
 use crate::data::labels::UNSEEN;
 use crate::eval::decision::{self, RuleInputs};
-use crate::model::dbscan::Dbscan;
-use crate::model::detector::{Clusters, DetectorState, majority};
-use crate::model::ensemble::{Ensemble, Member, member_scores};
-use crate::model::gradient_boosting::{GradientBoosting, Validation};
-use crate::model::isolation_forest::IsolationForest;
-use crate::model::kmeans::Kmeans;
-use crate::model::lof::Lof;
+use crate::model::DetectorState;
+use crate::model::ensemble::{Combine, Ensemble, Member, member_scores};
+use crate::model::family::{FitData, Trainer};
+use crate::model::gradient_boosting::Validation;
 use crate::model::neighbors::gather;
-use crate::model::one_class_svm::OneClassSvm;
-use crate::model::random_forest::{Labelled, RandomForest};
+use crate::model::random_forest::Labelled;
 use crate::score::anomaly;
 
 /// The training rows an unsupervised detector learns from.
@@ -35,75 +31,6 @@ pub(super) fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
     Ok(rows)
 }
 
-/// The detector `model.kind` names, fitted on `rows` of `train`, and what to say about it.
-fn fit_detector(
-    config: &Config,
-    train: &Dataset,
-    d: usize,
-    rows: &[usize],
-) -> Result<(DetectorState, String)> {
-    let (m, seed) = (&config.model, config.training.seed);
-    Ok(match m.kind {
-        ModelKind::IsolationForest => {
-            let f = IsolationForest::fit(&train.x, d, rows, &m.isolation_forest, seed);
-            let said = format!("{} trees, {} rows each", f.trees.len(), f.sample_size);
-            (DetectorState::IsolationForest(f), said)
-        }
-        ModelKind::Kmeans => {
-            let mut k = Kmeans::fit(&train.x, d, rows, &m.kmeans, seed);
-            k.majority = majority(&k.assign(&train.x), &train.y, k.count());
-            let said = format!(
-                "{} centroids, inertia {:.4} (best of {} runs)",
-                k.centroids.len() / d,
-                k.inertia,
-                m.kmeans.n_init
-            );
-            (DetectorState::Kmeans(k), said)
-        }
-        ModelKind::Lof => {
-            let l = Lof::fit(&train.x, d, rows, &m.lof, seed);
-            let said = format!(
-                "{} neighbours among {} rows",
-                l.n_neighbors,
-                l.k_distance.len()
-            );
-            (DetectorState::Lof(l), said)
-        }
-        ModelKind::Dbscan => {
-            let mut m = Dbscan::fit(&train.x, d, rows, &m.dbscan, seed)?;
-            m.majority = majority(&m.assign(&train.x), &train.y, m.count());
-            let said = format!(
-                "{} core points in {} clusters; {} of the {} rows looked at are noise",
-                m.core.len() / d,
-                m.count(),
-                m.noise_rows,
-                m.fitted_rows
-            );
-            (DetectorState::Dbscan(m), said)
-        }
-        ModelKind::OneClassSvm => {
-            let m = OneClassSvm::fit(&train.x, d, rows, &m.one_class_svm, seed);
-            let said = format!(
-                "{} support vectors among {} rows, gamma {:.4}, {} solver steps",
-                m.alpha.len(),
-                m.fitted_rows,
-                m.gamma,
-                m.iterations
-            );
-            (DetectorState::OneClassSvm(m), said)
-        }
-        ModelKind::Mlp
-        | ModelKind::Resmlp
-        | ModelKind::Autoencoder
-        | ModelKind::Ensemble
-        | ModelKind::RandomForest
-        | ModelKind::GradientBoosting
-        | ModelKind::CnnLstm => {
-            unreachable!("fitted by the gradient trainer, fit_ensemble or fit_trees")
-        }
-    })
-}
-
 /// Each row's class for the tree families: the 0/1 label (binary) or the class index.
 fn classes(ds: &Dataset, multiclass: bool) -> Vec<u32> {
     if multiclass {
@@ -113,62 +40,50 @@ fn classes(ds: &Dataset, multiclass: bool) -> Vec<u32> {
     }
 }
 
-/// A tree ensemble (random forest or gradient boosting) on every training row, classes
-/// weighted as the neural classifiers' loss weighs them (`training.pos_weight` /
-/// `training.class_weights`); boosting stops early on the validation rows.
-fn fit_trees(run: &Run) -> Result<(DetectorState, String)> {
+/// A classifier (the tree families) on every training row, classes weighted as the neural
+/// classifiers' loss weighs them (`training.pos_weight` / `training.class_weights`), with
+/// the validation rows for early stopping.
+fn fit_classifier(run: &Run) -> Result<(DetectorState, String)> {
     let (config, data) = (run.config, run.data);
-    let (train, seed) = (&data.train, config.training.seed);
+    let train = &data.train;
     let (weights, multiclass) = match super::objective(config, data)? {
         Objective::Binary { pos_weight } => (vec![1.0, pos_weight], false),
         Objective::Multiclass { weights } => (weights, true),
-        Objective::Reconstruction => unreachable!("trees classify"),
+        Objective::Reconstruction => unreachable!("a classifier classifies"),
     };
     let class = classes(train, multiclass);
     let rows: Vec<usize> = (0..train.len()).collect();
     let d = train.n_features;
-    let labelled = Labelled {
+    // Validation rows of a class the training rows lack have no output to score.
+    let val_class = classes(&data.val, multiclass);
+    let known: Vec<usize> = (0..val_class.len())
+        .filter(|&r| val_class[r] != UNSEEN)
+        .collect();
+    let (val_x, val_known) = (
+        gather(&data.val.x, d, &known),
+        known.iter().map(|&r| val_class[r]).collect::<Vec<u32>>(),
+    );
+    let fitted = config.model.fit(&FitData {
         x: &train.x,
         d,
+        y: &train.y,
         rows: &rows,
-        class: &class,
-        class_weights: &weights,
-        multiclass,
-    };
-    let (detector, importance, what) = if config.model.kind == ModelKind::RandomForest {
-        let forest = RandomForest::fit(&labelled, &config.model.random_forest, seed);
-        let nodes: usize = forest.trees.iter().map(|t| t.nodes.len()).sum();
-        let oob = forest
-            .oob_accuracy
-            .map_or(String::new(), |a| format!(", out-of-bag accuracy {a:.4}"));
-        let what = format!("{} trees, {nodes} nodes{oob}", forest.trees.len());
-        let importance = forest.importance.clone();
-        (DetectorState::RandomForest(forest), importance, what)
-    } else {
-        // Validation rows of a class the training rows lack have no output to score.
-        let val_class = classes(&data.val, multiclass);
-        let known: Vec<usize> = (0..val_class.len())
-            .filter(|&r| val_class[r] != UNSEEN)
-            .collect();
-        let (val_x, val_known) = (
-            gather(&data.val.x, d, &known),
-            known.iter().map(|&r| val_class[r]).collect::<Vec<u32>>(),
-        );
-        let val = (!known.is_empty()).then_some(Validation {
+        labelled: Some(Labelled {
+            x: &train.x,
+            d,
+            rows: &rows,
+            class: &class,
+            class_weights: &weights,
+            multiclass,
+        }),
+        validation: (!known.is_empty()).then_some(Validation {
             x: &val_x,
             class: &val_known,
-        });
-        let cfg = &config.model.gradient_boosting;
-        let m = GradientBoosting::fit(&labelled, val.as_ref(), cfg, seed);
-        let what = format!(
-            "{} of {} rounds (the best validation log-loss), {} trees",
-            m.rounds,
-            cfg.n_rounds,
-            m.trees.len()
-        );
-        let importance = m.importance.clone();
-        (DetectorState::GradientBoosting(m), importance, what)
-    };
+        }),
+        seed: config.training.seed,
+    })?;
+    let (detector, what) = (fitted.state, fitted.said);
+    let importance = fitted.importance.unwrap_or_default();
     let mut ranked: Vec<(usize, f32)> = importance.iter().copied().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let top: Vec<String> = ranked
@@ -277,22 +192,33 @@ pub fn one_pass(
             config.model.kind
         );
     }
-    let (detector, said) = match config.model.kind {
-        ModelKind::RandomForest | ModelKind::GradientBoosting => fit_trees(run)?,
-        kind => {
-            let rows = fit_rows(t.fit_on, &data.train)?;
-            let (detector, said) = match kind {
-                ModelKind::Ensemble => fit_ensemble(run, &rows, observer)?,
-                _ => fit_detector(config, &data.train, data.pre.n_features(), &rows)?,
-            };
-            let on = format!(
-                "{} of the {} training rows (training.fit_on: {:?})",
-                rows.len(),
-                data.train.len(),
-                t.fit_on
-            );
-            (detector, format!("on {on}: {said}"))
-        }
+    let kind = config.model.kind;
+    let (detector, said) = if kind.is_classifier() {
+        fit_classifier(run)?
+    } else {
+        let rows = fit_rows(t.fit_on, &data.train)?;
+        let (detector, said) = if kind.trainer() == Trainer::Members {
+            fit_ensemble(run, &rows, observer)?
+        } else {
+            let train = &data.train;
+            let fitted = config.model.fit(&FitData {
+                x: &train.x,
+                d: data.pre.n_features(),
+                y: &train.y,
+                rows: &rows,
+                labelled: None,
+                validation: None,
+                seed: t.seed,
+            })?;
+            (fitted.state, fitted.said)
+        };
+        let on = format!(
+            "{} of the {} training rows (training.fit_on: {:?})",
+            rows.len(),
+            data.train.len(),
+            t.fit_on
+        );
+        (detector, format!("on {on}: {said}"))
     };
     observer.note(&format!("fitted {} {said}", detector.family()));
     let scorer = detector.load(device)?;

@@ -28,16 +28,18 @@ use rand::seq::SliceRandom;
 use crate::bail_input;
 use crate::checkpoint::{Checkpoint, DataShape, EpochRecord, TrainState};
 use crate::config::{
-    ClassWeights, Config, FitOn, ModelKind, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
+    ClassWeights, Config, FitOn, OptimizerKind, PosWeight, SchedulerKind, TrainingConfig,
 };
 use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
 use crate::error::bad_input;
 use crate::eval::decision::{self, RuleInputs};
 use crate::model::cnn_lstm::CnnLstm;
-use crate::model::detector::{DetectorState, Network, NetworkState, load_model, model_bytes};
 use crate::model::dropout::HostMasks;
-use crate::model::{Mlp, ModelSpec, Net, log_softmax_rows, row_sums};
+use crate::model::family::Trainer;
+use crate::model::mlp::Mlp;
+use crate::model::{DetectorState, Network, NetworkState, load_model, model_bytes};
+use crate::model::{ModelKind, ModelSpec, Net, log_softmax_rows, row_sums};
 use crate::score::{anomaly, score_dataset};
 pub use feed::Feed;
 
@@ -591,12 +593,10 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let kind = run.config.model.kind;
-    if kind.is_sequence() {
-        train_network::<CnnLstm>(run, resume, observer)
-    } else if kind.by_gradient() {
-        train_network::<Mlp>(run, resume, observer)
-    } else {
-        fit::one_pass(run, resume, observer)
+    match kind.trainer() {
+        Trainer::Gradient if kind.is_sequence() => train_network::<CnnLstm>(run, resume, observer),
+        Trainer::Gradient => train_network::<Mlp>(run, resume, observer),
+        Trainer::OnePass | Trainer::Members => fit::one_pass(run, resume, observer),
     }
 }
 
@@ -778,7 +778,12 @@ fn train_network<M: Net>(
     } = *run;
     let cfg = &config.training;
     let ad = device.clone().autodiff();
-    let spec = ModelSpec::of_run(config, data.pre.n_features(), data.pre.n_outputs());
+    let spec = ModelSpec::of_run(
+        &config.model,
+        config.sequence.length,
+        data.pre.n_features(),
+        data.pre.n_outputs(),
+    );
     // The family's variant, checked once (the dispatcher only sends neural kinds here).
     DetectorState::from_network(NetworkState {
         spec: spec.clone(),
@@ -991,10 +996,10 @@ mod tests {
         let objective = Objective::Binary { pos_weight: 1.0 };
         let training = TrainingConfig::default();
         for kind in [
-            crate::config::ModelKind::Mlp,
-            crate::config::ModelKind::Resmlp,
+            crate::model::ModelKind::Mlp,
+            crate::model::ModelKind::Resmlp,
         ] {
-            let cfg = crate::config::ModelConfig {
+            let cfg = crate::model::ModelConfig {
                 kind,
                 hidden_dims: vec![8, 6],
                 ..Default::default()
@@ -1110,7 +1115,7 @@ mod tests {
             (Objective::Reconstruction, d),
         ];
         for (objective, outputs) in objectives {
-            let cfg = crate::config::ModelConfig {
+            let cfg = crate::model::ModelConfig {
                 kind: match objective {
                     Objective::Reconstruction => ModelKind::Autoencoder,
                     _ => ModelKind::Mlp,

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 
 use crate::bail_input;
-use crate::config::{Config, RandomForestConfig, SelectFeatures};
+use crate::config::{Config, SelectFeatures};
 use crate::data::augment::Outputs;
 use crate::data::preprocess::Preprocessor;
 use crate::data::select::{Ranked, Selection};
@@ -15,6 +15,7 @@ use crate::data::{
     Dataset, Labeled, Prepared, augmented_file, encode, encode_file, read_labeled, read_training,
     split_rows, undersample,
 };
+use crate::model::random_forest::RandomForestConfig;
 use crate::model::random_forest::{Labelled, RandomForest};
 
 /// The data `train` uses: the config's file split into train/validation/test, or the files

@@ -8,10 +8,10 @@ use std::path::Path;
 /// one line do not use each other.
 const LAYERS: &[&[&str]] = &[
     &["error", "bail_input", "clock"],
-    &["config"],
     &["device"],
-    &["data", "flows"],
     &["model"],
+    &["config"],
+    &["data", "flows"],
     &["eval"],
     &["checkpoint"],
     &["score"],
