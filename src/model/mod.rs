@@ -22,6 +22,7 @@ pub mod neighbors;
 pub mod network;
 pub mod one_class_svm;
 pub mod random_forest;
+pub mod zscore;
 
 use anyhow::Result;
 use burn::tensor::Device;
@@ -64,6 +65,8 @@ families! {
     /// A 1-D CNN then an LSTM over windows of consecutive flows (`sequence`), binary or
     /// multiclass.
     CnnLstm "cnn_lstm" { cnn_lstm } => cnn_lstm::CnnLstmFamily,
+    /// Unsupervised: how many standard deviations a row's features stray from the fitted rows'.
+    Zscore "zscore" { zscore } => zscore::Zscore,
 }
 
 impl ModelKind {
