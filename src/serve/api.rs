@@ -434,38 +434,45 @@ fn from_csv(body: &Bytes, model: Option<String>) -> Result<Rows, ApiError> {
     })
 }
 
-/// A JSON body: `{"model": …, "instances": [[…], …]}` or `{"model": …, "records": [{…}, …]}`.
+/// A JSON predict body: `{"model": …, "instances": [[…], …]}` (positional rows) or
+/// `{"model": …, "records": [{…}, …]}` (rows by column name).
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object with `instances` or `records`")]
+struct PredictBody {
+    model: Option<String>,
+    instances: Option<Vec<Value>>,
+    records: Option<Vec<Value>>,
+    /// Any other key, refused by name.
+    #[serde(flatten)]
+    unknown: serde_json::Map<String, Value>,
+}
+
 fn from_json(body: &[u8]) -> Result<Rows, ApiError> {
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON ({e}); send JSON or a text/csv body"),
-        )
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: PredictBody = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let (path, inner) = (e.path().to_string(), e.into_inner());
+        if inner.is_data() {
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            ApiError::bad(format!("{at}{inner}"))
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON ({inner}); send JSON or a text/csv body"),
+            )
+        }
     })?;
-    let Some(obj) = request.as_object() else {
-        return Err(ApiError::bad(
-            "expected a JSON object with `instances` or `records`".into(),
-        ));
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !["model", "instances", "records"].contains(&k.as_str()))
-    {
+    if let Some(key) = request.unknown.keys().next() {
         return Err(ApiError::bad(format!(
             "unknown key '{key}': expected `model` and one of `instances` or `records`"
         )));
     }
-    let model = match obj.get("model") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(m)) => Some(m.clone()),
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "model: expected a name, got {other}"
-            )));
-        }
-    };
-    let rows = match (obj.get("instances"), obj.get("records")) {
-        (Some(Value::Array(rows)), None) => Rows {
+    let model = request.model;
+    let rows = match (request.instances, request.records) {
+        (Some(rows), None) => Rows {
             model,
             names: None,
             strict: false,
@@ -475,7 +482,7 @@ fn from_json(body: &[u8]) -> Result<Rows, ApiError> {
                 .map(|(i, r)| instance(i + 1, r))
                 .collect::<Result<_, _>>()?,
         },
-        (None, Some(Value::Array(rows))) => records(model, rows)?,
+        (None, Some(rows)) => records(model, &rows)?,
         _ => {
             return Err(ApiError::bad(
                 "expected exactly one of `instances` (a list of lists) or `records` (a list of objects)".into(),
