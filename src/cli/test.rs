@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -11,7 +11,7 @@ use crate::device;
 use crate::eval::assess::Assessment;
 use crate::log::{Scalars, run_dir};
 use crate::report::{class_table, cluster_table, ensemble_table, metrics_table};
-use crate::score::Scorer;
+use crate::score::{Predictions, Scorer};
 use crate::train::feedback::Comparison;
 
 #[derive(Args, Debug)]
@@ -52,7 +52,6 @@ pub fn run(args: TestArgs) -> Result<()> {
         args.bootstrap,
         cfg.training.seed,
     );
-    let metrics = &assessment.metrics;
     let feedback = side_by_side(&ck, &device)?;
     if let Err(note) = &feedback {
         notices.push(note.clone());
@@ -71,7 +70,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         "checkpoint": args.checkpoint.path,
         "data": source,
         "epoch": ck.weights_epoch,
-        "metrics": metrics,
+        "metrics": assessment.metrics,
         "intervals": assessment.intervals,
         "baseline": assessment.baseline,
         "beats_baseline": assessment.beats_baseline,
@@ -83,52 +82,90 @@ pub fn run(args: TestArgs) -> Result<()> {
         "notices": notices,
     });
     if !args.no_write {
-        let path = args.checkpoint.path.with_file_name("metrics.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        let mut tb = Scalars::open(&run_dir(&cfg.logging, &ck.run_name))?;
-        let step = ck.weights_epoch;
-        tb.add("Metrics/Accuracy", metrics.accuracy, step);
-        tb.add("Metrics/Precision", metrics.precision, step);
-        tb.add("Metrics/Recall", metrics.recall, step);
-        tb.add("Metrics/F1_Score", metrics.f1, step);
-        if let Some(auc) = metrics.roc_auc {
-            tb.add("Metrics/AUC", auc, step);
-        }
-        if let Some(r) = &predictions.classes {
-            tb.add("Metrics/Multiclass_Accuracy", r.accuracy, step);
-            tb.add("Metrics/Macro_F1", r.macro_avg.f1, step);
-        }
+        write(
+            &args.checkpoint.path,
+            &ck,
+            &report,
+            &assessment,
+            &predictions,
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if !args.common.quiet {
-        for n in &notices {
-            println!("note: {n}");
-        }
-        println!("{} on {source}", args.checkpoint.path.display());
-        if let Some(r) = &predictions.classes {
-            println!("{}\n", class_table(r));
-            println!("normal vs anomaly view:");
-        }
-        println!("{}", metrics_table(&assessment));
-        if let Some(r) = &predictions.ensemble {
-            println!("\n{}", ensemble_table(r));
-        }
-        if let Some(r) = &predictions.clusters {
-            println!("\n{}", cluster_table(r));
-        }
-        if let (Some(c), Some(r)) = (&feedback, &ck.feedback) {
-            println!(
-                "\nretrained from {} with {} judged rows of {}:\n{}",
-                r.parent.display(),
-                r.rows,
-                r.file.display(),
-                c.table()
-            );
-        }
+        let header = format!("{} on {source}", args.checkpoint.path.display());
+        print(
+            &header,
+            &notices,
+            &assessment,
+            &predictions,
+            (&feedback, &ck),
+        );
     }
     Ok(())
+}
+
+/// `metrics.json` beside the checkpoint, and the metrics as TensorBoard scalars of the run.
+fn write(
+    checkpoint: &Path,
+    ck: &Checkpoint,
+    report: &serde_json::Value,
+    assessment: &Assessment,
+    predictions: &Predictions,
+) -> Result<()> {
+    let metrics = &assessment.metrics;
+    let path = checkpoint.with_file_name("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tb = Scalars::open(&run_dir(&ck.config.logging, &ck.run_name))?;
+    let step = ck.weights_epoch;
+    tb.add("Metrics/Accuracy", metrics.accuracy, step);
+    tb.add("Metrics/Precision", metrics.precision, step);
+    tb.add("Metrics/Recall", metrics.recall, step);
+    tb.add("Metrics/F1_Score", metrics.f1, step);
+    if let Some(auc) = metrics.roc_auc {
+        tb.add("Metrics/AUC", auc, step);
+    }
+    if let Some(r) = &predictions.classes {
+        tb.add("Metrics/Multiclass_Accuracy", r.accuracy, step);
+        tb.add("Metrics/Macro_F1", r.macro_avg.f1, step);
+    }
+    Ok(())
+}
+
+/// The tables people read: notes, metrics, then classes, ensemble members, clusters and a
+/// retrained model's comparison where there are any.
+fn print(
+    header: &str,
+    notices: &[String],
+    assessment: &Assessment,
+    predictions: &Predictions,
+    (feedback, ck): (&Option<Comparison>, &Checkpoint),
+) {
+    for n in notices {
+        println!("note: {n}");
+    }
+    println!("{header}");
+    if let Some(r) = &predictions.classes {
+        println!("{}\n", class_table(r));
+        println!("normal vs anomaly view:");
+    }
+    println!("{}", metrics_table(assessment));
+    if let Some(r) = &predictions.ensemble {
+        println!("\n{}", ensemble_table(r));
+    }
+    if let Some(r) = &predictions.clusters {
+        println!("\n{}", cluster_table(r));
+    }
+    if let (Some(c), Some(r)) = (feedback, &ck.feedback) {
+        println!(
+            "\nretrained from {} with {} judged rows of {}:\n{}",
+            r.parent.display(),
+            r.rows,
+            r.file.display(),
+            c.table()
+        );
+    }
 }
 
 /// A model retrained from feedback: itself and the model it started from, on the judged rows

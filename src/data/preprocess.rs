@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
 use crate::config::{DataConfig, MissingPolicy, QuantileOutput, ScalerKind, Transform};
-use crate::data::read::{ColumnData, Kind, Table};
+use crate::data::read::{Column, ColumnData, Kind, Table};
 
 /// How one input column becomes features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,68 +202,18 @@ impl Preprocessor {
         let mut notices = Vec::new();
         let mut logged = Vec::new();
         for col in &table.columns {
-            let encoding = match &col.data {
-                ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
-                    let mut seen: Vec<f32> = train
-                        .iter()
-                        .map(|&r| v[r])
-                        .filter(|x| x.is_finite())
-                        .collect();
-                    let Some(fill) = median(&mut seen) else {
-                        notices.push(format!(
-                            "column '{}' has no values in training rows; dropped",
-                            col.name
-                        ));
-                        continue;
-                    };
-                    if seen.first() == seen.last() {
-                        notices.push(format!(
-                            "column '{}' is constant in training rows; dropped",
-                            col.name
-                        ));
-                        continue;
+            match fit_column(col, train, cfg) {
+                Ok(encoding) => {
+                    if matches!(encoding, Encoding::Numeric { log1p: true, .. }) {
+                        logged.push(col.name.clone());
                     }
-                    if matches!(col.data, ColumnData::Numeric(_)) {
-                        let log1p = cfg.transform == Transform::Log1p
-                            && if cfg.transform_columns.is_empty() {
-                                heavy_tailed(&seen)
-                            } else {
-                                cfg.transform_columns.iter().any(|c| c.trim() == col.name)
-                            };
-                        if log1p {
-                            logged.push(col.name.clone());
-                        }
-                        Encoding::Numeric { fill, log1p }
-                    } else {
-                        Encoding::Boolean { fill }
-                    }
+                    columns.push(InputColumn {
+                        name: col.name.clone(),
+                        encoding,
+                    });
                 }
-                ColumnData::Categorical(d) => {
-                    let mut present = vec![false; d.values.len()];
-                    train
-                        .iter()
-                        .for_each(|&r| present[d.codes[r] as usize] = true);
-                    let categories: Vec<String> = d
-                        .values
-                        .iter()
-                        .zip(&present)
-                        .filter(|(_, p)| **p)
-                        .map(|(v, _)| v.clone())
-                        .collect();
-                    if categories.len() < 2 {
-                        notices.push(format!(
-                            "column '{}' is constant in training rows; dropped",
-                            col.name
-                        ));
-                        continue;
-                    }
-                    Encoding::OneHot { categories }
-                }
-            };
-            columns.push(InputColumn {
-                name: col.name.clone(),
-                encoding,
-            });
+                Err(dropped) => notices.push(dropped),
+            }
         }
         if columns.is_empty() {
             bail_input!(
@@ -277,19 +227,9 @@ impl Preprocessor {
                 logged.join(", ")
             ));
         }
-        let feature_names = columns
-            .iter()
-            .flat_map(|c| match &c.encoding {
-                Encoding::OneHot { categories } => categories
-                    .iter()
-                    .map(|v| format!("{}={v}", c.name))
-                    .collect(),
-                _ => vec![c.name.clone()],
-            })
-            .collect();
         let mut pre = Preprocessor {
+            feature_names: feature_names(&columns),
             columns,
-            feature_names,
             scaler: Scaler::identity(),
             missing: cfg.missing,
             classes,
@@ -437,6 +377,80 @@ impl Preprocessor {
         }
         Ok((x, report))
     }
+}
+
+/// How `col` is encoded, fitted on the `train` rows; `Err` is the notice that says why it
+/// is dropped (no values there, or one value).
+fn fit_column(
+    col: &Column,
+    train: &[usize],
+    cfg: &DataConfig,
+) -> std::result::Result<Encoding, String> {
+    let constant = || {
+        format!(
+            "column '{}' is constant in training rows; dropped",
+            col.name
+        )
+    };
+    match &col.data {
+        ColumnData::Numeric(v) | ColumnData::Boolean(v) => {
+            let mut seen: Vec<f32> = train
+                .iter()
+                .map(|&r| v[r])
+                .filter(|x| x.is_finite())
+                .collect();
+            let Some(fill) = median(&mut seen) else {
+                return Err(format!(
+                    "column '{}' has no values in training rows; dropped",
+                    col.name
+                ));
+            };
+            if seen.first() == seen.last() {
+                return Err(constant());
+            }
+            if !matches!(col.data, ColumnData::Numeric(_)) {
+                return Ok(Encoding::Boolean { fill });
+            }
+            let log1p = cfg.transform == Transform::Log1p
+                && if cfg.transform_columns.is_empty() {
+                    heavy_tailed(&seen)
+                } else {
+                    cfg.transform_columns.iter().any(|c| c.trim() == col.name)
+                };
+            Ok(Encoding::Numeric { fill, log1p })
+        }
+        ColumnData::Categorical(d) => {
+            let mut present = vec![false; d.values.len()];
+            train
+                .iter()
+                .for_each(|&r| present[d.codes[r] as usize] = true);
+            let categories: Vec<String> = d
+                .values
+                .iter()
+                .zip(&present)
+                .filter(|(_, p)| **p)
+                .map(|(v, _)| v.clone())
+                .collect();
+            if categories.len() < 2 {
+                return Err(constant());
+            }
+            Ok(Encoding::OneHot { categories })
+        }
+    }
+}
+
+/// Each feature's name: a column's, or `column=category` for a one-hot feature.
+fn feature_names(columns: &[InputColumn]) -> Vec<String> {
+    columns
+        .iter()
+        .flat_map(|c| match &c.encoding {
+            Encoding::OneHot { categories } => categories
+                .iter()
+                .map(|v| format!("{}={v}", c.name))
+                .collect(),
+            _ => vec![c.name.clone()],
+        })
+        .collect()
 }
 
 fn kind_of(data: &ColumnData) -> Kind {

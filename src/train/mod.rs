@@ -739,6 +739,27 @@ impl Writer<'_> {
         })
     }
 
+    /// The final `best.mpk`, which carries the whole history (for reports of the training
+    /// curves).
+    fn finish(&self, state: &TrainState, history: &[EpochRecord]) -> Result<Outcome> {
+        let last_epoch = history.last().map_or(0, |r| r.epoch);
+        let weights = state.best_weights.clone();
+        let best = self.envelope(
+            weights,
+            (state.best_epoch, last_epoch),
+            state,
+            history,
+            false,
+        )?;
+        best.save(&self.best_path)
+            .context("writing the final best checkpoint")?;
+        Ok(Outcome {
+            best,
+            epochs_run: last_epoch,
+            stopped_early: last_epoch < self.run.config.training.epochs,
+        })
+    }
+
     /// After an epoch: `last.mpk` (and the periodic copy), and `best.mpk` when it improved.
     fn epoch_done<M: Net>(
         &self,
@@ -839,27 +860,15 @@ fn train_network<M: Net>(
         )?;
         model = trained;
         let network = Network::of(&spec, &model, device)?;
-        let (val_loss, val_scores) = validate(&objective, &network, data, &val_rows)?;
+        let judged = (&objective, &val_rows[..], epoch);
+        let (val_loss, improved) =
+            judge(run, &network, judged, &mut state, || model_bytes(&model))?;
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / n as f64,
             val_loss,
             learning_rate: epoch_lr,
         };
-        // Without validation rows to learn from (the final model of `cv`), the latest epoch
-        // is the best one.
-        let improved =
-            val_rows.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
-        if improved {
-            state.best_val_loss = val_loss;
-            state.best_epoch = epoch;
-            state.best_weights = model_bytes(&model)?;
-            (state.best_threshold, state.best_train_quantiles) =
-                decide(cfg, &network, data, &val_scores)?;
-            state.epochs_without_improvement = 0;
-        } else {
-            state.epochs_without_improvement += 1;
-        }
         history.push(record.clone());
         state.finished = early_stop(cfg, &state) || epoch == cfg.epochs;
         state.optimizer = optimizer_bytes(&optim)?;
@@ -867,24 +876,35 @@ fn train_network<M: Net>(
         observer.epoch_done(&record, improved, state.best_val_loss);
         epoch += 1;
     }
+    writer.finish(&state, &history)
+}
 
-    // The final best.mpk carries the whole history, for reports of the training curves.
-    let last_epoch = history.last().map_or(0, |r| r.epoch);
-    let weights = state.best_weights.clone();
-    let best = writer.envelope(
-        weights,
-        (state.best_epoch, last_epoch),
-        &state,
-        &history,
-        false,
-    )?;
-    best.save(&writer.best_path)
-        .context("writing the final best checkpoint")?;
-    Ok(Outcome {
-        best,
-        epochs_run: last_epoch,
-        stopped_early: last_epoch < cfg.epochs,
-    })
+/// After an epoch's training: the validation loss, and whether it improved on the best so
+/// far, in which case `state` keeps the weights (`weights()`), threshold and score quantiles.
+fn judge(
+    run: &Run,
+    network: &Network,
+    (objective, val_rows, epoch): (&Objective, &[usize], usize),
+    state: &mut TrainState,
+    weights: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<(f64, bool)> {
+    let cfg = &run.config.training;
+    let (val_loss, val_scores) = validate(objective, network, run.data, val_rows)?;
+    // Without validation rows to learn from (the final model of `cv`), the latest epoch is
+    // the best one.
+    let improved =
+        val_rows.is_empty() || val_loss < state.best_val_loss - cfg.early_stopping.min_delta;
+    if improved {
+        state.best_val_loss = val_loss;
+        state.best_epoch = epoch;
+        state.best_weights = weights()?;
+        (state.best_threshold, state.best_train_quantiles) =
+            decide(cfg, network, run.data, &val_scores)?;
+        state.epochs_without_improvement = 0;
+    } else {
+        state.epochs_without_improvement += 1;
+    }
+    Ok((val_loss, improved))
 }
 
 #[cfg(test)]
