@@ -6,9 +6,9 @@ use clap::Args;
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::cli::{ConfigArgs, check_bootstrap};
+use crate::data::folds::folds_path;
 use crate::device;
 use crate::report::assess::{assess_checkpoint, assess_folds};
-use crate::train::cv::folds_path;
 
 #[derive(Args, Debug)]
 pub struct AssessArgs {

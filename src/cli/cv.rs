@@ -3,9 +3,10 @@ use clap::Args;
 
 use crate::bail_input;
 use crate::cli::ConfigArgs;
+use crate::data::folds::{FoldPlan, folds_path};
 use crate::device;
 use crate::log::{RunLog, default_run_name, run_dir};
-use crate::train::cv::{self, finished_fold, folds_path};
+use crate::train::cv::{self, finished_fold};
 
 #[derive(Args, Debug)]
 pub struct CvArgs {
@@ -44,7 +45,7 @@ pub fn run(args: CvArgs) -> Result<()> {
         // A rerun continues the recorded run (same folds, same TensorBoard run name).
         let recorded = std::fs::read_to_string(folds_path(&config))
             .ok()
-            .and_then(|t| serde_json::from_str::<cv::FoldPlan>(&t).ok())
+            .and_then(|t| serde_json::from_str::<FoldPlan>(&t).ok())
             .map(|p| p.run_name);
         let run_name = recorded
             .or(config.logging.run_name.clone())

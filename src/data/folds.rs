@@ -1,8 +1,60 @@
-//! K-fold assignment for cross-validation.
+//! K-fold assignment for cross-validation, and `folds.json`, the plan a cv run leaves.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::bail_input;
+use crate::config::Config;
+
+/// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the
+/// input file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldPlan {
+    pub data: PathBuf,
+    pub n_splits: usize,
+    pub shuffle: bool,
+    pub stratify: bool,
+    pub random_state: u64,
+    pub run_name: String,
+    /// The validation rows of each fold; a fold trains on the other folds' rows.
+    pub folds: Vec<Vec<usize>>,
+    pub test_rows: Vec<usize>,
+}
+
+impl FoldPlan {
+    /// Reads and checks `folds.json` (a hand-edited one is user input like any other).
+    pub fn read(path: &Path) -> Result<FoldPlan> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::bad_input(format!("{}: {e}; run `anomaly cv` first", path.display()))
+        })?;
+        let plan: FoldPlan = serde_json::from_str(&text)
+            .map_err(|e| crate::error::bad_input(format!("{}: {e}", path.display())))?;
+        if plan.n_splits < 2 || plan.folds.len() != plan.n_splits {
+            bail_input!(
+                "{}: n_splits is {} but the file lists {} folds (expected at least 2, one per fold)",
+                path.display(),
+                plan.n_splits,
+                plan.folds.len()
+            );
+        }
+        Ok(plan)
+    }
+}
+
+/// Where fold `fold`'s checkpoints go.
+pub fn fold_dir(config: &Config, fold: usize) -> PathBuf {
+    config.checkpoint.save_dir.join(format!("fold_{fold}"))
+}
+
+/// Where a cv run's `folds.json` goes.
+pub fn folds_path(config: &Config) -> PathBuf {
+    config.checkpoint.save_dir.join("folds.json")
+}
 
 /// Splits `rows` into `k` folds. Rows are shuffled first (flow CSVs are ordered by day and
 /// attack, so contiguous folds would be wrong), then dealt out round-robin, per class when

@@ -9,13 +9,10 @@ use burn::tensor::Device;
 use plotters::chart::SeriesLabelPosition;
 use serde::Serialize;
 
-use crate::bail_input;
-use crate::checkpoint::{Checkpoint, EpochRecord};
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::data::Dataset;
 use crate::data::read::sha256_file;
-use crate::data::sequence;
-use crate::data::{Dataset, encode, evaluation_sets, read_labeled};
-use crate::error::bad_input;
 use crate::eval::Ranked;
 use crate::eval::assess::Assessment;
 use crate::eval::clusters::ClusterReport;
@@ -30,45 +27,7 @@ use crate::report::figures::{
 };
 use crate::report::html::{self, SetReport};
 use crate::score::Scorer;
-use crate::train::cv::{FoldPlan, fold_dir, folds_path};
-
-/// One set of rows scored by one model.
-struct Scored {
-    name: String,
-    y: Vec<f32>,
-    probs: Vec<f32>,
-    assessment: Assessment,
-    classes: Option<ClassReport>,
-    ensemble: Option<EnsembleReport>,
-    clusters: Option<ClusterReport>,
-}
-
-/// Scores `ds` with `scorer`, built once per checkpoint `ck` by the caller.
-fn score(
-    name: &str,
-    ck: &Checkpoint,
-    scorer: &Scorer,
-    ds: &Dataset,
-    resamples: usize,
-) -> Result<Scored> {
-    let p = scorer.evaluate(ds)?;
-    let assessment = Assessment::new(
-        &p.anomaly,
-        &ds.y,
-        scorer.threshold,
-        resamples,
-        ck.config.training.seed,
-    );
-    Ok(Scored {
-        name: name.to_string(),
-        y: ds.y.clone(),
-        probs: p.anomaly,
-        assessment,
-        classes: p.classes,
-        ensemble: p.ensemble,
-        clusters: p.clusters,
-    })
-}
+use crate::score::sets::{History, ScoredSet, checkpoint_sets, pooled, score_folds};
 
 /// What `assess` wrote.
 pub struct Written {
@@ -105,11 +64,7 @@ pub fn assess_checkpoint(
     device: &Device,
 ) -> Result<Written> {
     let scorer = Scorer::from_checkpoint(ck, device)?;
-    let data = evaluation_sets(&ck.config, &ck.preprocessor)?;
-    let sets: Vec<Scored> = data
-        .iter()
-        .map(|(name, ds)| score(name, ck, &scorer, ds, resamples))
-        .collect::<Result<_>>()?;
+    let (sets, test_rows) = checkpoint_sets(ck, &scorer, resamples)?;
     let test = sets
         .iter()
         .find(|s| s.name == "test")
@@ -127,11 +82,7 @@ pub fn assess_checkpoint(
             best_epoch: ck.weights_epoch,
         },
     )?);
-    let (_, test_rows) = data
-        .iter()
-        .find(|(name, _)| *name == "test")
-        .expect("evaluation_sets returns a test set");
-    let importance = importance_section(ck, &scorer, test_rows, &mut figures)?;
+    let importance = importance_section(ck, &scorer, &test_rows, &mut figures)?;
     let body = format!(
         "<h2>Metrics</h2>{}{}<h2>Figures</h2>{}{importance}",
         html::metrics_table(&set_reports(&sets)),
@@ -184,12 +135,6 @@ fn importance_section(
     Ok(section)
 }
 
-/// A fold's number, training history and best epoch.
-type History = (usize, Vec<EpochRecord>, usize);
-
-/// One fold's validation rows scored by its checkpoint, and its history.
-type Fold = (Scored, History);
-
 /// Assesses every fold checkpoint of the cv run in `config.checkpoint.save_dir`, each on its
 /// own validation rows (as recorded in folds.json).
 pub fn assess_folds(
@@ -198,10 +143,8 @@ pub fn assess_folds(
     resamples: usize,
     device: &Device,
 ) -> Result<Written> {
-    let plan = FoldPlan::read(&folds_path(config))?;
-    let (sets, histories): (Vec<Scored>, Vec<_>) = score_folds(config, &plan, resamples, device)?
-        .into_iter()
-        .unzip();
+    let (plan, folds) = score_folds(config, resamples, device)?;
+    let (sets, histories): (Vec<ScoredSet>, Vec<_>) = folds.into_iter().unzip();
     let pooled = pooled(&sets, resamples, config.training.seed);
     let summary = Summary::new(
         sets.iter()
@@ -254,83 +197,6 @@ pub fn assess_folds(
         Some(&summary),
         out,
     )
-}
-
-/// Each fold's checkpoint scoring the validation rows folds.json gives it.
-fn score_folds(
-    config: &Config,
-    plan: &FoldPlan,
-    resamples: usize,
-    device: &Device,
-) -> Result<Vec<Fold>> {
-    let plan_path = folds_path(config);
-    let (data, layout) = if config.model.kind.is_sequence() {
-        let (data, layout) = sequence::read(&config.data.path, config, None)?;
-        (data, Some(layout))
-    } else {
-        let data = read_labeled(&config.data.path, &config.data, config.task, None)?;
-        (data, None)
-    };
-    let table_row: std::collections::HashMap<usize, usize> = data
-        .table
-        .source_rows
-        .iter()
-        .enumerate()
-        .map(|(i, &r)| (r, i))
-        .collect();
-    let mut folds = Vec::new();
-    for k in 1..=plan.n_splits {
-        let path = fold_dir(config, k).join("best.mpk");
-        if !path.exists() {
-            bail_input!(
-                "fold {k} has no checkpoint at {}: run `anomaly cv --fold {k}` first",
-                path.display()
-            );
-        }
-        let ck = Checkpoint::load(&path)?;
-        let rows: Vec<usize> = plan.folds[k - 1]
-            .iter()
-            .map(|r| {
-                table_row.get(r).copied().ok_or_else(|| {
-                    bad_input(format!(
-                        "{}: row {r} of fold {k} is not in {}",
-                        plan_path.display(),
-                        config.data.path.display()
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let ds = match &layout {
-            Some(l) => sequence::windows_of(config, &ck.preprocessor, &data, l, &rows)?,
-            None => encode(&ck.preprocessor, &data, &rows, &mut Vec::new())?,
-        };
-        let scorer = Scorer::from_checkpoint(&ck, device)?;
-        let set = score(&format!("fold_{k}"), &ck, &scorer, &ds, resamples)?;
-        folds.push((set, (k, ck.history.clone(), ck.weights_epoch)));
-    }
-    Ok(folds)
-}
-
-/// All folds' validation rows together: every non-test row scored once by the model that
-/// did not train on it, at the folds' mean threshold.
-fn pooled(sets: &[Scored], resamples: usize, seed: u64) -> Scored {
-    let y: Vec<f32> = sets.iter().flat_map(|s| s.y.iter().copied()).collect();
-    let probs: Vec<f32> = sets.iter().flat_map(|s| s.probs.iter().copied()).collect();
-    let threshold = sets
-        .iter()
-        .map(|s| s.assessment.metrics.threshold)
-        .sum::<f32>()
-        / sets.len() as f32;
-    let assessment = Assessment::new(&probs, &y, threshold, resamples, seed);
-    Scored {
-        name: "all folds".into(),
-        y,
-        probs,
-        assessment,
-        classes: None,
-        ensemble: None,
-        clusters: None,
-    }
 }
 
 /// Each fold's metrics side by side, and each fold's training curves.
@@ -428,7 +294,7 @@ fn cluster_figures(c: &ClusterReport, set: &str) -> Result<Vec<Figure>> {
 
 /// Multiclass: a per-class table and confusion matrix for each set; an ensemble: its members
 /// side by side; a clustering family: its clustering report.
-fn class_tables(sets: &[Scored]) -> String {
+fn class_tables(sets: &[ScoredSet]) -> String {
     let ensembles = sets
         .iter()
         .filter_map(|s| Some(html::ensemble_table(&s.name, s.ensemble.as_ref()?)));
@@ -442,7 +308,7 @@ fn class_tables(sets: &[Scored]) -> String {
         .collect()
 }
 
-fn set_reports(sets: &[Scored]) -> Vec<SetReport<'_>> {
+fn set_reports(sets: &[ScoredSet]) -> Vec<SetReport<'_>> {
     sets.iter()
         .map(|s| SetReport {
             name: &s.name,
@@ -455,7 +321,7 @@ fn set_reports(sets: &[Scored]) -> Vec<SetReport<'_>> {
 /// the threshold sweep of the `main` set.
 /// The figures every assessment draws: class balance, the main set's confusion matrices,
 /// ROC and PR curves of every set, the main set's score distribution and threshold sweep.
-fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
+fn common_figures(sets: &[ScoredSet], main: &ScoredSet) -> Result<Vec<Figure>> {
     let mut figures = vec![class_balance(sets)?];
     figures.extend(confusion_figures(main)?);
     figures.extend(ranking_curves(sets)?);
@@ -463,8 +329,8 @@ fn common_figures(sets: &[Scored], main: &Scored) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn class_balance(sets: &[Scored]) -> Result<Figure> {
-    let count = |s: &Scored, class: f32| s.y.iter().filter(|&&v| v == class).count() as f64;
+fn class_balance(sets: &[ScoredSet]) -> Result<Figure> {
+    let count = |s: &ScoredSet, class: f32| s.y.iter().filter(|&&v| v == class).count() as f64;
     render(
         "class_balance",
         "Class balance",
@@ -488,7 +354,7 @@ fn class_balance(sets: &[Scored]) -> Result<Figure> {
     )
 }
 
-fn confusion_figures(main: &Scored) -> Result<Vec<Figure>> {
+fn confusion_figures(main: &ScoredSet) -> Result<Vec<Figure>> {
     let c = main.assessment.metrics.confusion;
     Ok(vec![
         render(
@@ -515,7 +381,7 @@ fn confusion_figures(main: &Scored) -> Result<Vec<Figure>> {
     ])
 }
 
-fn ranking_curves(sets: &[Scored]) -> Result<Vec<Figure>> {
+fn ranking_curves(sets: &[ScoredSet]) -> Result<Vec<Figure>> {
     let auc = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
     let roc: Vec<(String, Vec<(f64, f64)>)> = sets
         .iter()
@@ -565,7 +431,7 @@ fn ranking_curves(sets: &[Scored]) -> Result<Vec<Figure>> {
     ])
 }
 
-fn score_figures(main: &Scored) -> Result<Vec<Figure>> {
+fn score_figures(main: &ScoredSet) -> Result<Vec<Figure>> {
     let sweep = Ranked::new(&main.probs, &main.y).sweep();
     let line = |k: usize| -> Vec<(f64, f64)> {
         sweep
@@ -624,7 +490,7 @@ fn write_report(
     config: &Config,
     run_name: &str,
     step: usize,
-    sets: &[Scored],
+    sets: &[ScoredSet],
     figures: &[Figure],
     body: &str,
     folds: Option<&Summary>,
@@ -721,7 +587,7 @@ fn write_figures(out: &Path, figures: &[Figure]) -> Result<()> {
 }
 
 /// `metrics.csv`: a row per set and metric, with its interval and baseline.
-fn write_metrics_csv(out: &Path, sets: &[Scored]) -> Result<()> {
+fn write_metrics_csv(out: &Path, sets: &[ScoredSet]) -> Result<()> {
     let mut csv = csv::Writer::from_path(out.join("metrics.csv"))?;
     csv.write_record(["set", "metric", "value", "ci_low", "ci_high", "baseline"])?;
     for s in sets {
@@ -764,7 +630,7 @@ fn write_scalars(
     config: &Config,
     run_name: &str,
     step: usize,
-    sets: &[Scored],
+    sets: &[ScoredSet],
     figures: &[Figure],
 ) -> Result<()> {
     let mut tb = Scalars::open(&run_dir(&config.logging, run_name))?;

@@ -18,6 +18,8 @@ use crate::eval::multiclass::ClassReport;
 use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::Votes;
 
+pub mod sets;
+
 pub struct Scorer {
     pub pre: Preprocessor,
     detector: Box<dyn Detector>,

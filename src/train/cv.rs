@@ -3,17 +3,16 @@
 //! early on its own validation part. Folds can run as separate processes (`--fold K`) and be
 //! merged later (`--aggregate`); a rerun skips finished folds and resumes an interrupted one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ThresholdChoice};
 use crate::data::augment;
-use crate::data::folds::kfold;
+use crate::data::folds::{FoldPlan, fold_dir, folds_path, kfold};
 use crate::data::sequence::{self, Layout};
 use crate::data::{Labeled, Prepared, read_labeled, split_rows, write_atomic};
 use crate::eval::Metrics;
@@ -22,41 +21,6 @@ use crate::score::Scorer;
 use crate::train::prepare::prepare_rows;
 use crate::train::{self, Observer, Outcome, Run};
 
-/// `folds.json`: enough to reproduce every fold. Rows are 0-based data-record numbers in the
-/// input file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FoldPlan {
-    pub data: PathBuf,
-    pub n_splits: usize,
-    pub shuffle: bool,
-    pub stratify: bool,
-    pub random_state: u64,
-    pub run_name: String,
-    /// The validation rows of each fold; a fold trains on the other folds' rows.
-    pub folds: Vec<Vec<usize>>,
-    pub test_rows: Vec<usize>,
-}
-
-impl FoldPlan {
-    /// Reads and checks `folds.json` (a hand-edited one is user input like any other).
-    pub fn read(path: &Path) -> Result<FoldPlan> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            crate::error::bad_input(format!("{}: {e}; run `anomaly cv` first", path.display()))
-        })?;
-        let plan: FoldPlan = serde_json::from_str(&text)
-            .map_err(|e| crate::error::bad_input(format!("{}: {e}", path.display())))?;
-        if plan.n_splits < 2 || plan.folds.len() != plan.n_splits {
-            bail_input!(
-                "{}: n_splits is {} but the file lists {} folds (expected at least 2, one per fold)",
-                path.display(),
-                plan.n_splits,
-                plan.folds.len()
-            );
-        }
-        Ok(plan)
-    }
-}
-
 /// The data of a cv run and its folds (as table row indices).
 pub struct CvData {
     pub data: Labeled,
@@ -64,14 +28,6 @@ pub struct CvData {
     pub plan: FoldPlan,
     /// A sequence family: the rows in sequence order (the folds are blocks of it).
     pub layout: Option<Layout>,
-}
-
-pub fn fold_dir(config: &Config, fold: usize) -> PathBuf {
-    config.checkpoint.save_dir.join(format!("fold_{fold}"))
-}
-
-pub fn folds_path(config: &Config) -> PathBuf {
-    config.checkpoint.save_dir.join("folds.json")
 }
 
 /// Reads the data, sets the test split aside and deals the rest into folds.
