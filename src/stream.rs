@@ -17,6 +17,7 @@ use crate::config::DataConfig;
 use crate::data::read::column_name;
 use crate::data::records::{Encoder, Layout, Rows, read_record};
 use crate::eval::Confusion;
+use crate::eval::drift::Drift;
 use crate::explain::Explainer;
 use crate::score::{JsonRow, Scorer, Verdict};
 
@@ -27,6 +28,7 @@ pub enum Format {
     Jsonl,
 }
 
+#[derive(Clone)]
 pub struct Options {
     /// Input columns copied to each output row (identifiers such as `Flow ID`).
     pub keep: Vec<String>,
@@ -63,6 +65,7 @@ pub fn run(
     stream: bool,
     out: Box<dyn Write>,
     opts: &Options,
+    mut drift: Option<&mut Drift>,
 ) -> Result<Summary> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -109,7 +112,7 @@ pub fn run(
     let (tx, rx) = sync_channel(queued);
     // Not scoped: on an error here the process ends without waiting for a blocked stdin.
     let (pre, data) = (scorer.pre.clone(), data.clone());
-    let keep_raw = opts.explain > 0;
+    let keep_raw = opts.explain > 0 || drift.is_some();
     std::thread::spawn(move || Encoder::new(layout, &pre, &data, keep_raw).run(reader, group, tx));
     let explain = explainer.as_ref().map(|e| (e, opts.explain));
     let mut pending = Rows::default();
@@ -129,12 +132,12 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                let stages = (explain, windower.as_mut());
+                let stages = (explain, windower.as_mut(), drift.as_deref_mut());
                 write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
                 break;
             }
         }
-        let stages = (explain, windower.as_mut());
+        let stages = (explain, windower.as_mut(), drift.as_deref_mut());
         write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
         first_at = None;
     }
@@ -194,11 +197,19 @@ impl Windower {
     }
 }
 
+/// What a batch passes through besides the scorer: the explainer, a sequence model's windows,
+/// the drift counters.
+type Stages<'a> = (
+    Option<(&'a Explainer<'a>, usize)>,
+    Option<&'a mut Windower>,
+    Option<&'a mut Drift>,
+);
+
 /// Scores the pending rows, writes one output row for each (with the top reasons of flagged
 /// rows, when explaining), and flushes the output.
 fn write_batch(
     scorer: &Scorer,
-    (explain, windower): (Option<(&Explainer, usize)>, Option<&mut Windower>),
+    (explain, windower, drift): Stages,
     pending: &mut Rows,
     writer: &mut Writer,
     summary: &mut Summary,
@@ -210,6 +221,9 @@ fn write_batch(
         w.windows(pending);
     }
     let scored = scorer.score(&pending.x)?;
+    if let Some(d) = drift {
+        d.add(&pending.raw, &scored.anomaly);
+    }
     let reasons = match explain {
         Some((e, k)) => {
             let rows = (&pending.x[..], &pending.raw[..], &scored.anomaly[..]);

@@ -3,6 +3,7 @@
 mod assess;
 mod augment;
 mod cv;
+mod drift;
 mod explain;
 mod feedback;
 mod flows;
@@ -49,6 +50,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Evaluate a checkpoint on its held-out test rows or on another CSV.
     Test(test::TestArgs),
+    /// Whether new rows still look like the training rows: per column, the score, alarms.
+    Drift(drift::DriftArgs),
     /// Why the detector flags what it flags: column importance and per-row reasons.
     Explain(explain::ExplainArgs),
     /// Record analysts' verdicts on alarms, or summarise them (for `train --feedback`).
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Drift(args) => drift::run(args),
         Command::Feedback(args) => feedback::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cv(args) => cv::run(args),

@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -8,8 +9,10 @@ use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::cli::flows::{Capture, CaptureArgs};
 use crate::cli::{CheckpointArgs, ConfigArgs, OutputFile};
+use crate::config::DataConfig;
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
+use crate::eval::drift::Drift;
 use crate::flows::output::{Schema, Writer, identifiers, schema_for};
 use crate::flows::pipe::pipe;
 use crate::score::Scorer;
@@ -79,16 +82,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();
     // The input is opened (and a capture's schema checked) before any output exists.
-    let input = match &args.data {
-        Some(path) if path.as_os_str() == "-" => {
-            Input::Rows("standard input".into(), maybe_gz(std::io::stdin())?, true)
-        }
-        Some(path) => Input::Rows(path.display().to_string(), open_maybe_gz(path)?, false),
-        None => Input::Capture(flow_schema(&ck)?, args.capture.start()?),
-    };
+    let input = Input::open(&ck, args.data.as_deref(), &args.capture)?;
     let output = OutputFile::create(args.out.as_deref())?;
-    let out = output.writer()?;
-    let opts = |keep: Vec<String>| Options {
+    let opts = Options {
         keep,
         format: args.format,
         batch_rows: args.batch_rows,
@@ -96,34 +92,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
         explain: args.explain,
     };
     let data = &ck.config.data;
-    let (result, captured) = match input {
-        Input::Rows(source, input, stdin) => {
-            let result = stream::run(&scorer, data, input, stdin, out, &opts(keep))
-                .with_context(|| format!("reading {source}"));
-            (result, Ok(()))
-        }
-        Input::Capture(schema, capture) => {
-            let keep = if keep.is_empty() {
-                identifiers(schema)
-            } else {
-                keep
-            };
-            let (reader, writer) = pipe();
-            let quiet = args.common.quiet;
-            std::thread::scope(|scope| {
-                // Flows are written as they end and scored as they arrive, batch by batch.
-                let flows = scope.spawn(move || -> Result<()> {
-                    let mut w = Writer::new(writer, schema, false, None)?;
-                    capture
-                        .extract(quiet, &mut |flow| w.write(flow))
-                        .map(|_| ())
-                });
-                let result = stream::run(&scorer, data, Box::new(reader), true, out, &opts(keep))
-                    .context("scoring the capture's flows");
-                (result, flows.join().expect("the flow extractor panicked"))
-            })
-        }
-    };
+    let (result, captured) = input.score(
+        &scorer,
+        data,
+        output.writer()?,
+        &opts,
+        None,
+        args.common.quiet,
+    );
     // A truncated capture still leaves every flow up to the damage scored and written.
     let capture_failed = captured.as_ref().err().map(crate::error::exit_code);
     output.finish(result.is_ok() && capture_failed != Some(crate::error::EXIT_RUNTIME))?;
@@ -143,10 +119,68 @@ pub fn run(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// What `predict` reads: flow records (named, and whether from stdin), or a capture's flows.
-enum Input {
+/// What `predict` (and `drift`) reads: flow records (named, and whether from stdin), or a
+/// capture's flows.
+pub(crate) enum Input {
     Rows(String, Box<dyn std::io::Read + Send>, bool),
     Capture(Schema, Capture),
+}
+
+impl Input {
+    /// `data` (a file, or `-` for stdin), else the capture `--pcap` names.
+    pub(crate) fn open(
+        ck: &Checkpoint,
+        data: Option<&Path>,
+        capture: &CaptureArgs,
+    ) -> Result<Input> {
+        Ok(match data {
+            Some(path) if path.as_os_str() == "-" => {
+                Input::Rows("standard input".into(), maybe_gz(std::io::stdin())?, true)
+            }
+            Some(path) => Input::Rows(path.display().to_string(), open_maybe_gz(path)?, false),
+            None => Input::Capture(flow_schema(ck)?, capture.start()?),
+        })
+    }
+
+    /// Scores every row into `out` (and `drift`): the stream's result, and the capture's (a
+    /// truncated capture still leaves every flow up to the damage scored).
+    pub(crate) fn score(
+        self,
+        scorer: &Scorer,
+        data: &DataConfig,
+        out: Box<dyn Write>,
+        opts: &Options,
+        drift: Option<&mut Drift>,
+        quiet: bool,
+    ) -> (Result<stream::Summary>, Result<()>) {
+        match self {
+            Input::Rows(source, input, stdin) => {
+                let result = stream::run(scorer, data, input, stdin, out, opts, drift)
+                    .with_context(|| format!("reading {source}"));
+                (result, Ok(()))
+            }
+            Input::Capture(schema, capture) => {
+                let mut opts = opts.clone();
+                if opts.keep.is_empty() {
+                    opts.keep = identifiers(schema);
+                }
+                let (reader, writer) = pipe();
+                std::thread::scope(|scope| {
+                    // Flows are written as they end and scored as they arrive, batch by batch.
+                    let flows = scope.spawn(move || -> Result<()> {
+                        let mut w = Writer::new(writer, schema, false, None)?;
+                        capture
+                            .extract(quiet, &mut |flow| w.write(flow))
+                            .map(|_| ())
+                    });
+                    let result =
+                        stream::run(scorer, data, Box::new(reader), true, out, &opts, drift)
+                            .context("scoring the capture's flows");
+                    (result, flows.join().expect("the flow extractor panicked"))
+                })
+            }
+        }
+    }
 }
 
 /// The flow schema whose columns hold the checkpoint's input columns, or why there is none.

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// arrived while the previous one was scored (fastest on a busy server).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub max_wait_ms: u64,
+    /// Rows per model kept for `GET /api/v1/drift` and the drift gauges (0: no window).
+    #[arg(long, default_value_t = 10_000, value_name = "ROWS")]
+    pub drift_window: usize,
     /// A folder of CSV files the dashboard may open.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -73,6 +76,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body: args.max_body,
         max_batch: args.max_batch,
         max_wait: Duration::from_millis(args.max_wait_ms),
+        drift_window: args.drift_window,
         data_dir: args.data_dir,
         feedback_file: args.feedback_file,
     };

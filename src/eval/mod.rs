@@ -3,6 +3,7 @@
 pub mod assess;
 pub mod clusters;
 pub mod decision;
+pub mod drift;
 pub mod ensemble;
 pub mod inspect;
 pub mod multiclass;

@@ -2,6 +2,7 @@
 //! report with its figures.
 
 pub mod assess;
+pub mod drift;
 pub mod explain;
 pub mod figures;
 pub mod html;

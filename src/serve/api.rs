@@ -59,6 +59,7 @@ pub fn router(state: Arc<State>, max_body: usize) -> Router {
         .route("/api/v1/feedback", post(feedback))
         .route("/api/v1/files", get(files))
         .route("/api/v1/files/{name}", get(file))
+        .route("/api/v1/drift", get(drift))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route; see /docs".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -170,11 +171,39 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
+    for model in &state.models {
+        if let Some(report) = model.drift_report() {
+            state.metrics.drift(&model.name, &report);
+        }
+    }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `GET /api/v1/drift?model=NAME`: the model's latest rows against its training profile, as
+/// `anomaly drift --json` reports a file.
+async fn drift(
+    Shared(state): Shared<Arc<State>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<crate::eval::drift::DriftReport>, ApiError> {
+    let model = state.model(query.get("model").map(String::as_str))?;
+    if model.drift.is_none() {
+        return Err(ApiError::bad(format!(
+            "model '{}' keeps no drift window: its checkpoint holds no profile of its training \
+             rows (train it again), or the server runs with --drift-window 0",
+            model.name
+        )));
+    }
+    match model.drift_report() {
+        Some(report) => Ok(Json(report)),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("model '{}' has scored no rows yet", model.name),
+        )),
+    }
 }
 
 /// `POST /api/v1/predict`: rows in, one prediction per row out.
@@ -352,7 +381,8 @@ fn parse(
         )));
     }
     let pre = &model.scorer.pre;
-    let (x, raw) = encode_records(pre, &model.data, &names, &request.records, explain)?;
+    let keep_raw = explain || model.drift.is_some();
+    let (x, raw) = encode_records(pre, &model.data, &names, &request.records, keep_raw)?;
     Ok((model.name.clone(), x, raw, request.records.len()))
 }
 

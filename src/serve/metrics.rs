@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::eval::drift::DriftReport;
+
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -30,6 +32,14 @@ struct Model {
     model: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Column {
+    model: String,
+    column: String,
+}
+
+type Ratio = Gauge<f64, AtomicU64>;
+
 type HistogramMaker = fn() -> Histogram;
 
 pub struct Metrics {
@@ -38,6 +48,9 @@ pub struct Metrics {
     latency: Family<Route, Histogram, HistogramMaker>,
     rows: Family<Model, Counter>,
     load: Family<Model, Gauge<f64, AtomicU64>>,
+    feature_psi: Family<Column, Ratio>,
+    score_psi: Family<Model, Ratio>,
+    alarm_rate: Family<Model, Ratio>,
 }
 
 impl Metrics {
@@ -70,12 +83,31 @@ impl Metrics {
             "Time to load each model's checkpoint",
             load.clone(),
         );
+        let (feature_psi, score_psi, alarm_rate) = Default::default();
+        registry.register(
+            "anomaly_feature_psi",
+            "Population stability index of each input column over the drift window",
+            Family::<Column, Ratio>::clone(&feature_psi),
+        );
+        registry.register(
+            "anomaly_score_psi",
+            "Population stability index of the score over the drift window",
+            Family::<Model, Ratio>::clone(&score_psi),
+        );
+        registry.register(
+            "anomaly_alarm_rate",
+            "Share of the drift window's rows at or above the model's threshold",
+            Family::<Model, Ratio>::clone(&alarm_rate),
+        );
         Metrics {
             registry,
             requests,
             latency,
             rows,
             load,
+            feature_psi,
+            score_psi,
+            alarm_rate,
         }
     }
 
@@ -105,6 +137,24 @@ impl Metrics {
             model: model.to_string(),
         };
         self.load.get_or_create(&m).set(seconds);
+    }
+
+    /// The drift gauges of `model`, from its window's report.
+    pub fn drift(&self, model: &str, report: &DriftReport) {
+        for c in &report.columns {
+            let label = Column {
+                model: model.to_string(),
+                column: c.column.clone(),
+            };
+            self.feature_psi.get_or_create(&label).set(c.psi);
+        }
+        let m = Model {
+            model: model.to_string(),
+        };
+        if let Some(s) = &report.score {
+            self.score_psi.get_or_create(&m).set(s.psi);
+        }
+        self.alarm_rate.get_or_create(&m).set(report.alarm_rate);
     }
 
     pub fn render(&self) -> String {

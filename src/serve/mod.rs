@@ -32,6 +32,8 @@ pub struct Options {
     pub max_body: usize,
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// Rows per model kept for drift (0: none).
+    pub drift_window: usize,
     /// CSV files the dashboard may open from the server.
     pub data_dir: Option<PathBuf>,
     /// Where analysts' verdicts on alarms are appended.
@@ -75,7 +77,8 @@ pub fn run(opts: Options, device: &Device) -> Result<()> {
     let metrics = Metrics::new();
     let mut models: Vec<Model> = Vec::new();
     for (name, path) in &opts.checkpoints {
-        let model = Model::load(name.clone(), path, device, opts.max_batch, opts.max_wait)?;
+        let batching = (opts.max_batch, opts.max_wait);
+        let model = Model::load(name.clone(), path, device, batching, opts.drift_window)?;
         if models.iter().any(|m| m.name == model.name) {
             bail_input!(
                 "--checkpoint {}: a second model named '{}'; name them with --checkpoint NAME=PATH",

@@ -4,8 +4,8 @@
 //! in: CPU batches are padded to one size.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::DataConfig;
 use crate::data::preprocess::Encoding;
 use crate::data::read::Kind;
+use crate::eval::drift::{Drift, Window};
 use crate::explain::Explainer;
 use crate::score::Reason;
 use crate::score::{JsonRow, Scored, Scorer};
@@ -32,6 +33,9 @@ pub struct Model {
     pub load_seconds: f64,
     /// Whether `?explain=` can give reasons (the checkpoint profiles its training rows).
     pub explainable: bool,
+    /// The latest rows scored, for drift (none: `--drift-window 0`, or a checkpoint without
+    /// a training profile).
+    pub drift: Option<Arc<Mutex<Window>>>,
     jobs: Sender<Job>,
     worker: JoinHandle<()>,
 }
@@ -39,7 +43,7 @@ pub struct Model {
 /// Encoded rows waiting to be scored, and where their predictions go.
 struct Job {
     x: Vec<f32>,
-    /// When explaining: the features before scaling.
+    /// When explaining or keeping a drift window: the features before scaling.
     raw: Vec<f32>,
     rows: usize,
     threshold: f32,
@@ -53,8 +57,8 @@ impl Model {
         name: Option<String>,
         path: &Path,
         device: &Device,
-        max_batch: usize,
-        max_wait: Duration,
+        (max_batch, max_wait): (usize, Duration),
+        drift_window: usize,
     ) -> Result<Model> {
         let started = Instant::now();
         let ck = Checkpoint::load(path)?;
@@ -76,12 +80,21 @@ impl Model {
         let explainable = Explainer::new(&scorer).is_ok();
         let mut info = info;
         info["explainable"] = json!(explainable);
+        let train = (
+            &ck.train_score_quantiles[..],
+            ck.threshold,
+            ck.data.train_rows,
+        );
+        let drift = Drift::new(&ck.preprocessor, train.0, train.1, train.2)
+            .filter(|_| drift_window > 0)
+            .map(|d| Arc::new(Mutex::new(Window::new(d, drift_window))));
         let (jobs, rx) = channel();
         let worker = {
             let scorer = scorer.clone();
+            let window = drift.clone();
             std::thread::Builder::new()
                 .name(format!("score-{name}"))
-                .spawn(move || score_batches(&scorer, &rx, max_batch, max_wait))
+                .spawn(move || score_batches(&scorer, &rx, (max_batch, max_wait), window))
                 .context("starting a scoring thread")?
         };
         Ok(Model {
@@ -91,6 +104,7 @@ impl Model {
             info,
             load_seconds,
             explainable,
+            drift,
             jobs,
             worker,
         })
@@ -123,6 +137,12 @@ impl Model {
             .map_err(|_| anyhow!("model '{}': its scoring thread has stopped", self.name))?
     }
 
+    /// Drift over the model's latest rows (none without a window, or before any row).
+    pub fn drift_report(&self) -> Option<crate::eval::drift::DriftReport> {
+        let window = self.drift.as_ref()?;
+        window.lock().unwrap_or_else(|e| e.into_inner()).report()
+    }
+
     /// Whether the scoring thread still runs.
     pub fn is_ready(&self) -> bool {
         !self.worker.is_finished()
@@ -131,7 +151,12 @@ impl Model {
 
 /// The scoring thread: waits for a job, gathers more until the batch is full or the first has
 /// waited `max_wait`, scores them in one call and answers each.
-fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait: Duration) {
+fn score_batches(
+    scorer: &Scorer,
+    rx: &Receiver<Job>,
+    (max_batch, max_wait): (usize, Duration),
+    window: Option<Arc<Mutex<Window>>>,
+) {
     let explainer = Explainer::new(scorer).ok();
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + max_wait;
@@ -150,6 +175,11 @@ fn score_batches(scorer: &Scorer, rx: &Receiver<Job>, max_batch: usize, max_wait
         let x: Vec<f32> = jobs.iter().flat_map(|j| j.x.iter().copied()).collect();
         match scorer.score(&x) {
             Ok(scored) => {
+                if let Some(w) = &window {
+                    let raw: Vec<f32> = jobs.iter().flat_map(|j| j.raw.iter().copied()).collect();
+                    let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+                    w.push(&raw, &scored.anomaly);
+                }
                 let mut at = 0;
                 for job in jobs {
                     let rows = at..at + job.rows;

@@ -6,6 +6,7 @@ mod checkpoints;
 mod cv;
 mod dashboard;
 mod datasets;
+mod drift;
 mod errors;
 mod explain;
 mod feedback;
