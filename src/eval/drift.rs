@@ -514,9 +514,7 @@ mod tests {
     fn percentiles(values: &[f32]) -> Vec<f32> {
         let mut v = values.to_vec();
         v.sort_by(f32::total_cmp);
-        (0..=100)
-            .map(|j| v[(j * (v.len() - 1)) / 100])
-            .collect()
+        (0..=100).map(|j| v[(j * (v.len() - 1)) / 100]).collect()
     }
 
     fn counted(reference: &[f32], new: &[f32]) -> (f64, Vec<Bin>) {
@@ -539,7 +537,11 @@ mod tests {
         let theory = 5.0 * (1e-4 - 0.1) * (1e-4f64 / 0.1).ln()
             + 4.0 * 0.0
             + (0.6 - 0.1) * (0.6f64 / 0.1).ln();
-        assert!((psi(&bins) - theory).abs() < 0.05, "{} vs {theory}", psi(&bins));
+        assert!(
+            (psi(&bins) - theory).abs() < 0.05,
+            "{} vs {theory}",
+            psi(&bins)
+        );
     }
 
     #[test]

@@ -237,6 +237,13 @@ fn dashboard_detects_in_a_browser_what_predict_flags_and_records_a_verdict() {
     assert_eq!(rows, "5000");
     assert_eq!(browser.elements("#flagged tbody tr").len(), flagged);
     assert_eq!(browser.elements("#timeline circle").len(), 5000);
+    // The drift panel reads the server's window, which now holds these 5000 rows.
+    let verdict = browser.wait_text("#drift-verdict", |t| t.contains("5000 rows"));
+    let drift = server.get_json("/api/v1/drift");
+    let level = drift["level"].as_str().unwrap();
+    let said = if level == "none" { "no drift" } else { level };
+    assert!(verdict.starts_with(said), "{verdict} against {drift}");
+    assert!(!browser.elements("#drift tbody tr").is_empty());
 
     let first = browser.elements("#flagged tbody tr")[0].clone();
     browser.click(&first);
