@@ -3,7 +3,9 @@
 # (FastAPI + uvicorn + PyTorch, benches/serve_reference.py) in the same run, as ratios.
 #
 #   bash benches/serve.sh          SECONDS_EACH=30 CONNECTIONS=64; PYTHON=/path/to/python with
-#                                  torch, pandas, fastapi and uvicorn for the reference
+#                                  torch, pandas, fastapi and uvicorn for the reference;
+#                                  SERVE_ARGS="--drift-window 0" to time the server without
+#                                  its drift window (the default keeps 10,000 rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECONDS_EACH:-30}
@@ -32,7 +34,9 @@ run_side() { # name url pid
 }
 wait_up() { for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "$1 did not come up"; exit 1; }
 
-"$bin" serve --checkpoint "$work/ck/best.mpk" --port 18080 --feedback-file "$work/fb.csv" 2>"$work/serve.log" &
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+"$bin" serve --checkpoint "$work/ck/best.mpk" --port 18080 --feedback-file "$work/fb.csv" \
+  ${SERVE_ARGS:-} 2>"$work/serve.log" &
 ours_pid=$!
 wait_up http://127.0.0.1:18080/api/v1/health
 ours=$(run_side anomaly http://127.0.0.1:18080/api/v1/predict "$ours_pid")

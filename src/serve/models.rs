@@ -176,9 +176,12 @@ fn score_batches(
         match scorer.score(&x) {
             Ok(scored) => {
                 if let Some(w) = &window {
-                    let raw: Vec<f32> = jobs.iter().flat_map(|j| j.raw.iter().copied()).collect();
                     let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
-                    w.push(&raw, &scored.anomaly);
+                    let mut at = 0;
+                    for job in &jobs {
+                        w.push(&job.raw, &scored.anomaly[at..at + job.rows]);
+                        at += job.rows;
+                    }
                 }
                 let mut at = 0;
                 for job in jobs {

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::flows::{generated, labelled_capture, train_on_flows};
 use crate::serve::Server;
 use crate::util::{Sandbox, uniform};
 
@@ -289,4 +290,26 @@ fn the_serve_window_reports_what_drift_reports_on_the_same_rows() {
     let (status, text) = off.get("/api/v1/drift");
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("--drift-window 0"), "{text}");
+}
+
+/// A capture's flows, compared as `--pcap`, give the report their flow CSV gives.
+#[test]
+fn drift_reads_a_capture_as_predict_does() {
+    let s = Sandbox::new();
+    labelled_capture(&s, "train", "400", "1");
+    let checkpoint = train_on_flows(&s, "isolation_forest");
+    generated(&s, "test.pcap", "300", "2");
+    s.run(&["flows", "--pcap", "test.pcap", "--out", "test.csv", "-q"])
+        .ok();
+    let drift = |input: &[&str]| {
+        let mut args = vec!["drift", "--checkpoint", &checkpoint, "--json"];
+        args.extend_from_slice(input);
+        s.run(&args).ok().json()
+    };
+    let from_capture = drift(&["--pcap", "test.pcap"]);
+    assert_eq!(from_capture, drift(&["--data", "test.csv"]));
+    assert!(
+        from_capture["rows"].as_u64().unwrap() > 100,
+        "{from_capture}"
+    );
 }
