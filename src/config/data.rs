@@ -143,6 +143,22 @@ pub struct DataConfig {
     pub val_size: f64,
     pub random_state: u64,
     pub use_augmented_data: bool,
+    /// The rows scaling, imputation medians and category lists are fitted on: an
+    /// unsupervised detector's learning rows (`training.fit_on`), or every training row.
+    pub fit_preprocessing_on: PreprocessingRows,
+}
+
+/// `data.fit_preprocessing_on`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreprocessingRows {
+    /// The rows the detector learns from: with `training.fit_on: normal`, the normal rows
+    /// (attacks must not set what "normal scale" is); every training row for a classifier.
+    LearningRows,
+    /// Every training row, attacks included (the default until feedback retraining can
+    /// refit the scale it warm-starts from; see the README).
+    #[default]
+    AllTrainingRows,
 }
 
 impl Default for DataConfig {
@@ -174,6 +190,7 @@ impl Default for DataConfig {
             val_size: 0.1,
             random_state: 42,
             use_augmented_data: false,
+            fit_preprocessing_on: PreprocessingRows::AllTrainingRows,
         }
     }
 }

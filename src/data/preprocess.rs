@@ -109,6 +109,11 @@ pub struct Preprocessor {
     /// A sequence family's order and group columns: read with the features, not encoded.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// Whether the scaling, medians, categories and profile come from the normal training
+    /// rows only (an unsupervised detector's learning rows); false: every training row, as in
+    /// every checkpoint before `data.fit_preprocessing_on`.
+    #[serde(default)]
+    pub fitted_on_normal_rows: bool,
 }
 
 /// One input column over the training rows, in its features before scaling.
@@ -236,6 +241,7 @@ impl Preprocessor {
             anomalous,
             profile: Vec::new(),
             keys: Vec::new(),
+            fitted_on_normal_rows: false,
         };
         let (raw, _) = pre.encode(table, train)?;
         pre.scaler = Scaler::fit(cfg, &raw, pre.n_features());

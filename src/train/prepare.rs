@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 
 use crate::bail_input;
-use crate::config::{Config, SelectFeatures};
+use crate::config::{Config, FitOn, PreprocessingRows, SelectFeatures};
 use crate::data::augment::Outputs;
 use crate::data::preprocess::Preprocessor;
 use crate::data::select::{Ranked, Selection};
@@ -83,14 +83,23 @@ pub fn prepare_rows(
         }
         None => train,
     };
+    let normal = normal_rows(config, data, train)?;
     let (mut pre, fit_notices) = Preprocessor::fit(
         &data.table,
-        train,
+        normal.as_deref().unwrap_or(train),
         cfg,
         (data.classes.clone(), data.anomalous.clone()),
     )
     .with_context(|| format!("fitting preprocessing on {path}"))?;
     notices.extend(fit_notices);
+    if let Some(rows) = &normal {
+        pre.fitted_on_normal_rows = true;
+        notices.push(format!(
+            "preprocessing fitted on the {} normal training rows the detector learns from \
+             (data.fit_preprocessing_on: learning_rows)",
+            rows.len()
+        ));
+    }
     let selection = match &cfg.select_features {
         Some(by) => {
             let all = encode(&pre, data, train, &mut Vec::new())?;
@@ -115,6 +124,28 @@ pub fn prepare_rows(
         selection,
         feedback: None,
     })
+}
+
+/// The rows an unsupervised detector learns from, when they are fewer than the training rows
+/// and preprocessing is fitted on them (`training.fit_on: normal` with
+/// `data.fit_preprocessing_on: learning_rows`): attack rows must not set what the normal
+/// scale is. `None`: every training row (classifiers, `fit_on: all`, or the setting off).
+fn normal_rows(config: &Config, data: &Labeled, train: &[usize]) -> Result<Option<Vec<usize>>> {
+    let learning = config.data.fit_preprocessing_on == PreprocessingRows::LearningRows
+        && config.training.fit_on == FitOn::Normal
+        && !config.model.kind.is_classifier();
+    if !learning {
+        return Ok(None);
+    }
+    let rows: Vec<usize> = train
+        .iter()
+        .copied()
+        .filter(|&r| data.y[r] == 0.0)
+        .collect();
+    if rows.is_empty() {
+        bail_input!("training.fit_on: normal, but the training rows hold no normal rows");
+    }
+    Ok((rows.len() < train.len()).then_some(rows))
 }
 
 /// Each input column's importance (summing to 1), in `pre.columns` order.
@@ -190,4 +221,74 @@ pub fn select(
     };
     pre.keep_columns(&keep);
     Ok(selection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Task;
+    use crate::data::{read_labeled, split_rows};
+    use crate::model::ModelKind;
+
+    /// Rows whose attacks sit far from the normal rows, so that their scale differs.
+    fn labelled(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let mut csv = String::from("a,b,label\n");
+        for i in 0..400 {
+            let attack = i % 3 == 0;
+            let (a, b) = if attack {
+                (100.0 + i as f64, 50.0)
+            } else {
+                ((i % 17) as f64, (i % 5) as f64)
+            };
+            csv += &format!("{a},{b},{}\n", attack as u8);
+        }
+        let path = dir.path().join("d.csv");
+        std::fs::write(&path, csv).unwrap();
+        path
+    }
+
+    /// `fit_on: normal`: an unsupervised detector's scaling is the normal rows' alone; the
+    /// setting off, or a classifier, keeps every training row.
+    #[test]
+    fn preprocessing_is_fitted_on_the_rows_the_detector_learns_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data.path = labelled(&dir);
+        config.data.label_column = "label".into();
+        config.model.kind = ModelKind::IsolationForest;
+        config.data.fit_preprocessing_on = PreprocessingRows::LearningRows;
+        let data = read_labeled(&config.data.path, &config.data, Task::Binary, None).unwrap();
+        let split = split_rows(&data, &config.data);
+        let fitted = |config: &Config| prepare_rows(config, &data, &split.train, &split.val);
+        let scaler_of = |rows: &[usize]| {
+            let labels = (data.classes.clone(), data.anomalous.clone());
+            let (pre, _) = Preprocessor::fit(&data.table, rows, &config.data, labels).unwrap();
+            pre.scaler
+        };
+        let normal: Vec<usize> = split
+            .train
+            .iter()
+            .copied()
+            .filter(|&r| data.y[r] == 0.0)
+            .collect();
+        assert!(normal.len() < split.train.len());
+
+        let learning = fitted(&config).unwrap().pre;
+        assert!(learning.fitted_on_normal_rows);
+        assert_eq!(learning.scaler, scaler_of(&normal));
+        assert_ne!(learning.scaler, scaler_of(&split.train));
+
+        let mut all = config.clone();
+        all.data.fit_preprocessing_on = PreprocessingRows::AllTrainingRows;
+        let every = fitted(&all).unwrap().pre;
+        assert!(!every.fitted_on_normal_rows);
+        assert_eq!(every.scaler, scaler_of(&split.train));
+
+        let mut classifier = config.clone();
+        classifier.model.kind = ModelKind::Mlp;
+        assert_eq!(
+            fitted(&classifier).unwrap().pre.scaler,
+            scaler_of(&split.train)
+        );
+    }
 }
