@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use crate::cli::flows::CaptureArgs;
-use crate::cli::predict::Input;
+use crate::cli::predict::InputArgs;
 use crate::cli::{CheckpointArgs, ConfigArgs};
 use crate::device;
 use crate::error::bad_input;
@@ -23,17 +22,9 @@ pub struct DriftArgs {
     pub common: ConfigArgs,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
-    /// New flow records (CSV, plain or gzip), or `-` for standard input.
-    #[arg(
-        long,
-        value_name = "CSV",
-        required_unless_present = "pcap",
-        conflicts_with = "pcap"
-    )]
-    pub data: Option<PathBuf>,
-    /// Or a capture's flows (see `anomaly flows`): `--pcap FILE|-`.
+    /// The new rows.
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub input: InputArgs,
     /// The report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -69,7 +60,7 @@ pub fn run(args: DriftArgs) -> Result<()> {
             args.checkpoint.path.display()
         ))
     })?;
-    let input = Input::open(&ck, args.data.as_deref(), &args.capture)?;
+    let input = args.input.open(&ck)?;
     let opts = Options {
         keep: Vec::new(),
         format: Format::Csv,
@@ -88,10 +79,7 @@ pub fn run(args: DriftArgs) -> Result<()> {
         ));
     }
     let report = counts.report();
-    let source = args
-        .data
-        .as_ref()
-        .map_or("the capture's flows".into(), |p| p.display().to_string());
+    let source = args.input.name();
     if let Some(out) = &args.out {
         let header = [
             (

@@ -24,17 +24,8 @@ pub struct PredictArgs {
     pub common: ConfigArgs,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
-    /// Flow records to score (CSV, plain or gzip), or `-` for standard input.
-    #[arg(
-        long,
-        value_name = "CSV",
-        required_unless_present = "pcap",
-        conflicts_with = "pcap"
-    )]
-    pub data: Option<PathBuf>,
-    /// Score a capture's flows as they end (see `anomaly flows`): `--pcap FILE|-`.
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub input: InputArgs,
     /// Where to write the results (default: standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -82,7 +73,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();
     // The input is opened (and a capture's schema checked) before any output exists.
-    let input = Input::open(&ck, args.data.as_deref(), &args.capture)?;
+    let input = args.input.open(&ck)?;
     let output = OutputFile::create(args.out.as_deref())?;
     let opts = Options {
         keep,
@@ -117,6 +108,36 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--data` or `--pcap`: what `predict` and `drift` read.
+#[derive(Args, Debug)]
+pub struct InputArgs {
+    /// Flow records (CSV, plain or gzip), or `-` for standard input.
+    #[arg(
+        long,
+        value_name = "CSV",
+        required_unless_present = "pcap",
+        conflicts_with = "pcap"
+    )]
+    pub data: Option<PathBuf>,
+    /// Or a capture's flows, each read as it ends (see `anomaly flows`): `--pcap FILE|-`.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+impl InputArgs {
+    /// Opens the input (and checks a capture's schema against the checkpoint's columns).
+    pub(crate) fn open(&self, ck: &Checkpoint) -> Result<Input> {
+        Input::open(ck, self.data.as_deref(), &self.capture)
+    }
+
+    /// The input as the output names it.
+    pub fn name(&self) -> String {
+        self.data
+            .as_ref()
+            .map_or("the capture's flows".into(), |p| p.display().to_string())
+    }
 }
 
 /// What `predict` (and `drift`) reads: flow records (named, and whether from stdin), or a
