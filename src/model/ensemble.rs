@@ -108,6 +108,10 @@ pub enum Combine {
     MaxZ,
     /// The median: what most members say, whatever one member's tail does.
     MedianZ,
+    /// The members' z-scores weighted by how well each ranked the labelled validation rows
+    /// (its ROC AUC − 0.5): a member at or below chance gets no weight. Needs validation rows
+    /// of both classes.
+    Weighted,
 }
 
 /// A fitted ensemble as checkpoints store it.
@@ -128,6 +132,13 @@ pub struct Member {
     pub threshold: f32,
     pub mean: f64,
     pub std: f64,
+    /// `combine: weighted`: the member's weight (1 in checkpoints from before it).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How many members agree that a row is anomalous, as a grade.
@@ -213,7 +224,8 @@ impl Ensemble {
                 out.member_votes.push(vote);
                 *zi = (s as f64 - m.mean) / m.std;
             }
-            out.combined.push(self.combine.of(&mut z, votes) as f32);
+            out.combined
+                .push(self.combine.of(&mut z, &self.members, votes) as f32);
             out.votes.push(votes);
             out.severity.push(Severity::of(votes, self.severity));
         }
@@ -225,9 +237,14 @@ impl Ensemble {
 impl Combine {
     /// The combined score of one row from its members' z-scores (reordered in place) and
     /// its vote count.
-    fn of(self, z: &mut [f64], votes: usize) -> f64 {
+    fn of(self, z: &mut [f64], members: &[Member], votes: usize) -> f64 {
         let n = z.len();
         match self {
+            Combine::Weighted => {
+                let total: f64 = members.iter().map(|m| m.weight).sum();
+                let sum: f64 = z.iter().zip(members).map(|(z, m)| z * m.weight).sum();
+                sum / total
+            }
             Combine::Vote => votes as f64 / n as f64,
             Combine::MeanZ => z.iter().sum::<f64>() / n as f64,
             Combine::MaxZ => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -330,6 +347,7 @@ mod tests {
             threshold: t,
             mean: 1.0,
             std: 2.0,
+            weight: 1.0,
         };
         Ensemble {
             members: thresholds.iter().map(member).collect(),
@@ -371,5 +389,11 @@ mod tests {
         let even = ensemble(Combine::MedianZ, &[2.0; 4]).verdict(vec![1.0, 3.0, 9.0, 5.0]);
         assert_eq!(even.combined, [1.5]);
         assert_eq!(even.votes, [3]);
+        // Weights 3, 1 and 0 (a member at chance): (3·0 + 1·1 + 0·4) / 4.
+        let mut weighted = ensemble(Combine::Weighted, &[2.0; 3]);
+        for (m, w) in weighted.members.iter_mut().zip([3.0, 1.0, 0.0]) {
+            m.weight = w;
+        }
+        assert_eq!(weighted.verdict(scores.clone()).combined, [0.25]);
     }
 }

@@ -8,10 +8,12 @@ use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
 use crate::config::FitOn;
-use crate::data::Dataset;
 use crate::data::labels::UNSEEN;
+use crate::data::{Dataset, Prepared};
 use crate::eval::decision::{self, RuleInputs};
+use crate::eval::roc_auc;
 use crate::model::DetectorState;
+use crate::model::detector::Detector;
 use crate::model::ensemble::{Combine, Ensemble, Member, member_scores};
 use crate::model::family::{FitData, Trainer};
 use crate::model::gradient_boosting::Validation;
@@ -125,16 +127,37 @@ fn fit_ensemble(
             observer,
         )?;
         let detector = outcome.best.detector;
-        let scores = member_scores(detector.load(run.device)?.as_ref(), &fitted)?;
-        let (mean, std) = mean_std(&scores);
+        let loaded = detector.load(run.device)?;
+        let (mean, std) = mean_std(&member_scores(loaded.as_ref(), &fitted)?);
+        let weight = match e.combine {
+            Combine::Weighted => validation_weight(loaded.as_ref(), run.data, kind.name())?,
+            _ => 1.0,
+        };
         members.push(Member {
             detector,
             threshold: outcome.best.threshold,
             mean,
             std,
+            weight,
         });
     }
-    let names: Vec<&str> = e.members.iter().map(|m| m.name()).collect();
+    let names: Vec<String> = e
+        .members
+        .iter()
+        .zip(&members)
+        .map(|(k, m)| match e.combine {
+            Combine::Weighted if m.weight == 0.0 => format!("{} dropped (at chance)", k.name()),
+            Combine::Weighted => format!("{} weight {:.3}", k.name(), m.weight),
+            _ => k.name().to_string(),
+        })
+        .collect();
+    if members.iter().all(|m| m.weight == 0.0) {
+        bail_input!(
+            "model.ensemble.combine: weighted, but no member ranks the validation rows better \
+             than chance ({})",
+            names.join(", ")
+        );
+    }
     let said = format!(
         "{} members ({}) combined by {:?}",
         names.len(),
@@ -148,6 +171,19 @@ fn fit_ensemble(
         severity: e.severity_cutoffs(),
     };
     Ok((DetectorState::Ensemble(ensemble), said))
+}
+
+/// A member's weight for `combine: weighted`: its validation ROC AUC − 0.5, or 0 at or below
+/// chance (it is dropped).
+fn validation_weight(member: &dyn Detector, data: &Prepared, name: &str) -> Result<f64> {
+    let scores = member_scores(member, &data.val.x)?;
+    match roc_auc(&scores, &data.val.y) {
+        Some(auc) => Ok((auc - 0.5).max(0.0)),
+        None => bail_input!(
+            "model.ensemble.combine: weighted weighs members by their validation ROC AUC, and \
+             the validation rows hold one class only ({name}); use median_z"
+        ),
+    }
 }
 
 /// The mean and (population) standard deviation of `scores`, in f64; a constant member keeps

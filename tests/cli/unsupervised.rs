@@ -637,3 +637,61 @@ fn the_shipped_ensemble_config_runs_on_the_sample_data() {
     assert!(header.ends_with("autoencoder_score,autoencoder_vote,confidence,severity,error"));
     assert_eq!(out.lines().count(), 5001);
 }
+
+/// `combine: weighted`: each member weighted by its validation ROC AUC − 0.5 (shown by
+/// `train`, stored in the checkpoint); a member that ranks the validation rows no better than
+/// chance gets weight 0 and is named as dropped; without labelled rows of both classes the
+/// combination is refused.
+#[test]
+fn a_weighted_ensemble_weighs_members_by_their_validation_ranking() {
+    let s = Sandbox::new();
+    s.sample("d.csv", 2000, 37);
+    let members = "model.ensemble.members=[isolation_forest, zscore, kmeans]";
+    let args = [
+        "--set",
+        "model.kind=ensemble",
+        "--set",
+        "model.ensemble.combine=weighted",
+        "--set",
+        members,
+        "--set",
+        "model.ensemble.min_votes=1",
+    ];
+    let run = s
+        .run(&[&["train", "--set", "data.path=d.csv"][..], &args].concat())
+        .ok();
+    assert!(
+        run.stdout.contains("combined by Weighted"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("isolation_forest weight 0."),
+        "{}",
+        run.stdout
+    );
+    let ck = Checkpoint::load(&s.path("checkpoints/best.mpk")).unwrap();
+    let anomaly::model::DetectorState::Ensemble(e) = &ck.detector else {
+        panic!("not an ensemble")
+    };
+    assert!(e.members.iter().all(|m| (0.0..=0.5).contains(&m.weight)));
+    assert!(
+        e.members.iter().any(|m| m.weight > 0.1),
+        "{:?}",
+        e.members.iter().map(|m| m.weight).collect::<Vec<_>>()
+    );
+    let m = &s.test_json("checkpoints/best.mpk", &["--no-write"])["metrics"];
+    assert!(m["roc_auc"].as_f64().unwrap() > 0.7, "{m}");
+    // Normal rows only: no ranking to weigh by.
+    let text = std::fs::read_to_string(s.path("d.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let label = header.split(',').position(|c| c == "label").unwrap();
+    let normal: String = std::iter::once(header)
+        .chain(lines.filter(|l| l.split(',').nth(label) == Some("0.0")))
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    s.write("normal.csv", normal);
+    s.train("normal.csv", &args)
+        .bad_input("the validation rows hold one class only");
+}
