@@ -463,6 +463,7 @@ pub fn ks_p_value(d: f64, n: f64, m: f64) -> f64 {
 /// A server's latest rows (features before scaling, and scores), at most `capacity`: the
 /// oldest leave as new ones come. Its report counts them afresh, as `drift` would count a
 /// file of the same rows.
+#[derive(Clone)]
 pub struct Window {
     empty: Drift,
     capacity: usize,

@@ -138,9 +138,12 @@ impl Model {
     }
 
     /// Drift over the model's latest rows (none without a window, or before any row).
+    /// The window is copied under its lock and counted outside it, so a `/metrics` scrape
+    /// never holds up the scoring thread for longer than a copy.
     pub fn drift_report(&self) -> Option<crate::eval::drift::DriftReport> {
         let window = self.drift.as_ref()?;
-        window.lock().unwrap_or_else(|e| e.into_inner()).report()
+        let copy = window.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        copy.report()
     }
 
     /// Whether the scoring thread still runs.
