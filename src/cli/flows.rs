@@ -12,6 +12,39 @@ use crate::flows::output::{Labels, Schema, Writer};
 use crate::flows::pipe::read_ahead;
 use crate::flows::{self, Limits, Summary};
 use crate::stream::Format;
+use crate::stream::kafka::{Connection, Publisher};
+
+/// A Kafka topic and how to reach its brokers (shared by `flows` and `predict`).
+#[derive(Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// Kafka's bootstrap brokers: host:port[,host:port…].
+    #[arg(long = "kafka-brokers", id = "brokers", value_name = "HOSTS")]
+    pub brokers: Option<String>,
+    /// The topic: read by `predict`, written by `flows`.
+    #[arg(long, value_name = "TOPIC", requires = "brokers")]
+    pub topic: Option<String>,
+    /// A librdkafka setting, passed as given (repeatable): TLS and SASL, e.g.
+    /// `security.protocol=SASL_SSL`, `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=…`.
+    #[arg(long, value_name = "KEY=VALUE", requires = "brokers")]
+    pub kafka_config: Vec<String>,
+}
+
+impl BrokerArgs {
+    /// The connection, when `--kafka-brokers` is given.
+    pub fn connection(&self) -> Result<Option<Connection>> {
+        self.brokers
+            .as_deref()
+            .map(|b| Connection::new(b, &self.kafka_config))
+            .transpose()
+    }
+
+    pub fn topic(&self) -> Result<String> {
+        match self.topic.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => Ok(t.to_string()),
+            _ => bail_input!("--topic: expected the Kafka topic's name (with --kafka-brokers)"),
+        }
+    }
+}
 
 /// A capture and how its packets become flows (shared by `flows` and `predict --pcap`).
 #[derive(Args, Debug, Clone)]
@@ -125,8 +158,11 @@ pub struct FlowsArgs {
     #[command(flatten)]
     pub capture: CaptureArgs,
     /// Where to write the flows (default: standard output).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
     pub out: Option<PathBuf>,
+    /// Or publish each flow as a message (keyed by its Flow ID) to a Kafka topic.
+    #[command(flatten)]
+    pub kafka: BrokerArgs,
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     pub format: Format,
     /// The header to write: the corrected CIC-IDS2017 release's (`cic`) or the original
@@ -148,16 +184,25 @@ pub fn run(args: FlowsArgs) -> Result<()> {
     }
     let labels = args.labels.as_deref().map(read_labels).transpose()?;
     let capture = args.capture.start()?;
-    let out = OutputFile::create(args.out.as_deref())?;
     let json = args.format == Format::Jsonl;
+    if let Some(connection) = args.kafka.connection()? {
+        let topic = args.kafka.topic()?;
+        let key = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+        let lines = Publisher::new(&connection, &topic)?.lines(!json, key.clone());
+        let mut writer = Writer::new(lines, args.schema, json, labels)?;
+        let result = capture.extract(args.quiet, &mut |flow| {
+            *key.borrow_mut() = flow.id();
+            writer.write(flow)
+        });
+        report_unlabelled(writer.labels(), args.quiet);
+        // Whatever was extracted is delivered, even from a truncated capture.
+        writer.into_inner().finish()?;
+        return result.map(|_| ());
+    }
+    let out = OutputFile::create(args.out.as_deref())?;
     let mut writer = Writer::new(out.writer()?, args.schema, json, labels)?;
     let result = capture.extract(args.quiet, &mut |flow| writer.write(flow));
-    if let Some(labels) = writer.labels().filter(|l| l.missing > 0 && !args.quiet) {
-        eprintln!(
-            "{} flows have no label in the ground truth (left empty)",
-            labels.missing
-        );
-    }
+    report_unlabelled(writer.labels(), args.quiet);
     drop(writer);
     // A truncated capture still leaves every flow up to the damage, whole.
     let keep = match &result {
@@ -166,6 +211,15 @@ pub fn run(args: FlowsArgs) -> Result<()> {
     };
     out.finish(keep)?;
     result.map(|_| ())
+}
+
+fn report_unlabelled(labels: Option<&Labels>, quiet: bool) {
+    if let Some(labels) = labels.filter(|l| l.missing > 0 && !quiet) {
+        eprintln!(
+            "{} flows have no label in the ground truth (left empty)",
+            labels.missing
+        );
+    }
 }
 
 /// A ground truth: `Flow ID` → `Label`.

@@ -57,7 +57,7 @@ pub enum Command {
     /// Record analysts' verdicts on alarms, or summarise them (for `train --feedback`).
     Feedback(feedback::FeedbackArgs),
     /// Score new traffic (a file or a stream on stdin): one result row per input row.
-    Predict(predict::PredictArgs),
+    Predict(Box<predict::PredictArgs>),
     /// Serve checkpoints over HTTP: a REST API, Prometheus metrics and a dashboard.
     Serve(serve::ServeArgs),
     /// Publish a checkpoint to a Hugging Face Hub model repository.
@@ -198,7 +198,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Test(args) => test::run(args),
-        Command::Predict(args) => predict::run(args),
+        Command::Predict(args) => predict::run(*args),
         Command::Explain(args) => explain::run(args),
         Command::Drift(args) => drift::run(args),
         Command::Feedback(args) => feedback::run(args),

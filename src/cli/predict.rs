@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::cli::flows::{Capture, CaptureArgs};
+use crate::cli::flows::{BrokerArgs, Capture, CaptureArgs};
 use crate::cli::{CheckpointArgs, ConfigArgs, OutputFile};
 use crate::config::DataConfig;
 use crate::data::read::{maybe_gz, open_maybe_gz};
@@ -16,6 +16,8 @@ use crate::eval::drift::Drift;
 use crate::flows::output::{Schema, Writer, identifiers, schema_for};
 use crate::flows::pipe::pipe;
 use crate::score::Scorer;
+use crate::stream::kafka::consume::{self, KafkaOptions};
+use crate::stream::kafka::decode::InputFormat;
 use crate::stream::{self, Format, Options};
 
 #[derive(Args, Debug)]
@@ -26,8 +28,12 @@ pub struct PredictArgs {
     pub checkpoint: CheckpointArgs,
     #[command(flatten)]
     pub input: InputArgs,
+    /// Or flow records from a Kafka topic, as a member of a consumer group (see the README's
+    /// "Streaming at scale with Kafka").
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Where to write the results (default: standard output).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
     pub out: Option<PathBuf>,
     /// Flag rows scoring at least this (instead of the checkpoint's threshold).
     #[arg(long, value_name = "T", conflicts_with = "contamination")]
@@ -35,8 +41,9 @@ pub struct PredictArgs {
     /// Flag this share of the training rows' scores (the threshold is their (1-R)-quantile).
     #[arg(long, value_name = "R")]
     pub contamination: Option<f64>,
-    #[arg(long, value_enum, default_value_t = Format::Csv)]
-    pub format: Format,
+    /// csv, or jsonl (the default with --kafka-brokers).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
     /// Input columns copied to each output row, e.g. `--keep "Flow ID,Src IP,Timestamp"`.
     #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
     pub keep: Vec<String>,
@@ -72,16 +79,28 @@ pub fn run(args: PredictArgs) -> Result<()> {
         _ => {}
     }
     let keep: Vec<String> = args.keep.iter().map(|k| k.trim().to_string()).collect();
-    // The input is opened (and a capture's schema checked) before any output exists.
-    let input = args.input.open(&ck)?;
-    let output = OutputFile::create(args.out.as_deref())?;
+    let default_format = match args.kafka.broker.brokers {
+        Some(_) => Format::Jsonl,
+        None => Format::Csv,
+    };
     let opts = Options {
         keep,
-        format: args.format,
+        format: args.format.unwrap_or(default_format),
         batch_rows: args.batch_rows,
         flush_after: Duration::from_millis(args.flush_ms),
         explain: args.explain,
     };
+    if let Some(kafka) = args.kafka.options()? {
+        let stdout = Box::new(std::io::stdout());
+        let summary = consume::run(&scorer, &ck.config.data, &kafka, &opts, stdout)?;
+        if !args.common.quiet {
+            report(&summary, &scorer, started.elapsed());
+        }
+        return Ok(());
+    }
+    // The input is opened (and a capture's schema checked) before any output exists.
+    let input = args.input.open(&ck)?;
+    let output = OutputFile::create(args.out.as_deref())?;
     let data = &ck.config.data;
     let (result, captured) = input.score(
         &scorer,
@@ -110,6 +129,60 @@ pub fn run(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// `predict`'s Kafka side: the topic read as a member of a consumer group, and where each
+/// message's output goes.
+#[derive(Args, Debug)]
+pub struct KafkaArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The consumer group: replicas in one group share the topic's partitions.
+    #[arg(long, default_value = "anomaly", requires = "brokers")]
+    pub group: String,
+    /// Send each output here, keyed as its input (default: standard output).
+    #[arg(long, value_name = "TOPIC", requires = "brokers")]
+    pub out_topic: Option<String>,
+    /// Only flagged rows (and messages that cannot be scored) get an output.
+    #[arg(long, requires = "brokers")]
+    pub alerts_only: bool,
+    /// Send messages that cannot be scored here, as they were (with `anomaly.error`,
+    /// `anomaly.partition` and `anomaly.offset` headers), instead of an error output.
+    #[arg(long, value_name = "TOPIC", requires = "brokers")]
+    pub dead_letter_topic: Option<String>,
+    #[arg(long, value_enum, default_value_t = InputFormat::Jsonl, requires = "brokers")]
+    pub input_format: InputFormat,
+    /// `--input-format csv`: the fields of each line (default: the model's input columns).
+    #[arg(
+        long,
+        value_name = "COLUMNS",
+        value_delimiter = ',',
+        requires = "brokers"
+    )]
+    pub columns: Vec<String>,
+    /// Serve Prometheus metrics on http://0.0.0.0:PORT/metrics.
+    #[arg(long, value_name = "PORT", requires = "brokers")]
+    pub metrics_port: Option<u16>,
+}
+
+impl KafkaArgs {
+    /// The consumer's options, when `--kafka-brokers` is given.
+    fn options(&self) -> Result<Option<KafkaOptions>> {
+        let Some(connection) = self.broker.connection()? else {
+            return Ok(None);
+        };
+        Ok(Some(KafkaOptions {
+            connection,
+            topic: self.broker.topic()?,
+            group: self.group.clone(),
+            out_topic: self.out_topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            alerts_only: self.alerts_only,
+            input: self.input_format,
+            columns: self.columns.clone(),
+            metrics_port: self.metrics_port,
+        }))
+    }
+}
+
 /// `--data` or `--pcap`: what `predict` and `drift` read.
 #[derive(Args, Debug)]
 pub struct InputArgs {
@@ -117,8 +190,8 @@ pub struct InputArgs {
     #[arg(
         long,
         value_name = "CSV",
-        required_unless_present = "pcap",
-        conflicts_with = "pcap"
+        required_unless_present_any = ["pcap", "brokers"],
+        conflicts_with_all = ["pcap", "brokers"]
     )]
     pub data: Option<PathBuf>,
     /// Or a capture's flows, each read as it ends (see `anomaly flows`): `--pcap FILE|-`.

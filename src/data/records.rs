@@ -157,6 +157,19 @@ fn encode_row(
     Ok(())
 }
 
+/// A JSON scalar as a cell: numbers and strings as written, booleans as true/false, null as an
+/// empty (missing) cell; `None` for a list or an object.
+pub fn json_cell(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null => Some(String::new()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
 /// Rows read and encoded, in input order, with the scaled features of those that encoded.
 #[derive(Default)]
 pub struct Rows {
@@ -187,6 +200,19 @@ impl Rows {
 
     pub fn is_empty(&self) -> bool {
         self.info.is_empty()
+    }
+
+    /// A row that could not be read at all (a Kafka message that is not a record), with
+    /// `keep` empty `--keep` cells.
+    pub fn push_error(&mut self, error: String, keep: usize) {
+        self.info.push(RowInfo {
+            error: Some(error),
+            group: String::new(),
+            order: None,
+            warming: false,
+            keep: vec![String::new(); keep],
+            label: None,
+        });
     }
 
     pub fn append(&mut self, mut other: Rows) {
@@ -251,7 +277,8 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn push(&mut self, record: &ByteRecord, rows: &mut Rows) {
+    /// Encodes one record onto `rows` (with why not, when it cannot be).
+    pub fn push(&mut self, record: &ByteRecord, rows: &mut Rows) {
         let mark = rows.x.len();
         let error = encode_row(record, &self.layout, self.pre, &mut rows.x).err();
         if error.is_some() {

@@ -20,6 +20,7 @@ use anyhow::Result;
 use serde_json::{Map, Value};
 
 use crate::bail_input;
+use crate::data::records::json_cell;
 
 /// Whether a stream starts as a Zeek TSV log does.
 pub fn is_zeek(head: &[u8]) -> bool {
@@ -277,13 +278,11 @@ impl<R: BufRead> Records for JsonLines<R> {
     }
 }
 
-/// A JSON value as a CSV cell.
-fn cell(v: Value) -> String {
+/// A JSON value as a CSV cell: a Zeek set's items joined by commas.
+pub fn cell(v: Value) -> String {
     match v {
-        Value::Null => String::new(),
-        Value::String(s) => s,
         Value::Array(items) => items.into_iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+        other => json_cell(&other).unwrap_or_else(|| other.to_string()),
     }
 }
 

@@ -139,6 +139,8 @@ impl Scored {
 /// null scores and the `error`. Floats are written in their shortest f32 form; NaN as null.
 pub struct JsonRow<'a> {
     pub row: usize,
+    /// A Kafka message's partition and offset.
+    pub source: Option<(i32, i64)>,
     /// Column names and the row's cells.
     pub keep: (&'a [String], &'a [String]),
     pub verdict: std::result::Result<&'a Verdict<'a>, &'a str>,
@@ -151,6 +153,10 @@ impl serde::Serialize for JsonRow<'_> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("row", &self.row)?;
+        if let Some((partition, offset)) = self.source {
+            map.serialize_entry("partition", &partition)?;
+            map.serialize_entry("offset", &offset)?;
+        }
         for (name, cell) in self.keep.0.iter().zip(self.keep.1) {
             map.serialize_entry(name, cell)?;
         }

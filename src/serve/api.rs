@@ -20,15 +20,15 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::State;
-use super::metrics::CONTENT_TYPE;
 use super::models::Model;
 use crate::data::feedback::{Entry, Verdict, append};
 use crate::data::read::{column_name, maybe_gz};
-use crate::data::records::encode_records;
+use crate::data::records::{encode_records, json_cell};
 use crate::error::{EXIT_BAD_INPUT, exit_code, one_line};
 use crate::flows::output::{Writer, identifiers, schema_for};
 use crate::flows::{self, Limits};
 use crate::log::utc_rfc3339;
+use crate::stream::METRICS_CONTENT_TYPE;
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DOCS: &str = include_str!("docs.html");
@@ -177,7 +177,7 @@ async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
         }
     }
     (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()
@@ -582,19 +582,14 @@ fn records(model: Option<String>, rows: &[Value]) -> Result<Rows, ApiError> {
     })
 }
 
-/// A JSON value as a CSV cell: numbers and strings as written, booleans as true/false, null as
-/// an empty (missing) cell.
+/// A JSON value as a CSV cell (see [`json_cell`]); a list or an object is refused.
 fn cell(v: &Value, at: impl Fn() -> String) -> Result<String, ApiError> {
-    match v {
-        Value::Null => Ok(String::new()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::String(s) => Ok(s.clone()),
-        other => Err(ApiError::bad(format!(
-            "{}: expected a number, string, boolean or null, got {other}",
+    json_cell(v).ok_or_else(|| {
+        ApiError::bad(format!(
+            "{}: expected a number, string, boolean or null, got {v}",
             at()
-        ))),
-    }
+        ))
+    })
 }
 
 /// The model's input columns, in the order `instances` gives their values.

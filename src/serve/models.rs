@@ -240,6 +240,7 @@ fn json_rows(
         v.reasons = reasons.get(i).and_then(Option::as_deref);
         let row = JsonRow {
             row: i + 1,
+            source: None,
             keep: (&[], &[]),
             verdict: Ok(&v),
             members: &scorer.members,

@@ -14,6 +14,7 @@ mod flows;
 mod gpu;
 mod hub_server;
 mod isa;
+mod kafka;
 mod layers;
 mod predict;
 mod presets;

@@ -15,11 +15,25 @@ use csv::ByteRecord;
 use crate::bail_input;
 use crate::config::DataConfig;
 use crate::data::read::column_name;
-use crate::data::records::{Encoder, Layout, Rows, read_record};
+use crate::data::records::{Encoder, Layout, RowInfo, Rows, read_record};
 use crate::eval::Confusion;
 use crate::eval::drift::Drift;
 use crate::explain::Explainer;
 use crate::score::{JsonRow, Scorer, Verdict};
+
+pub mod kafka;
+
+/// The content type of [`metrics_text`]'s text (OpenMetrics), for `serve` and the Kafka
+/// consumer's `/metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A registry's metrics in the Prometheus text format.
+pub fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
 
 /// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,29 +95,15 @@ pub fn run(
     } else {
         data.columns.iter().map(|c| c.trim().to_string()).collect()
     };
-    let sequence = scorer.sequence.as_ref();
-    let layout = Layout::new(&names, &scorer.pre, data, (&opts.keep, sequence))?;
-    let mut windower = sequence.map(|s| Windower {
-        length: s.length,
-        channels: scorer.pre.n_features(),
-        groups: HashMap::new(),
-    });
-    let mut summary = Summary {
-        confusion: layout.label.map(|_| Confusion::default()),
-        ..Default::default()
-    };
-    let explainer = match opts.explain {
-        0 => None,
-        _ => Some(Explainer::new(scorer)?),
-    };
-    let mut writer = Writer::new(
-        out,
-        opts.format,
-        &opts.keep,
-        !scorer.pre.classes.is_empty(),
-        &scorer.members,
-        opts.explain,
+    let layout = Layout::new(
+        &names,
+        &scorer.pre,
+        data,
+        (&opts.keep, scorer.sequence.as_ref()),
     )?;
+    let mut batches = Batches::new(scorer, opts.explain, layout.label.is_some())?;
+    let format = RowFormat::new(opts.format, &opts.keep, scorer, opts.explain, false);
+    let mut writer = Writer::new(out, format)?;
     let (group, queued) = if stream {
         (1, opts.batch_rows)
     } else {
@@ -114,7 +114,6 @@ pub fn run(
     let (pre, data) = (scorer.pre.clone(), data.clone());
     let keep_raw = opts.explain > 0 || drift.is_some();
     std::thread::spawn(move || Encoder::new(layout, &pre, &data, keep_raw).run(reader, group, tx));
-    let explain = explainer.as_ref().map(|e| (e, opts.explain));
     let mut pending = Rows::default();
     let mut first_at: Option<Instant> = None;
     loop {
@@ -122,27 +121,128 @@ pub fn run(
             Some(t) => rx.recv_timeout(opts.flush_after.saturating_sub(t.elapsed())),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        match got {
+        let end = match got {
             Ok(rows) => {
                 first_at.get_or_insert_with(Instant::now);
                 pending.append(rows?);
                 if pending.len() < opts.batch_rows {
                     continue;
                 }
+                false
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                let stages = (explain, windower.as_mut(), drift.as_deref_mut());
-                write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
-                break;
-            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        batches.score(
+            &mut pending,
+            drift.as_deref_mut(),
+            &mut |row, info, verdict| writer.row(row, None, &info.keep, verdict),
+        )?;
+        writer.flush()?;
+        if end {
+            break;
         }
-        let stages = (explain, windower.as_mut(), drift.as_deref_mut());
-        write_batch(scorer, stages, &mut pending, &mut writer, &mut summary)?;
         first_at = None;
     }
-    writer.flush()?;
-    Ok(summary)
+    Ok(batches.summary)
+}
+
+/// What every batch passes through, wherever its rows come from (a file, a capture, a Kafka
+/// topic): a sequence model's windows, the scorer, the explainer and the drift counters; and
+/// the run's counts.
+pub(crate) struct Batches<'a> {
+    scorer: &'a Scorer,
+    explainer: Option<(Explainer<'a>, usize)>,
+    windower: Option<Windower>,
+    pub summary: Summary,
+}
+
+impl<'a> Batches<'a> {
+    /// `explain`: reasons per flagged row (0: none); `labelled`: the input has a label column.
+    pub(crate) fn new(scorer: &'a Scorer, explain: usize, labelled: bool) -> Result<Batches<'a>> {
+        let explainer = match explain {
+            0 => None,
+            k => Some((Explainer::new(scorer)?, k)),
+        };
+        let windower = scorer.sequence.as_ref().map(|s| Windower {
+            length: s.length,
+            channels: scorer.pre.n_features(),
+            groups: HashMap::new(),
+        });
+        let summary = Summary {
+            confusion: labelled.then(Confusion::default),
+            ..Default::default()
+        };
+        Ok(Batches {
+            scorer,
+            explainer,
+            windower,
+            summary,
+        })
+    }
+
+    /// Scores the pending rows and hands each to `emit`, in order, with its row number (from
+    /// 1 over the run) and its verdict (with the top reasons of flagged rows, when
+    /// explaining) or why it has none; `pending` is left empty.
+    pub(crate) fn score(
+        &mut self,
+        pending: &mut Rows,
+        drift: Option<&mut Drift>,
+        emit: &mut dyn FnMut(usize, &RowInfo, &Outcome) -> Result<()>,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let scorer = self.scorer;
+        if let Some(w) = self.windower.as_mut() {
+            w.windows(pending);
+        }
+        let scored = scorer.score(&pending.x)?;
+        if let Some(d) = drift {
+            d.add(&pending.raw, &scored.anomaly);
+        }
+        let reasons = match &self.explainer {
+            Some((e, k)) => {
+                let rows = (&pending.x[..], &pending.raw[..], &scored.anomaly[..]);
+                e.batch(rows, scorer.threshold, *k)?
+            }
+            None => Vec::new(),
+        };
+        let summary = &mut self.summary;
+        let mut next = 0;
+        for info in &pending.info {
+            summary.rows += 1;
+            let row = summary.rows;
+            let verdict = match &info.error {
+                None => {
+                    let mut v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
+                    v.reasons = reasons.get(next).and_then(Option::as_deref);
+                    next += 1;
+                    summary.flagged += v.flagged as usize;
+                    if let (Some(y), Some(c)) = (info.label, summary.confusion.as_mut()) {
+                        c.count(v.flagged, y == 1.0);
+                    }
+                    Ok(v)
+                }
+                Some(e) if info.warming => {
+                    summary.warming += 1;
+                    Err(e.as_str())
+                }
+                Some(e) => {
+                    summary.failed += 1;
+                    if summary.first_error.is_none() {
+                        summary.first_error = Some(format!("row {row}: {e}"));
+                    }
+                    Err(e.as_str())
+                }
+            };
+            emit(row, info, &verdict)?;
+        }
+        pending.x.clear();
+        pending.raw.clear();
+        pending.info.clear();
+        Ok(())
+    }
 }
 
 /// A sequence model's rolling windows: the latest flows of each group, in arrival order.
@@ -197,78 +297,9 @@ impl Windower {
     }
 }
 
-/// What a batch passes through besides the scorer: the explainer, a sequence model's windows,
-/// the drift counters.
-type Stages<'a> = (
-    Option<(&'a Explainer<'a>, usize)>,
-    Option<&'a mut Windower>,
-    Option<&'a mut Drift>,
-);
-
-/// Scores the pending rows, writes one output row for each (with the top reasons of flagged
-/// rows, when explaining), and flushes the output.
-fn write_batch(
-    scorer: &Scorer,
-    (explain, windower, drift): Stages,
-    pending: &mut Rows,
-    writer: &mut Writer,
-    summary: &mut Summary,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    if let Some(w) = windower {
-        w.windows(pending);
-    }
-    let scored = scorer.score(&pending.x)?;
-    if let Some(d) = drift {
-        d.add(&pending.raw, &scored.anomaly);
-    }
-    let reasons = match explain {
-        Some((e, k)) => {
-            let rows = (&pending.x[..], &pending.raw[..], &scored.anomaly[..]);
-            e.batch(rows, scorer.threshold, k)?
-        }
-        None => Vec::new(),
-    };
-    let mut next = 0;
-    for info in &pending.info {
-        summary.rows += 1;
-        let row = summary.rows;
-        let verdict = match &info.error {
-            None => {
-                let mut v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
-                v.reasons = reasons.get(next).and_then(Option::as_deref);
-                next += 1;
-                summary.flagged += v.flagged as usize;
-                if let (Some(y), Some(c)) = (info.label, summary.confusion.as_mut()) {
-                    c.count(v.flagged, y == 1.0);
-                }
-                Ok(v)
-            }
-            Some(e) if info.warming => {
-                summary.warming += 1;
-                Err(e.as_str())
-            }
-            Some(e) => {
-                summary.failed += 1;
-                if summary.first_error.is_none() {
-                    summary.first_error = Some(format!("row {row}: {e}"));
-                }
-                Err(e.as_str())
-            }
-        };
-        writer.row(row, &info.keep, &verdict)?;
-    }
-    pending.x.clear();
-    pending.raw.clear();
-    pending.info.clear();
-    writer.flush()
-}
-
-/// Output rows as CSV or JSON lines, written straight into the buffer.
-struct Writer {
-    out: std::io::BufWriter<Box<dyn Write>>,
+/// How an output row is written, as CSV or a JSON line: the columns a model's verdicts have,
+/// the `--keep` cells and, for rows read from Kafka, the input's partition and offset.
+pub(crate) struct RowFormat {
     format: Format,
     keep: Vec<String>,
     multiclass: bool,
@@ -276,82 +307,92 @@ struct Writer {
     members: Vec<&'static str>,
     /// CSV: the `reason_N` columns.
     reasons: usize,
+    /// Rows carry their source partition and offset.
+    sourced: bool,
 }
 
-impl Writer {
-    fn new(
-        out: Box<dyn Write>,
+/// A row's verdict, or why it has none.
+pub(crate) type Outcome<'a> = std::result::Result<Verdict<'a>, &'a str>;
+
+/// A Kafka message's partition and offset.
+pub type Source = (i32, i64);
+
+impl RowFormat {
+    pub(crate) fn new(
         format: Format,
         keep: &[String],
-        multiclass: bool,
-        members: &[&'static str],
+        scorer: &Scorer,
         reasons: usize,
-    ) -> Result<Writer> {
-        let mut w = Writer {
-            out: std::io::BufWriter::with_capacity(1 << 16, out),
+        sourced: bool,
+    ) -> RowFormat {
+        RowFormat {
             format,
             keep: keep.to_vec(),
-            multiclass,
-            members: members.to_vec(),
+            multiclass: !scorer.pre.classes.is_empty(),
+            members: scorer.members.to_vec(),
             reasons,
-        };
-        if format == Format::Csv {
-            let mut header: Vec<String> = vec!["row".into()];
-            header.extend(keep.iter().cloned());
-            header.extend(["score".into(), "is_anomaly".into()]);
-            if multiclass {
-                header.extend(["class".into(), "class_probability".into()]);
-            }
-            for m in members {
-                header.extend([format!("{m}_score"), format!("{m}_vote")]);
-            }
-            if !members.is_empty() {
-                header.extend(["confidence".into(), "severity".into()]);
-            }
-            header.extend((1..=reasons).map(|k| format!("reason_{k}")));
-            header.push("error".into());
-            for (i, h) in header.iter().enumerate() {
-                if i > 0 {
-                    w.out.write_all(b",")?;
-                }
-                csv_cell(&mut w.out, h)?;
-            }
-            w.out.write_all(b"\n")?;
+            sourced,
         }
-        Ok(w)
     }
 
-    fn row(
-        &mut self,
+    /// The CSV header's names.
+    pub(crate) fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> = vec!["row".into()];
+        if self.sourced {
+            header.extend(["partition".into(), "offset".into()]);
+        }
+        header.extend(self.keep.iter().cloned());
+        header.extend(["score".into(), "is_anomaly".into()]);
+        if self.multiclass {
+            header.extend(["class".into(), "class_probability".into()]);
+        }
+        for m in &self.members {
+            header.extend([format!("{m}_score"), format!("{m}_vote")]);
+        }
+        if !self.members.is_empty() {
+            header.extend(["confidence".into(), "severity".into()]);
+        }
+        header.extend((1..=self.reasons).map(|k| format!("reason_{k}")));
+        header.push("error".into());
+        header
+    }
+
+    /// Writes one row, ended by a line break.
+    pub(crate) fn row(
+        &self,
+        out: &mut impl Write,
         row: usize,
+        source: Option<Source>,
         keep: &[String],
-        verdict: &std::result::Result<Verdict, &str>,
-    ) -> Result<()> {
-        let written = match self.format {
-            Format::Csv => self.csv_row(row, keep, verdict),
+        verdict: &Outcome,
+    ) -> std::io::Result<()> {
+        match self.format {
+            Format::Csv => self.csv_row(out, (row, source), keep, verdict),
             Format::Jsonl => {
                 let line = JsonRow {
                     row,
+                    source,
                     keep: (&self.keep, keep),
                     verdict: verdict.as_ref().map_err(|e| *e),
                     members: &self.members,
                 };
-                serde_json::to_writer(&mut self.out, &line)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| self.out.write_all(b"\n"))
+                serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")
             }
-        };
-        written.context("writing results")
+        }
     }
 
     fn csv_row(
-        &mut self,
-        row: usize,
+        &self,
+        out: &mut impl Write,
+        (row, source): (usize, Option<Source>),
         keep: &[String],
-        verdict: &std::result::Result<Verdict, &str>,
+        verdict: &Outcome,
     ) -> std::io::Result<()> {
-        let out = &mut self.out;
         write!(out, "{row}")?;
+        if let Some((partition, offset)) = source {
+            write!(out, ",{partition},{offset}")?;
+        }
         for k in keep {
             out.write_all(b",")?;
             csv_cell(out, k)?;
@@ -392,6 +433,42 @@ impl Writer {
                 out.write_all(b"\n")
             }
         }
+    }
+}
+
+/// Output rows written straight into a buffer, a CSV header first.
+struct Writer {
+    out: std::io::BufWriter<Box<dyn Write>>,
+    format: RowFormat,
+}
+
+impl Writer {
+    fn new(out: Box<dyn Write>, format: RowFormat) -> Result<Writer> {
+        let mut w = Writer {
+            out: std::io::BufWriter::with_capacity(1 << 16, out),
+            format,
+        };
+        if w.format.format == Format::Csv {
+            for (i, h) in w.format.header().iter().enumerate() {
+                if i > 0 {
+                    w.out.write_all(b",")?;
+                }
+                csv_cell(&mut w.out, h)?;
+            }
+            w.out.write_all(b"\n")?;
+        }
+        Ok(w)
+    }
+
+    fn row(
+        &mut self,
+        row: usize,
+        source: Option<Source>,
+        keep: &[String],
+        verdict: &Outcome,
+    ) -> Result<()> {
+        let written = self.format.row(&mut self.out, row, source, keep, verdict);
+        written.context("writing results")
     }
 
     fn flush(&mut self) -> Result<()> {
