@@ -183,10 +183,13 @@ pub fn run(args: FlowsArgs) -> Result<()> {
         bail_input!("--pcap: expected a capture file or - for standard input");
     }
     let labels = args.labels.as_deref().map(read_labels).transpose()?;
+    let publish = match args.kafka.connection()? {
+        Some(connection) => Some((connection, args.kafka.topic()?)),
+        None => None,
+    };
     let capture = args.capture.start()?;
     let json = args.format == Format::Jsonl;
-    if let Some(connection) = args.kafka.connection()? {
-        let topic = args.kafka.topic()?;
+    if let Some((connection, topic)) = publish {
         let key = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
         let lines = Publisher::new(&connection, &topic)?.lines(!json, key.clone());
         let mut writer = Writer::new(lines, args.schema, json, labels)?;

@@ -55,11 +55,7 @@ impl Broker {
             });
         }
         let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let started = Command::new(&bin)
             .args([
@@ -211,6 +207,11 @@ impl Received {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.value).unwrap()
     }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// rdkafka's admin calls are futures; a test has no runtime, so one is made for the call.
@@ -441,13 +442,27 @@ fn poison_messages_become_error_outputs_or_dead_letters_and_the_rest_is_scored()
     );
     // With one: the same messages as they were, with why and where from.
     broker.create_topic("scores2", 4);
-    let mut r = replica(
-        &s,
-        &broker,
-        ("g2", "scores2"),
-        &["--dead-letter-topic", "bad"],
-    );
+    let port = free_port().to_string();
+    let extra = ["--dead-letter-topic", "bad", "--metrics-port", &port];
+    let mut r = replica(&s, &broker, ("g2", "scores2"), &extra);
     broker.wait_for_commits("g2", "flows", &[101; 4], Duration::from_secs(60));
+    // Statistics (each partition's lag) come every second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        "anomaly_kafka_messages_in_total 404",
+        "anomaly_kafka_bad_messages_total 4",
+        "anomaly_kafka_messages_out_total{to=\"dead_letter\"} 4",
+        "anomaly_kafka_messages_out_total{to=\"scores\"} 400",
+        "anomaly_kafka_consumer_lag{topic=\"flows\",partition=\"3\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
     assert_eq!(terminate(&mut r).0, 0);
     let letters = broker.read_all("bad", 4, Duration::from_secs(10));
     assert_eq!(letters.len(), 4);
@@ -628,4 +643,39 @@ fn a_capture_published_by_flows_is_scored_as_predict_pcap_scores_it() {
         assert_eq!(out.key.as_deref(), Some(id), "keyed by Flow ID");
         assert_eq!(o["score"].to_string(), want[id], "{id}");
     }
+}
+
+/// A setting librdkafka does not know, a topic that does not exist, a malformed setting: exit
+/// 2 naming it, before anything is consumed.
+#[test]
+fn bad_settings_and_missing_topics_are_named() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let (s, _) = trained(10);
+    broker.create_topic("flows", 1);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--checkpoint",
+            "checkpoints/best.mpk",
+            "--kafka-brokers",
+            &broker.address,
+            "--topic",
+            "flows",
+        ];
+        args.extend_from_slice(extra);
+        s.run(&args)
+    };
+    run(&["--kafka-config", "no.such.setting=1"]).bad_input("no.such.setting");
+    run(&["--kafka-config", "oops"]).bad_input("--kafka-config \"oops\": expected key=value");
+    run(&["--out-topic", "nowhere"]).bad_input("Kafka topic 'nowhere' does not exist");
+    s.run(&[
+        "flows",
+        "--pcap",
+        "x.pcap",
+        "--kafka-brokers",
+        &broker.address,
+    ])
+    .bad_input("--topic");
 }
