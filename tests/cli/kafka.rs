@@ -329,21 +329,28 @@ fn two_replicas_score_every_record_at_least_once_though_one_is_killed() {
     let expected = file_scores(&s);
     let mut a = replica(&s, &broker, ("g", "scores"), &[]);
     let mut b = replica(&s, &broker, ("g", "scores"), &[]);
-    // The records arrive while both run; A is killed once a third are in.
-    produce(&broker, &rows, 0..N / 3);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while broker
-        .read_all("scores", N / 6, Duration::from_secs(1))
-        .len()
-        < N / 6
-    {
-        assert!(Instant::now() < deadline, "no outputs from the replicas");
-    }
-    a.kill().unwrap();
-    a.wait().unwrap();
-    produce(&broker, &rows, N / 3..2 * N / 3);
-    let mut a = replica(&s, &broker, ("g", "scores"), &[]);
-    produce(&broker, &rows, 2 * N / 3..N);
+    // The records arrive in a steady stream while both run; A is killed outright once a sixth
+    // are committed, with more coming, and started again (the duplicates depend on where in
+    // its 200 ms between commits it dies: 0 to a few hundred).
+    let mut a = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for chunk in (0..N).step_by(2000) {
+                produce(&broker, &rows, chunk..chunk + 2000);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Every partition committed: both replicas hold and score theirs.
+        let busy =
+            |c: Vec<i64>| c.iter().all(|&o| o > 0) && c.iter().sum::<i64>() >= (N / 6) as i64;
+        while !busy(broker.committed("g", "flows", 4)) {
+            assert!(Instant::now() < deadline, "no commits from the replicas");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        a.kill().unwrap();
+        a.wait().unwrap();
+        replica(&s, &broker, ("g", "scores"), &[])
+    });
     broker.wait_for_commits("g", "flows", &[(N / 4) as i64; 4], Duration::from_secs(120));
     for r in [&mut a, &mut b] {
         let (code, took) = terminate(r);
