@@ -78,22 +78,11 @@ def wait(brokers, topic, group, total):
     print(f"{rate:.0f}")
 
 
-def model(n_features):
-    import torch
-    from torch import nn
-    torch.manual_seed(0)
-    layers, width = [], n_features
-    for h in (128, 64, 32):
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, 1))
-    return nn.Sequential(*layers).eval()
-
-
 def consume(brokers, topic, group, out):
     import pandas as pd
     import torch
     from confluent_kafka import Consumer, Producer
+    from predict_reference import model  # the same MLP, beside this script
     torch.set_num_threads(1)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

@@ -249,20 +249,20 @@ fn trained(rows: usize) -> (Sandbox, Vec<serde_json::Map<String, Value>>) {
     (s, objects)
 }
 
-/// `predict --format jsonl` on `live.csv`: each row's score, as written.
-fn file_scores(s: &Sandbox) -> Vec<String> {
+/// `predict --format jsonl` on `live.csv`: each row's output.
+fn file_outputs(s: &Sandbox) -> Vec<Value> {
     let run = s
         .predict("checkpoints/best.mpk", "live.csv", &["--format", "jsonl"])
         .ok();
     run.stdout
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["score"].to_string())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .collect()
 }
 
-/// A `predict --kafka-brokers` replica reading `flows` in `group`, writing to `out`.
-fn replica(s: &Sandbox, broker: &Broker, (group, out): (&str, &str), extra: &[&str]) -> Child {
-    let mut args = vec![
+/// `predict` on `checkpoints/best.mpk` reading the topic `flows` of `broker`.
+fn predict_flows(broker: &Broker) -> Vec<&str> {
+    vec![
         "predict",
         "--checkpoint",
         "checkpoints/best.mpk",
@@ -270,12 +270,13 @@ fn replica(s: &Sandbox, broker: &Broker, (group, out): (&str, &str), extra: &[&s
         &broker.address,
         "--topic",
         "flows",
-        "--group",
-        group,
-        "--out-topic",
-        out,
-        "--quiet",
-    ];
+    ]
+}
+
+/// A `predict --kafka-brokers` replica reading `flows` in `group`, writing to `out`.
+fn replica(s: &Sandbox, broker: &Broker, (group, out): (&str, &str), extra: &[&str]) -> Child {
+    let mut args = predict_flows(broker);
+    args.extend_from_slice(&["--group", group, "--out-topic", out, "--quiet"]);
     args.extend_from_slice(&QUICK_GROUP);
     args.extend_from_slice(extra);
     s.command(&args)
@@ -299,8 +300,23 @@ fn produce(
     rows: &[serde_json::Map<String, Value>],
     range: std::ops::Range<usize>,
 ) {
+    produce_at(broker, rows, range, None);
+}
+
+/// [`produce`], at `per_second` records a second when given (a steady stream).
+fn produce_at(
+    broker: &Broker,
+    rows: &[serde_json::Map<String, Value>],
+    range: std::ops::Range<usize>,
+    per_second: Option<f64>,
+) {
     let producer = broker.producer();
-    for i in range {
+    let started = Instant::now();
+    for (n, i) in range.enumerate() {
+        if let Some(rate) = per_second {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let key = i.to_string();
         let value = serde_json::to_vec(&rows[i]).unwrap();
         let mut record = BaseRecord::to("flows")
@@ -326,19 +342,16 @@ fn two_replicas_score_every_record_at_least_once_though_one_is_killed() {
     let (s, rows) = trained(N);
     broker.create_topic("flows", 4);
     broker.create_topic("scores", 4);
-    let expected = file_scores(&s);
+    let expected: Vec<String> = file_outputs(&s)
+        .iter()
+        .map(|o| o["score"].to_string())
+        .collect();
     let mut a = replica(&s, &broker, ("g", "scores"), &[]);
     let mut b = replica(&s, &broker, ("g", "scores"), &[]);
-    // The records arrive in a steady stream while both run; A is killed outright once a sixth
-    // are committed, with more coming, and started again (the duplicates depend on where in
-    // its 200 ms between commits it dies: 0 to a few hundred).
-    let mut a = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            for chunk in (0..N).step_by(2000) {
-                produce(&broker, &rows, chunk..chunk + 2000);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+    // The records stream in steadily (25,000 a second, for 4 s) while both run; A is killed
+    // outright in the middle of its share, once a sixth are committed, and started again.
+    let (mut a, at_kill) = std::thread::scope(|scope| {
+        scope.spawn(|| produce_at(&broker, &rows, 0..N, Some(25_000.0)));
         let deadline = Instant::now() + Duration::from_secs(60);
         // Every partition committed: both replicas hold and score theirs.
         let busy =
@@ -349,7 +362,9 @@ fn two_replicas_score_every_record_at_least_once_though_one_is_killed() {
         }
         a.kill().unwrap();
         a.wait().unwrap();
-        replica(&s, &broker, ("g", "scores"), &[])
+        // A's last commits, and B's so far.
+        let at_kill = broker.committed("g", "flows", 4);
+        (replica(&s, &broker, ("g", "scores"), &[]), at_kill)
     });
     broker.wait_for_commits("g", "flows", &[(N / 4) as i64; 4], Duration::from_secs(120));
     for r in [&mut a, &mut b] {
@@ -380,9 +395,14 @@ fn two_replicas_score_every_record_at_least_once_though_one_is_killed() {
     }
     assert_eq!(seen.len(), N, "every (partition, offset) has an output");
     let duplicates = outputs.len() - N;
-    println!("{duplicates} duplicates after the kill");
-    // At most what the killed replica had scored and not yet committed: a few batches.
-    assert!(duplicates <= 4 * 4096 * 2, "{duplicates} duplicates");
+    println!("{duplicates} duplicates after the kill (commits then: {at_kill:?})");
+    // Only what was scored after its partition's last commit was scored again.
+    for (&(p, off), &n) in &seen {
+        assert!(
+            n == 1 || off >= at_kill[p as usize],
+            "offset {off} of partition {p} scored {n} times, though committed ({at_kill:?})"
+        );
+    }
 }
 
 /// A poison message in each partition: an error output each (or a dead letter each, with
@@ -545,16 +565,11 @@ fn sigterm_stops_cleanly_and_a_restart_scores_nothing_twice() {
         );
         assert!(offsets.insert(at), "scored twice: {at:?}");
     }
-    let flagged = file_scores_flagged(&s);
+    let flagged = file_outputs(&s)
+        .iter()
+        .filter(|o| o["is_anomaly"] == true)
+        .count();
     assert_eq!(offsets.len(), flagged, "every flagged row once");
-}
-
-/// How many rows of `live.csv` `predict` flags.
-fn file_scores_flagged(s: &Sandbox) -> usize {
-    let run = s
-        .predict("checkpoints/best.mpk", "live.csv", &["--format", "jsonl"])
-        .ok();
-    run.stdout.matches("\"is_anomaly\":true").count()
 }
 
 /// A sensor: `flows --pcap - --kafka-brokers` publishes a capture's flows, one message each
@@ -662,15 +677,7 @@ fn bad_settings_and_missing_topics_are_named() {
     let (s, _) = trained(10);
     broker.create_topic("flows", 1);
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "predict",
-            "--checkpoint",
-            "checkpoints/best.mpk",
-            "--kafka-brokers",
-            &broker.address,
-            "--topic",
-            "flows",
-        ];
+        let mut args = predict_flows(&broker);
         args.extend_from_slice(extra);
         s.run(&args)
     };
