@@ -693,3 +693,71 @@ fn bad_settings_and_missing_topics_are_named() {
     ])
     .bad_input("--topic");
 }
+
+/// CSV lines (their header given once by `--columns`) scored by a replica writing CSV to
+/// standard output, with reasons: the same cells as `predict` on the file, after `partition`
+/// and `offset`.
+#[test]
+fn csv_messages_scored_to_standard_output_match_predict_on_the_file() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let (s, _) = trained(300);
+    broker.create_topic("flows", 1);
+    let text = std::fs::read_to_string(s.path("live.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let producer = broker.producer();
+    for line in lines {
+        producer
+            .send(BaseRecord::<(), _>::to("flows").payload(line))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let mut args = predict_flows(&broker);
+    args.extend_from_slice(&["--group", "g", "--input-format", "csv", "--columns", header]);
+    args.extend_from_slice(&["--format", "csv", "--explain", "2", "--quiet"]);
+    args.extend_from_slice(&QUICK_GROUP);
+    let mut r = s.command(&args).stdout(Stdio::piped()).spawn().unwrap();
+    broker.wait_for_commits("g", "flows", &[300], Duration::from_secs(60));
+    assert_eq!(terminate(&mut r).0, 0);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut r.stdout.take().unwrap(), &mut out).unwrap();
+    let file = s
+        .predict("checkpoints/best.mpk", "live.csv", &["--explain", "2"])
+        .ok();
+    let want: Vec<&str> = file.stdout.lines().skip(1).collect();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 300, "no header, one line per message");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let (g, w) = (csv_cells(g), csv_cells(w));
+        assert_eq!(
+            &g[1..3],
+            [String::from("0"), i.to_string()],
+            "partition, offset"
+        );
+        assert_eq!(g[3..], w[1..], "row {}", i + 1);
+    }
+    let explained = got
+        .iter()
+        .map(|l| csv_cells(l))
+        .filter(|c| c[4] == "true" && !c[5].is_empty());
+    assert!(
+        explained.count() > 0,
+        "some flagged rows, with their reasons"
+    );
+}
+
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
+    r.records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect()
+}
