@@ -80,27 +80,12 @@ pub fn run(
     .context("--kafka-brokers")?;
     let labelled = layout.label.is_some();
     let encoder = Encoder::new(layout, &scorer.pre, data, opts.explain > 0);
-    let metrics = kafka.metrics_port.map(|_| Arc::new(Metrics::default()));
     let tracked = Arc::new(Tracked {
         offsets: Mutex::new(Offsets::default()),
         failure: Mutex::new(None),
-        metrics: metrics.clone(),
+        metrics: kafka.metrics_port.map(|_| Arc::new(Metrics::default())),
     });
-    let consumer = consumer(kafka, &tracked)?;
-    let mut topics = vec![kafka.topic.as_str()];
-    topics.extend(kafka.out_topic.as_deref());
-    topics.extend(kafka.dead_letter_topic.as_deref());
-    check_topics(&consumer, &topics)?;
-    if let (Some(m), Some(port)) = (&metrics, kafka.metrics_port) {
-        metrics::serve(m.clone(), port)?;
-    }
-    consumer
-        .subscribe(&[&kafka.topic])
-        .with_context(|| format!("subscribing to Kafka topic '{}'", kafka.topic))?;
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
-    }
+    let consumer = join(kafka, &tracked)?;
     let mut replica = Replica {
         decoder,
         encoder,
@@ -138,6 +123,27 @@ pub fn run(
     let summary = replica.batches.summary;
     consumer.unsubscribe();
     Ok(summary)
+}
+
+/// The consumer, its topics checked, its metrics served, subscribed, with SIGTERM and SIGINT
+/// caught: a member of the group from here on.
+fn join(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer<Group>> {
+    let consumer = consumer(kafka, tracked)?;
+    let mut topics = vec![kafka.topic.as_str()];
+    topics.extend(kafka.out_topic.as_deref());
+    topics.extend(kafka.dead_letter_topic.as_deref());
+    check_topics(&consumer, &topics)?;
+    if let (Some(m), Some(port)) = (&tracked.metrics, kafka.metrics_port) {
+        metrics::serve(m.clone(), port)?;
+    }
+    consumer
+        .subscribe(&[&kafka.topic])
+        .with_context(|| format!("subscribing to Kafka topic '{}'", kafka.topic))?;
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+    }
+    Ok(consumer)
 }
 
 /// Fetches messages into `batch` until it holds `batch_rows`, or `flush_after` has passed
@@ -208,18 +214,12 @@ fn decoder(scorer: &Scorer, data: &DataConfig, kafka: &KafkaOptions, keep: &[Str
 /// the topic from its start, librdkafka's statistics (each partition's lag) every second when
 /// metrics are served, and a short fetch back-off.
 fn consumer(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer<Group>> {
-    let producer = match &kafka
-        .out_topic
-        .as_ref()
-        .or(kafka.dead_letter_topic.as_ref())
-    {
-        Some(_) => Some(Arc::new(created(
-            kafka
-                .connection
-                .producer_config()
-                .create_with_context(Acks(tracked.clone())),
+    let sends = kafka.out_topic.is_some() || kafka.dead_letter_topic.is_some();
+    let producer = match sends {
+        true => Some(Arc::new(created(
+            (kafka.connection.producer_config()).create_with_context(Acks(tracked.clone())),
         )?)),
-        None => None,
+        false => None,
     };
     let stats = if kafka.metrics_port.is_some() {
         "1000"
@@ -234,11 +234,12 @@ fn consumer(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer
         ("statistics.interval.ms", stats),
         // librdkafka waits this long to fetch again for a partition whose prefetched messages
         // exceed its queue thresholds (default 1 s): a replica slower than the fetcher then
-        // stalls on an empty queue every second. At 10 ms one replica went from 117k to 240k
-        // records/s in benches/kafka.sh's setting.
+        // stalls on an empty queue every second. At 10 ms one replica went from 117k to 208k
+        // records/s in benches/kafka.sh.
         ("fetch.queue.backoff.ms", "10"),
     ]);
     created(config.create_with_context(Group {
+        topic: kafka.topic.clone(),
         tracked: tracked.clone(),
         producer,
         revoked: Mutex::new(Vec::new()),
@@ -323,6 +324,8 @@ impl ProducerContext for Acks {
 
 /// The consumer's side: commits, rebalances, statistics.
 struct Group {
+    /// The input topic.
+    topic: String,
     tracked: Arc<Tracked>,
     producer: Option<Arc<ThreadedProducer<Acks>>>,
     /// Partitions given away since the consumer thread last looked.
@@ -344,13 +347,8 @@ impl Group {
             return;
         }
         let mut list = TopicPartitionList::new();
-        let topic = consumer
-            .subscription()
-            .ok()
-            .and_then(|s| s.elements().first().map(|e| e.topic().to_string()));
-        let Some(topic) = topic else { return };
         for &(partition, offset) in &done {
-            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+            let _ = list.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
         }
         *self.commit_sent.lock().expect("never poisoned") = Some(Instant::now());
         match consumer.commit(&list, mode) {
