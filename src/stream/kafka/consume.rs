@@ -11,6 +11,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,7 @@ pub fn run(
     data: &DataConfig,
     kafka: &KafkaOptions,
     opts: &Options,
-    stdout: Box<dyn Write>,
+    stdout: Box<dyn Write + Send>,
 ) -> Result<Summary> {
     let decoder = decoder(scorer, data, kafka, &opts.keep);
     let layout = Layout::new(
@@ -86,43 +87,71 @@ pub fn run(
         metrics: kafka.metrics_port.map(|_| Arc::new(Metrics::default())),
     });
     let consumer = join(kafka, &tracked)?;
-    let mut replica = Replica {
+    let mut reader = Reader {
         decoder,
         encoder,
+        keep: opts.keep.len(),
+    };
+    let scoring = Scoring {
         batches: Batches::new(scorer, opts.explain, labelled)?,
         out: Outputs {
             kafka,
             tracked: &tracked,
             producer: consumer.context().producer.as_deref(),
             format: RowFormat::new(opts.format, &opts.keep, scorer, opts.explain, true),
-            keep: opts.keep.len(),
             stdout: std::io::BufWriter::with_capacity(1 << 16, stdout),
             line: Vec::new(),
             written: Vec::new(),
         },
     };
+    // Fetching and decoding on this thread (which serves librdkafka's callbacks: rebalances,
+    // commits), scoring and sending on another: a batch is decoded while the last is scored.
+    let summary = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Decoded>(1);
+        let scored = scope.spawn(move || scoring.run(rx));
+        let fetched = fetch(&consumer, &tracked, &mut reader, opts, tx);
+        let summary = scored.join().expect("the scoring thread panicked")?;
+        fetched.map(|()| summary)
+    })?;
+    // Stopping: every output acknowledged, and all of it committed before the group is left.
+    consumer.context().commit(&consumer, CommitMode::Sync);
+    tracked.check()?;
+    consumer.unsubscribe();
+    Ok(summary)
+}
+
+/// Fetches batches and hands them, decoded, to the scoring thread until a stop is asked (or
+/// the scoring thread has stopped); commits what is done every [`COMMIT_EVERY`].
+fn fetch(
+    consumer: &BaseConsumer<Group>,
+    tracked: &Tracked,
+    reader: &mut Reader,
+    opts: &Options,
+    scoring: SyncSender<Decoded>,
+) -> Result<()> {
     let mut batch: Vec<Fetched> = Vec::new();
     let mut committed_at = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
-        fill(&consumer, &mut batch, opts);
+        fill(consumer, &mut batch, opts);
         let revoked =
             std::mem::take(&mut *consumer.context().revoked.lock().expect("never poisoned"));
         if !revoked.is_empty() {
             batch.retain(|m| !revoked.contains(&m.partition));
         }
-        replica.score(&mut batch)?;
+        if !batch.is_empty() {
+            let generation = tracked.offsets().generation();
+            let decoded = reader.decode(std::mem::take(&mut batch), generation);
+            if scoring.send(decoded).is_err() {
+                break;
+            }
+        }
         tracked.check()?;
         if committed_at.elapsed() >= COMMIT_EVERY {
-            consumer.context().commit(&consumer, CommitMode::Async);
+            consumer.context().commit(consumer, CommitMode::Async);
             committed_at = Instant::now();
         }
     }
-    // Stopping: every output acknowledged, and all of it committed before the group is left.
-    consumer.context().commit(&consumer, CommitMode::Sync);
-    tracked.check()?;
-    let summary = replica.batches.summary;
-    consumer.unsubscribe();
-    Ok(summary)
+    Ok(())
 }
 
 /// The consumer, its topics checked, its metrics served, subscribed, with SIGTERM and SIGINT
@@ -401,10 +430,24 @@ impl ConsumerContext for Group {
     }
 }
 
-/// The consumer thread's state: fetched messages become rows, rows become outputs.
-struct Replica<'a> {
+/// The fetching side: messages become rows.
+struct Reader<'a> {
     decoder: Decoder,
     encoder: Encoder<'a>,
+    /// `--keep` columns (empty cells for a message that is not a record).
+    keep: usize,
+}
+
+/// A batch on its way to the scoring thread: the messages, their rows, and the ownership they
+/// were fetched in.
+struct Decoded {
+    messages: Vec<Fetched>,
+    rows: Rows,
+    generation: u64,
+}
+
+/// The scoring side: rows become outputs.
+struct Scoring<'a> {
     batches: Batches<'a>,
     out: Outputs<'a>,
 }
@@ -415,8 +458,7 @@ struct Outputs<'a> {
     tracked: &'a Tracked,
     producer: Option<&'a ThreadedProducer<Acks>>,
     format: RowFormat,
-    keep: usize,
-    stdout: std::io::BufWriter<Box<dyn Write>>,
+    stdout: std::io::BufWriter<Box<dyn Write + Send>>,
     /// The output being written.
     line: Vec<u8>,
     /// Messages whose output went to standard output in this batch.
@@ -431,40 +473,55 @@ enum Route {
     Output,
 }
 
-impl Replica<'_> {
-    /// Scores the fetched messages and sends (or writes) their outputs; `batch` is left empty.
-    fn score(&mut self, batch: &mut Vec<Fetched>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+impl Reader<'_> {
+    fn decode(&mut self, messages: Vec<Fetched>, generation: u64) -> Decoded {
         let mut rows = Rows::default();
         let mut record = ByteRecord::new();
-        for m in batch.iter() {
+        for m in &messages {
             match self.decoder.decode(m.value.as_deref(), &mut record) {
                 Ok(()) => self.encoder.push(&record, &mut rows),
-                Err(e) => rows.push_error(e, self.out.keep),
+                Err(e) => rows.push_error(e, self.keep),
             }
         }
-        if let Some(m) = &self.out.tracked.metrics {
-            m.messages_in.inc_by(batch.len() as u64);
-            m.batch_rows.observe(batch.len() as f64);
+        Decoded {
+            messages,
+            rows,
+            generation,
         }
-        let out = &mut self.out;
-        let mut next = batch.iter();
-        self.batches
-            .score(&mut rows, None, &mut |row, info, verdict| {
-                let m = next.next().expect("one row per message");
-                out.emit(m, row, info, verdict)
-            })?;
-        out.settle()?;
-        batch.clear();
-        Ok(())
+    }
+}
+
+impl Scoring<'_> {
+    /// Scores each batch and sends (or writes) its outputs, until the fetching side is done;
+    /// the run's counts.
+    fn run(mut self, batches: Receiver<Decoded>) -> Result<Summary> {
+        for mut d in batches {
+            if let Some(m) = &self.out.tracked.metrics {
+                m.messages_in.inc_by(d.messages.len() as u64);
+                m.batch_rows.observe(d.messages.len() as f64);
+            }
+            let out = &mut self.out;
+            let mut next = d.messages.iter();
+            self.batches
+                .score(&mut d.rows, None, &mut |row, info, verdict| {
+                    let m = next.next().expect("one row per message");
+                    out.emit((m, d.generation), row, info, verdict)
+                })?;
+            out.settle(d.generation)?;
+        }
+        Ok(self.batches.summary)
     }
 }
 
 impl Outputs<'_> {
     /// Writes or sends one message's output (or dead letter), or nothing.
-    fn emit(&mut self, m: &Fetched, row: usize, info: &RowInfo, verdict: &Outcome) -> Result<()> {
+    fn emit(
+        &mut self,
+        (m, generation): (&Fetched, u64),
+        row: usize,
+        info: &RowInfo,
+        verdict: &Outcome,
+    ) -> Result<()> {
         let bad = verdict.is_err() && !info.warming;
         let route = match verdict {
             Err(_) if bad && self.kafka.dead_letter_topic.is_some() => Route::DeadLetter,
@@ -477,7 +534,8 @@ impl Outputs<'_> {
         }
         let (topic, value, headers) = match route {
             Route::Nothing => {
-                self.tracked.offsets().handled(m.partition, m.offset, false);
+                let mut offsets = self.tracked.offsets();
+                offsets.handled(generation, m.partition, m.offset, false);
                 return Ok(());
             }
             Route::DeadLetter => {
@@ -508,11 +566,9 @@ impl Outputs<'_> {
             }
             return Ok(());
         };
-        let generation = {
-            let mut offsets = self.tracked.offsets();
-            offsets.handled(m.partition, m.offset, true);
-            offsets.generation()
-        };
+        let mut offsets = self.tracked.offsets();
+        offsets.handled(generation, m.partition, m.offset, true);
+        drop(offsets);
         let sent = Box::new(Sent {
             generation,
             partition: m.partition,
@@ -538,11 +594,11 @@ impl Outputs<'_> {
     }
 
     /// After a batch: what went to standard output is flushed, and then done.
-    fn settle(&mut self) -> Result<()> {
+    fn settle(&mut self, generation: u64) -> Result<()> {
         self.stdout.flush().context("writing results")?;
         let mut offsets = self.tracked.offsets();
         for (partition, offset) in self.written.drain(..) {
-            offsets.handled(partition, offset, false);
+            offsets.handled(generation, partition, offset, false);
         }
         if let Some(m) = &self.tracked.metrics {
             m.in_flight.set(offsets.in_flight() as i64);

@@ -36,9 +36,13 @@ impl Offsets {
         self.generation
     }
 
-    /// A message is handled: its output is written (`awaiting: false`) or sent and awaiting
-    /// the broker's acknowledgement.
-    pub fn handled(&mut self, partition: i32, offset: i64, awaiting: bool) {
+    /// A message fetched in `generation` is handled: its output is written (`awaiting:
+    /// false`) or sent and awaiting the broker's acknowledgement. One fetched before its
+    /// partition was given away is not tracked: whoever owns it now scores it again.
+    pub fn handled(&mut self, generation: u64, partition: i32, offset: i64, awaiting: bool) {
+        if generation != self.generation {
+            return;
+        }
         let part = self.parts.entry(partition).or_default();
         part.next = Some(part.next.map_or(offset + 1, |n| n.max(offset + 1)));
         if awaiting {
@@ -94,11 +98,11 @@ mod tests {
     #[test]
     fn a_commit_stops_at_the_first_unacknowledged_output() {
         let mut o = Offsets::default();
-        for offset in 10..15 {
-            o.handled(0, offset, true);
-        }
-        o.handled(1, 7, false);
         let g = o.generation();
+        for offset in 10..15 {
+            o.handled(g, 0, offset, true);
+        }
+        o.handled(g, 1, 7, false);
         assert_eq!(o.committable(), vec![(0, 10), (1, 8)]);
         o.acknowledged(g, 0, 10);
         o.acknowledged(g, 0, 12);
@@ -113,13 +117,19 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledgement_from_an_earlier_ownership_is_ignored() {
+    fn what_comes_from_an_earlier_ownership_is_ignored() {
         let mut o = Offsets::default();
-        o.handled(3, 100, true);
         let before = o.generation();
+        o.handled(before, 3, 100, true);
         o.forget(&[3]);
         assert_eq!(o.committable(), vec![]);
-        o.handled(3, 90, true);
+        o.handled(before, 3, 101, false);
+        assert_eq!(
+            o.committable(),
+            vec![],
+            "fetched before the partition was given away"
+        );
+        o.handled(o.generation(), 3, 90, true);
         o.acknowledged(before, 3, 90);
         assert_eq!(o.committable(), vec![(3, 90)]);
         o.acknowledged(o.generation(), 3, 90);
