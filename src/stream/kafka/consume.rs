@@ -132,15 +132,14 @@ fn fetch(
     let mut batch: Vec<Fetched> = Vec::new();
     let mut committed_at = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
-        fill(consumer, &mut batch, opts);
-        let revoked =
-            std::mem::take(&mut *consumer.context().revoked.lock().expect("never poisoned"));
-        if !revoked.is_empty() {
-            batch.retain(|m| !revoked.contains(&m.partition));
-        }
+        fill(consumer, tracked, &mut batch, opts);
+        // Fetched before their partition was given away (in a poll of this fill): whoever
+        // owns it now, this replica included, fetches them again from the last commit.
+        let offsets = tracked.offsets();
+        batch.retain(|m| m.generation == offsets.generation(m.partition));
+        drop(offsets);
         if !batch.is_empty() {
-            let generation = tracked.offsets().generation();
-            let decoded = reader.decode(std::mem::take(&mut batch), generation);
+            let decoded = reader.decode(std::mem::take(&mut batch));
             if scoring.send(decoded).is_err() {
                 break;
             }
@@ -179,7 +178,12 @@ fn join(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer<Gro
 /// since its first message, or none came for a while (so that commits go on), or a stop was
 /// asked. While messages keep coming they are taken without a look at the clock (a third of
 /// the time went to it), which is read again when none is waiting and every 256 messages.
-fn fill(consumer: &BaseConsumer<Group>, batch: &mut Vec<Fetched>, opts: &Options) {
+fn fill(
+    consumer: &BaseConsumer<Group>,
+    tracked: &Tracked,
+    batch: &mut Vec<Fetched>,
+    opts: &Options,
+) {
     let mut deadline: Option<Instant> = None;
     let mut waiting = true;
     while !STOP.load(Ordering::Relaxed) && batch.len() < opts.batch_rows {
@@ -194,7 +198,8 @@ fn fill(consumer: &BaseConsumer<Group>, batch: &mut Vec<Fetched>, opts: &Options
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 deadline.get_or_insert_with(|| Instant::now() + opts.flush_after);
-                batch.push(Fetched::from(&m));
+                let generation = tracked.offsets().generation(m.partition());
+                batch.push(Fetched::from(&m, generation));
                 waiting = true;
             }
             Some(Err(e)) => eprintln!("kafka: {e}"),
@@ -271,7 +276,6 @@ fn consumer(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer
         topic: kafka.topic.clone(),
         tracked: tracked.clone(),
         producer,
-        revoked: Mutex::new(Vec::new()),
         commit_sent: Mutex::new(None),
     }))
 }
@@ -280,15 +284,18 @@ fn consumer(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer
 struct Fetched {
     partition: i32,
     offset: i64,
+    /// Its partition's ownership when it was fetched.
+    generation: u64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
 }
 
 impl Fetched {
-    fn from(m: &impl Message) -> Fetched {
+    fn from(m: &impl Message, generation: u64) -> Fetched {
         Fetched {
             partition: m.partition(),
             offset: m.offset(),
+            generation,
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
         }
@@ -357,8 +364,6 @@ struct Group {
     topic: String,
     tracked: Arc<Tracked>,
     producer: Option<Arc<ThreadedProducer<Acks>>>,
-    /// Partitions given away since the consumer thread last looked.
-    revoked: Mutex<Vec<i32>>,
     /// When the last asynchronous commit was sent.
     commit_sent: Mutex<Option<Instant>>,
 }
@@ -406,7 +411,6 @@ impl ConsumerContext for Group {
             self.commit(consumer, CommitMode::Sync);
             let gone: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
             self.tracked.offsets().forget(&gone);
-            self.revoked.lock().expect("never poisoned").extend(gone);
         }
     }
 
@@ -438,12 +442,10 @@ struct Reader<'a> {
     keep: usize,
 }
 
-/// A batch on its way to the scoring thread: the messages, their rows, and the ownership they
-/// were fetched in.
+/// A batch on its way to the scoring thread: the messages and their rows.
 struct Decoded {
     messages: Vec<Fetched>,
     rows: Rows,
-    generation: u64,
 }
 
 /// The scoring side: rows become outputs.
@@ -461,8 +463,9 @@ struct Outputs<'a> {
     stdout: std::io::BufWriter<Box<dyn Write + Send>>,
     /// The output being written.
     line: Vec<u8>,
-    /// Messages whose output went to standard output in this batch.
-    written: Vec<(i32, i64)>,
+    /// Messages whose output went to standard output in this batch: (generation,
+    /// partition, offset).
+    written: Vec<(u64, i32, i64)>,
 }
 
 /// What becomes of a scored message.
@@ -474,7 +477,7 @@ enum Route {
 }
 
 impl Reader<'_> {
-    fn decode(&mut self, messages: Vec<Fetched>, generation: u64) -> Decoded {
+    fn decode(&mut self, messages: Vec<Fetched>) -> Decoded {
         let mut rows = Rows::default();
         let mut record = ByteRecord::new();
         for m in &messages {
@@ -483,11 +486,7 @@ impl Reader<'_> {
                 Err(e) => rows.push_error(e, self.keep),
             }
         }
-        Decoded {
-            messages,
-            rows,
-            generation,
-        }
+        Decoded { messages, rows }
     }
 }
 
@@ -505,9 +504,9 @@ impl Scoring<'_> {
             self.batches
                 .score(&mut d.rows, None, &mut |row, info, verdict| {
                     let m = next.next().expect("one row per message");
-                    out.emit((m, d.generation), row, info, verdict)
+                    out.emit(m, row, info, verdict)
                 })?;
-            out.settle(d.generation)?;
+            out.settle()?;
         }
         Ok(self.batches.summary)
     }
@@ -515,13 +514,7 @@ impl Scoring<'_> {
 
 impl Outputs<'_> {
     /// Writes or sends one message's output (or dead letter), or nothing.
-    fn emit(
-        &mut self,
-        (m, generation): (&Fetched, u64),
-        row: usize,
-        info: &RowInfo,
-        verdict: &Outcome,
-    ) -> Result<()> {
+    fn emit(&mut self, m: &Fetched, row: usize, info: &RowInfo, verdict: &Outcome) -> Result<()> {
         let bad = verdict.is_err() && !info.warming;
         let route = match verdict {
             Err(_) if bad && self.kafka.dead_letter_topic.is_some() => Route::DeadLetter,
@@ -535,7 +528,7 @@ impl Outputs<'_> {
         let (topic, value, headers) = match route {
             Route::Nothing => {
                 let mut offsets = self.tracked.offsets();
-                offsets.handled(generation, m.partition, m.offset, false);
+                offsets.handled(m.generation, m.partition, m.offset, false);
                 return Ok(());
             }
             Route::DeadLetter => {
@@ -560,17 +553,17 @@ impl Outputs<'_> {
         };
         let (Some(topic), Some(producer)) = (topic, self.producer) else {
             self.stdout.write_all(value).context("writing results")?;
-            self.written.push((m.partition, m.offset));
+            self.written.push((m.generation, m.partition, m.offset));
             if let Some(metrics) = metrics {
                 metrics.output("stdout");
             }
             return Ok(());
         };
         let mut offsets = self.tracked.offsets();
-        offsets.handled(generation, m.partition, m.offset, true);
+        offsets.handled(m.generation, m.partition, m.offset, true);
         drop(offsets);
         let sent = Box::new(Sent {
-            generation,
+            generation: m.generation,
             partition: m.partition,
             offset: m.offset,
         });
@@ -594,10 +587,10 @@ impl Outputs<'_> {
     }
 
     /// After a batch: what went to standard output is flushed, and then done.
-    fn settle(&mut self, generation: u64) -> Result<()> {
+    fn settle(&mut self) -> Result<()> {
         self.stdout.flush().context("writing results")?;
         let mut offsets = self.tracked.offsets();
-        for (partition, offset) in self.written.drain(..) {
+        for (generation, partition, offset) in self.written.drain(..) {
             offsets.handled(generation, partition, offset, false);
         }
         if let Some(m) = &self.tracked.metrics {

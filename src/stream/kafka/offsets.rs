@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Default)]
 pub struct Offsets {
     parts: BTreeMap<i32, Part>,
-    /// Bumped whenever partitions are given away, so a late acknowledgement for an output of
-    /// an earlier ownership is not taken for one of this ownership.
-    generation: u64,
+    /// Per partition, bumped whenever it is given away: a message is tagged with its
+    /// partition's ownership when fetched, so that what was fetched, scored or acknowledged
+    /// under an earlier ownership is never taken for this one's (whoever owns the partition
+    /// fetches it again from the last commit).
+    generations: BTreeMap<i32, u64>,
 }
 
 #[derive(Default)]
@@ -31,16 +33,16 @@ impl Part {
 }
 
 impl Offsets {
-    /// The ownership an output sent now belongs to.
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// The current ownership of `partition`, for a message fetched from it now.
+    pub fn generation(&self, partition: i32) -> u64 {
+        self.generations.get(&partition).copied().unwrap_or(0)
     }
 
     /// A message fetched in `generation` is handled: its output is written (`awaiting:
     /// false`) or sent and awaiting the broker's acknowledgement. One fetched before its
     /// partition was given away is not tracked: whoever owns it now scores it again.
     pub fn handled(&mut self, generation: u64, partition: i32, offset: i64, awaiting: bool) {
-        if generation != self.generation {
+        if generation != self.generation(partition) {
             return;
         }
         let part = self.parts.entry(partition).or_default();
@@ -52,7 +54,7 @@ impl Offsets {
 
     /// The broker acknowledged the output of `offset`, sent in `generation`.
     pub fn acknowledged(&mut self, generation: u64, partition: i32, offset: i64) {
-        if generation == self.generation
+        if generation == self.generation(partition)
             && let Some(part) = self.parts.get_mut(&partition)
         {
             part.in_flight.remove(&offset);
@@ -86,8 +88,8 @@ impl Offsets {
     pub fn forget(&mut self, partitions: &[i32]) {
         for p in partitions {
             self.parts.remove(p);
+            *self.generations.entry(*p).or_default() += 1;
         }
-        self.generation += 1;
     }
 }
 
@@ -98,7 +100,7 @@ mod tests {
     #[test]
     fn a_commit_stops_at_the_first_unacknowledged_output() {
         let mut o = Offsets::default();
-        let g = o.generation();
+        let g = o.generation(0);
         for offset in 10..15 {
             o.handled(g, 0, offset, true);
         }
@@ -119,20 +121,23 @@ mod tests {
     #[test]
     fn what_comes_from_an_earlier_ownership_is_ignored() {
         let mut o = Offsets::default();
-        let before = o.generation();
+        let (before, other) = (o.generation(3), o.generation(4));
         o.handled(before, 3, 100, true);
+        o.handled(other, 4, 7, true);
         o.forget(&[3]);
-        assert_eq!(o.committable(), vec![]);
+        assert_eq!(o.committable(), vec![(4, 7)], "partition 4 is still owned");
         o.handled(before, 3, 101, false);
         assert_eq!(
             o.committable(),
-            vec![],
-            "fetched before the partition was given away"
+            vec![(4, 7)],
+            "fetched before 3 was given away"
         );
-        o.handled(o.generation(), 3, 90, true);
+        let now = o.generation(3);
+        o.handled(now, 3, 90, true);
         o.acknowledged(before, 3, 90);
-        assert_eq!(o.committable(), vec![(3, 90)]);
-        o.acknowledged(o.generation(), 3, 90);
-        assert_eq!(o.committable(), vec![(3, 91)]);
+        assert_eq!(o.committable(), vec![(3, 90), (4, 7)]);
+        o.acknowledged(now, 3, 90);
+        o.acknowledged(other, 4, 7);
+        assert_eq!(o.committable(), vec![(3, 91), (4, 8)]);
     }
 }
