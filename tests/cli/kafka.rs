@@ -692,6 +692,19 @@ fn bad_settings_and_missing_topics_are_named() {
         &broker.address,
     ])
     .bad_input("--topic");
+    // A producer asking for a topic does not create it.
+    s.run(&["generate", "--pcap", "t.pcap", "--flows", "10"])
+        .ok();
+    let mut args = vec![
+        "flows",
+        "--pcap",
+        "t.pcap",
+        "--kafka-brokers",
+        &broker.address,
+    ];
+    args.extend_from_slice(&["--topic", "nowhere"]);
+    s.run(&args)
+        .bad_input("Kafka topic 'nowhere' does not exist");
 }
 
 /// CSV lines (their header given once by `--columns`) scored by a replica writing CSV to

@@ -160,7 +160,7 @@ fn join(kafka: &KafkaOptions, tracked: &Arc<Tracked>) -> Result<BaseConsumer<Gro
     let mut topics = vec![kafka.topic.as_str()];
     topics.extend(kafka.out_topic.as_deref());
     topics.extend(kafka.dead_letter_topic.as_deref());
-    check_topics(&consumer, &topics)?;
+    check_topics(consumer.client(), &topics)?;
     if let (Some(m), Some(port)) = (&tracked.metrics, kafka.metrics_port) {
         metrics::serve(m.clone(), port)?;
     }

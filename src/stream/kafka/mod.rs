@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rdkafka::ClientContext;
+use rdkafka::client::Client;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
@@ -71,12 +71,14 @@ impl Connection {
     }
 
     /// The settings of a producer whose every message is stored at least once, in order:
-    /// idempotent, acknowledged by every in-sync replica.
+    /// idempotent, acknowledged by every in-sync replica, and never creating a topic by
+    /// asking for it (a mistyped name is an error, see [`check_topics`]).
     pub fn producer_config(&self) -> ClientConfig {
         self.config(&[
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),
+            ("allow.auto.create.topics", "false"),
         ])
     }
 }
@@ -93,9 +95,9 @@ pub fn created<T>(made: rdkafka::error::KafkaResult<T>) -> Result<T> {
 
 /// Checks that every topic exists on the brokers (with partitions), so a mistyped name is an
 /// error at start, not messages retried until they time out.
-pub fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]) -> Result<()> {
+pub fn check_topics<C: ClientContext>(client: &Client<C>, topics: &[&str]) -> Result<()> {
     for &topic in topics {
-        let metadata = consumer
+        let metadata = client
             .fetch_metadata(Some(topic), BROKER_TIMEOUT)
             .map_err(|e| anyhow::anyhow!("cannot reach the Kafka brokers: {e}"))?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
@@ -155,13 +157,12 @@ impl ProducerContext for Failures {
 impl Publisher {
     /// A producer for `topic`, which must exist.
     pub fn new(connection: &Connection, topic: &str) -> Result<Publisher> {
-        let probe: BaseConsumer = created(connection.config(&[]).create())?;
-        check_topics(&probe, &[topic])?;
-        let producer = created(
+        let producer: ThreadedProducer<Failures> = created(
             connection
                 .producer_config()
                 .create_with_context(Failures::default()),
         )?;
+        check_topics(producer.client(), &[topic])?;
         Ok(Publisher {
             producer,
             topic: topic.to_string(),
