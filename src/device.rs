@@ -382,6 +382,21 @@ pub mod cuda {
     }
 }
 
+/// This machine's name, as TensorBoard's own writers put it in event file names (and syslog
+/// in its HOSTNAME field).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..len]).replace(['/', '\\'], "_");
+    if ok && !name.is_empty() {
+        name
+    } else {
+        "localhost".into()
+    }
+}
+
 /// burn's CPU backend keeps one global RNG: unit tests that seed it or draw from it (weight
 /// init included) hold this lock, or a parallel test could draw in between.
 #[cfg(test)]

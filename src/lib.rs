@@ -6,6 +6,7 @@
 //! `checkpoint`, `score` (the one scorer), `explain`, `stream` (predict's pipeline), `train`,
 //! `log`, `report` and `hub`, `serve`, `cli` (one module per subcommand).
 
+pub mod alerts;
 pub mod checkpoint;
 pub mod cli;
 pub mod clock;

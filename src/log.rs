@@ -61,7 +61,7 @@ impl Scalars {
         let name = format!(
             "events.out.tfevents.{:010}.{}.{}.0",
             now.as_secs(),
-            hostname(),
+            crate::device::hostname(),
             std::process::id()
         );
         let path = dir.join(name);
@@ -130,20 +130,6 @@ impl Scalars {
 impl Drop for Scalars {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// This machine's name, as TensorBoard's own writers put it in event file names.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).replace(['/', '\\'], "_");
-    if ok && !name.is_empty() {
-        name
-    } else {
-        "localhost".into()
     }
 }
 

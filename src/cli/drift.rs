@@ -67,6 +67,7 @@ pub fn run(args: DriftArgs) -> Result<()> {
         batch_rows: 4096,
         flush_after: std::time::Duration::from_millis(200),
         explain: 0,
+        alerts: None,
     };
     let sink = Box::new(std::io::sink());
     let data = &ck.config.data;

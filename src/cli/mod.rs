@@ -1,5 +1,6 @@
 //! The command line: one clap tree, one thin module per subcommand.
 
+mod alerts;
 mod assess;
 mod augment;
 mod cv;

@@ -1,15 +1,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::alerts::{Origin, Pipeline};
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
+use crate::cli::alerts::AlertArgs;
 use crate::cli::flows::{BrokerArgs, Capture, CaptureArgs};
 use crate::cli::{CheckpointArgs, ConfigArgs, OutputFile};
 use crate::config::DataConfig;
+use crate::data::read::sha256_file;
 use crate::data::read::{maybe_gz, open_maybe_gz};
 use crate::device;
 use crate::eval::drift::Drift;
@@ -18,7 +22,7 @@ use crate::flows::pipe::pipe;
 use crate::score::Scorer;
 use crate::stream::kafka::consume::{self, KafkaOptions};
 use crate::stream::kafka::decode::InputFormat;
-use crate::stream::{self, Format, Options};
+use crate::stream::{self, AlertSink, Format, Options};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -56,6 +60,10 @@ pub struct PredictArgs {
     /// Add each flagged row's top K reasons (CSV: reason_1…reason_K; JSON: a `reasons` list).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub explain: usize,
+    /// Alerts: with --alerts-db, each flagged row is stored (and delivered) before its output
+    /// row is written.
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
@@ -83,16 +91,29 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Some(_) => Format::Jsonl,
         None => Format::Csv,
     };
+    let alerts = match args.alerts.options(None)? {
+        Some(a) => Some(AlertSink {
+            pipeline: Arc::new(Pipeline::start(&a, Box::new(|_| {}))?),
+            origin: Origin {
+                model: ck.run_name.clone(),
+                checkpoint: sha256_file(&args.checkpoint.path)?,
+            },
+        }),
+        None => None,
+    };
     let opts = Options {
         keep,
         format: args.format.unwrap_or(default_format),
         batch_rows: args.batch_rows,
         flush_after: Duration::from_millis(args.flush_ms),
         explain: args.explain,
+        alerts,
     };
     if let Some(kafka) = args.kafka.options()? {
         let stdout = Box::new(std::io::stdout());
-        let summary = consume::run(&scorer, &ck.config.data, &kafka, &opts, stdout)?;
+        let summary = consume::run(&scorer, &ck.config.data, &kafka, &opts, stdout);
+        close_alerts(&opts);
+        let summary = summary?;
         if !args.common.quiet {
             report(&summary, &scorer, started.elapsed());
         }
@@ -110,6 +131,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         None,
         args.common.quiet,
     );
+    close_alerts(&opts);
     // A truncated capture still leaves every flow up to the damage scored and written.
     let capture_failed = captured.as_ref().err().map(crate::error::exit_code);
     output.finish(result.is_ok() && capture_failed != Some(crate::error::EXIT_RUNTIME))?;
@@ -127,6 +149,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Lets the alert sinks deliver what they hold (up to 10 s) before the process ends.
+fn close_alerts(opts: &Options) {
+    if let Some(sink) = &opts.alerts {
+        sink.pipeline.close(Duration::from_secs(10));
+    }
 }
 
 /// `predict`'s Kafka side: the topic read as a member of a consumer group, and where each

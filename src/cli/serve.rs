@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::bail_input;
 use crate::cli::ConfigArgs;
+use crate::cli::alerts::AlertArgs;
 use crate::device;
 use crate::serve::{self, Options, is_loopback};
 
@@ -49,7 +50,13 @@ pub struct ServeArgs {
     /// Where the dashboard appends analysts' verdicts on alarms.
     #[arg(long, default_value = "feedback/feedback.csv", value_name = "FILE")]
     pub feedback_file: PathBuf,
+    /// Alerts (stored by default in alerts/alerts.sqlite).
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
+
+/// Where `serve` stores alerts unless told otherwise (beside feedback/feedback.csv).
+const DEFAULT_ALERTS_DB: &str = "alerts/alerts.sqlite";
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let token = match &args.token_file {
@@ -79,6 +86,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         drift_window: args.drift_window,
         data_dir: args.data_dir,
         feedback_file: args.feedback_file,
+        alerts: args.alerts.options(Some(DEFAULT_ALERTS_DB))?,
     };
     serve::run(opts, &selected.device)
 }

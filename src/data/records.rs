@@ -28,6 +28,8 @@ pub struct Layout {
     /// A sequence model's `order_by` and `group_by` fields.
     order: Option<usize>,
     group: Option<usize>,
+    /// Whether each row keeps its whole record (for the alerts of flagged rows).
+    pub records: bool,
 }
 
 impl Layout {
@@ -80,6 +82,7 @@ impl Layout {
             label: find(data.label_column.trim()),
             order,
             group,
+            records: false,
         })
     }
 }
@@ -189,6 +192,8 @@ pub struct RowInfo {
     pub warming: bool,
     /// The `--keep` cells.
     pub keep: Vec<String>,
+    /// The whole record, when the layout keeps [`Layout::records`].
+    pub record: Option<ByteRecord>,
     /// 0/1 from the label column, when the input has one and the value is readable.
     pub label: Option<f32>,
 }
@@ -211,6 +216,7 @@ impl Rows {
             order: None,
             warming: false,
             keep: vec![String::new(); keep],
+            record: None,
             label: None,
         });
     }
@@ -330,6 +336,7 @@ impl<'a> Encoder<'a> {
             order,
             warming: false,
             keep,
+            record: self.layout.records.then(|| record.clone()),
             label,
         });
     }

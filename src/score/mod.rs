@@ -292,6 +292,12 @@ impl Scorer {
         decision::flagged_share(&self.train_quantiles, self.threshold)
     }
 
+    /// The training rows' scores, sorted (or evenly spaced quantiles of them; empty for
+    /// format-1 checkpoints).
+    pub fn train_quantiles(&self) -> &[f32] {
+        &self.train_quantiles
+    }
+
     /// Scores a labelled dataset and, for multiclass, reports per class.
     pub fn evaluate(&self, ds: &Dataset) -> Result<Predictions> {
         let scored = anomaly(&self.pre, score_dataset(&*self.detector, ds)?);

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::State;
-use super::models::Model;
+use super::models::{Model, Table};
+use super::{State, alerts};
 use crate::data::feedback::{Entry, Verdict, append};
 use crate::data::read::{column_name, maybe_gz};
 use crate::data::records::{encode_records, json_cell};
@@ -60,6 +60,11 @@ pub fn router(state: Arc<State>, max_body: usize) -> Router {
         .route("/api/v1/files", get(files))
         .route("/api/v1/files/{name}", get(file))
         .route("/api/v1/drift", get(drift))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/stats", get(alerts::stats))
+        .route("/api/v1/alerts/stream", get(alerts::stream))
+        .route("/api/v1/alerts/{id}", get(alerts::one))
+        .route("/api/v1/alerts/{id}/verdict", post(alerts::verdict))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route; see /docs".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -120,8 +125,9 @@ async fn guard(Shared(state): Shared<Arc<State>>, req: Request, next: Next) -> R
         .map_or("unmatched", |m| m.as_str())
         .to_string();
     let open = OPEN_ROUTES.contains(&route.as_str());
+    let asked = format!("{} {}", req.method(), req.uri().path());
     let response = if open || authorized(state.token.as_deref(), req.headers()) {
-        next.run(req).await
+        json_error(next.run(req).await, &asked).await
     } else {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -132,6 +138,36 @@ async fn guard(Shared(state): Shared<Arc<State>>, req: Request, next: Next) -> R
     let status = response.status().as_u16();
     state.metrics.request(&route, status, started.elapsed());
     response
+}
+
+/// An error answer that is not yet JSON (the router's own: a wrong method, an extractor's
+/// rejection) rewritten as `{"error": …}`, so every error has the same body.
+async fn json_error(response: Response, asked: &str) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let mut message = format!("{asked}: {reason}");
+    let detail = String::from_utf8_lossy(&text);
+    if !detail.trim().is_empty() {
+        message = format!("{message}: {}", detail.trim());
+    }
+    let mut r = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            r.headers_mut().insert(name, value.clone());
+        }
+    }
+    r
 }
 
 /// Whether the request carries the token, compared in constant time.
@@ -255,7 +291,7 @@ async fn predict(
     } else {
         (body, csv, None)
     };
-    let (name, x, raw, rows) = if body.len() <= INLINE_BODY {
+    let parsed = if body.len() <= INLINE_BODY {
         parse(&state, &body, csv, model_query, explain > 0)?
     } else {
         let parsing = state.clone();
@@ -263,9 +299,15 @@ async fn predict(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
-    let model = state.model(Some(&name))?;
+    let model = state.model(Some(&parsed.model))?;
     let threshold = threshold.unwrap_or(model.scorer.threshold);
-    let predictions = model.predict(x, raw, rows, threshold, explain).await?;
+    let rows = parsed.rows;
+    let encoded = (parsed.x, parsed.raw, rows);
+    let (predictions, alerts) = model
+        .predict(encoded, threshold, explain, parsed.table)
+        .await?;
+    // The answer goes out only once its alarms are committed to the store.
+    super::alerts::store(&state, alerts).await?;
     state.metrics.scored(&model.name, rows);
     // The predictions arrive as JSON text: spliced in, not parsed and written again. The
     // threshold is written as the f32 it is (0.2, not 0.20000000298023224).
@@ -356,15 +398,24 @@ const MAX_REASONS: usize = 64;
 /// blocking pool, so a big upload never stalls other requests.
 const INLINE_BODY: usize = 64 << 10;
 
-/// A predict body's rows encoded for its model: the model's name, the features (with
-/// `explain`, also before scaling), the row count.
+/// A predict body's rows encoded for its model.
+struct Parsed {
+    model: String,
+    /// The features (with `explain` or a drift window, also before scaling).
+    x: Vec<f32>,
+    raw: Vec<f32>,
+    rows: usize,
+    /// When alerts are kept: the rows as they came.
+    table: Option<Table>,
+}
+
 fn parse(
     state: &State,
     body: &Bytes,
     csv: bool,
     model: Option<String>,
     explain: bool,
-) -> Result<(String, Vec<f32>, Vec<f32>, usize), ApiError> {
+) -> Result<Parsed, ApiError> {
     let request = if csv {
         from_csv(body, model)?
     } else {
@@ -383,7 +434,19 @@ fn parse(
     let pre = &model.scorer.pre;
     let keep_raw = explain || model.drift.is_some();
     let (x, raw) = encode_records(pre, &model.data, &names, &request.records, keep_raw)?;
-    Ok((model.name.clone(), x, raw, request.records.len()))
+    let rows = request.records.len();
+    let table = state.alerts.as_ref().map(|_| Table {
+        names,
+        records: request.records,
+        received: crate::alerts::now_micros(),
+    });
+    Ok(Parsed {
+        model: model.name.clone(),
+        x,
+        raw,
+        rows,
+        table,
+    })
 }
 
 /// A request's rows as CSV records, with their column names (none: the model's input columns

@@ -154,6 +154,11 @@ impl Metrics {
         self.alarm_rate.get_or_create(&m).set(report.alarm_rate);
     }
 
+    /// Lets another part (the alert store) add its metrics.
+    pub fn register(&mut self, add: impl FnOnce(&mut Registry)) {
+        add(&mut self.registry);
+    }
+
     pub fn render(&self) -> String {
         crate::stream::metrics_text(&self.registry)
     }

@@ -5,6 +5,7 @@
 //! move bytes. Every answer to bad input is a 4xx with a JSON `error` that names the row and
 //! field; `/metrics` counts what was served.
 
+mod alerts;
 mod api;
 mod metrics;
 mod models;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 
+use crate::alerts::Pipeline;
 use crate::bail_input;
 use crate::error::bad_input;
 use metrics::Metrics;
@@ -38,7 +40,12 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Where analysts' verdicts on alarms are appended.
     pub feedback_file: PathBuf,
+    /// The alert store and its sinks (none: alarms are only answered).
+    pub alerts: Option<crate::alerts::Options>,
 }
+
+/// Alerts kept for event-stream listeners that fall behind (beyond it they get `lagged`).
+const EVENTS: usize = 4096;
 
 /// What every request handler sees.
 pub struct State {
@@ -48,6 +55,9 @@ pub struct State {
     data_dir: Option<PathBuf>,
     /// The feedback file, locked while a verdict is appended.
     feedback: Mutex<PathBuf>,
+    alerts: Option<Pipeline>,
+    /// Each stored alert's JSON, for `/api/v1/alerts/stream`.
+    events: tokio::sync::broadcast::Sender<Arc<String>>,
 }
 
 impl State {
@@ -74,7 +84,7 @@ pub fn is_loopback(host: &str) -> bool {
 /// Loads every checkpoint, binds, and serves until SIGINT or SIGTERM, then drains in-flight
 /// requests and returns.
 pub fn run(opts: Options, device: &Device) -> Result<()> {
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
     let mut models: Vec<Model> = Vec::new();
     for (name, path) in &opts.checkpoints {
         let batching = (opts.max_batch, opts.max_wait);
@@ -89,18 +99,41 @@ pub fn run(opts: Options, device: &Device) -> Result<()> {
         metrics.loaded(&model.name, model.load_seconds);
         models.push(model);
     }
+    let (events, _) = tokio::sync::broadcast::channel(EVENTS);
+    let alerts = match &opts.alerts {
+        Some(a) => {
+            let sender = events.clone();
+            let listener = Box::new(move |stored: &[crate::alerts::Alert]| {
+                for alert in stored {
+                    // Nobody listening is not an error.
+                    let _ = sender.send(Arc::new(alert.to_json().to_string()));
+                }
+            });
+            let pipeline = Pipeline::start(a, listener)?;
+            metrics.register(|r| pipeline.counters.register(r));
+            eprintln!("anomaly serve: alerts are stored in {}", pipeline.name);
+            Some(pipeline)
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         models,
         token: opts.token,
         metrics,
         data_dir: opts.data_dir,
         feedback: Mutex::new(opts.feedback_file),
+        alerts,
+        events,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(state, &opts.host, opts.port, opts.max_body))
+    let served = runtime.block_on(serve(state.clone(), &opts.host, opts.port, opts.max_body));
+    if let Some(p) = &state.alerts {
+        p.close(Duration::from_secs(10));
+    }
+    served
 }
 
 async fn serve(state: Arc<State>, host: &str, port: u16, max_body: usize) -> Result<()> {

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use burn::tensor::Device;
 use serde_json::{Value, json};
 
+use crate::alerts::{self, Alert, Fields, Origin};
 use crate::checkpoint::Checkpoint;
 use crate::config::DataConfig;
 use crate::data::preprocess::Encoding;
@@ -49,7 +50,16 @@ struct Job {
     threshold: f32,
     /// Reasons per flagged row (0: none).
     explain: usize,
-    reply: tokio::sync::oneshot::Sender<Result<String>>,
+    /// When alerts are kept: the rows as they came, for the alerts of flagged rows.
+    table: Option<Table>,
+    reply: tokio::sync::oneshot::Sender<Result<(String, Vec<Alert>)>>,
+}
+
+/// A request's rows as they came: named fields, and when they arrived (µs since 1970).
+pub struct Table {
+    pub names: Vec<String>,
+    pub records: Vec<csv::ByteRecord>,
+    pub received: i64,
 }
 
 impl Model {
@@ -78,6 +88,10 @@ impl Model {
         let name = name.unwrap_or_else(|| ck.run_name.clone());
         let info = describe(&name, path, &ck, load_seconds);
         let explainable = Explainer::new(&scorer).is_ok();
+        let origin = Origin {
+            model: name.clone(),
+            checkpoint: crate::data::read::sha256_file(path)?,
+        };
         let mut info = info;
         info["explainable"] = json!(explainable);
         let train = (
@@ -94,7 +108,10 @@ impl Model {
             let window = drift.clone();
             std::thread::Builder::new()
                 .name(format!("score-{name}"))
-                .spawn(move || score_batches(&scorer, &rx, (max_batch, max_wait), window))
+                .spawn({
+                    let origin = origin.clone();
+                    move || score_batches(&scorer, &origin, &rx, (max_batch, max_wait), window)
+                })
                 .context("starting a scoring thread")?
         };
         Ok(Model {
@@ -111,15 +128,15 @@ impl Model {
     }
 
     /// Scores encoded rows (in whatever batch they share) and returns the JSON array of their
-    /// predictions: per row `row` (1-based), then the fields `predict --format jsonl` writes.
+    /// predictions: per row `row` (1-based), then the fields `predict --format jsonl` writes;
+    /// and, given the rows' `table`, the alerts of the flagged ones.
     pub async fn predict(
         &self,
-        x: Vec<f32>,
-        raw: Vec<f32>,
-        rows: usize,
+        (x, raw, rows): (Vec<f32>, Vec<f32>, usize),
         threshold: f32,
         explain: usize,
-    ) -> Result<String> {
+        table: Option<Table>,
+    ) -> Result<(String, Vec<Alert>)> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             x,
@@ -127,6 +144,7 @@ impl Model {
             rows,
             threshold,
             explain,
+            table,
             reply,
         };
         self.jobs
@@ -156,6 +174,7 @@ impl Model {
 /// waited `max_wait`, scores them in one call and answers each.
 fn score_batches(
     scorer: &Scorer,
+    origin: &Origin,
     rx: &Receiver<Job>,
     (max_batch, max_wait): (usize, Duration),
     window: Option<Arc<Mutex<Window>>>,
@@ -191,8 +210,14 @@ fn score_batches(
                     let rows = at..at + job.rows;
                     at += job.rows;
                     let predictions =
-                        reasons(explainer.as_ref(), &job, &scored.anomaly[rows.clone()])
-                            .and_then(|r| json_rows(scorer, &scored, rows, job.threshold, &r));
+                        reasons(explainer.as_ref(), &job, &scored.anomaly[rows.clone()]).and_then(
+                            |r| {
+                                let alerts =
+                                    job_alerts(scorer, origin, &job, &scored, rows.start, &r);
+                                let json = json_rows(scorer, &scored, rows, job.threshold, &r)?;
+                                Ok((json, alerts))
+                            },
+                        );
                     let _ = job.reply.send(predictions);
                 }
             }
@@ -219,6 +244,34 @@ fn reasons(
         }
         _ => Ok(Vec::new()),
     }
+}
+
+/// The alerts of a job's flagged rows (none when alerts are not kept); `first` is its first
+/// row in the scored batch.
+fn job_alerts(
+    scorer: &Scorer,
+    origin: &Origin,
+    job: &Job,
+    scored: &Scored,
+    first: usize,
+    reasons: &[Option<Vec<Reason>>],
+) -> Vec<Alert> {
+    let Some(table) = &job.table else {
+        return Vec::new();
+    };
+    let fields = Fields::locate(&table.names);
+    let mut out = Vec::new();
+    for (i, record) in table.records.iter().enumerate() {
+        let mut v = scored.verdict(&scorer.pre.classes, first + i, job.threshold);
+        if !v.flagged {
+            continue;
+        }
+        v.reasons = reasons.get(i).and_then(Option::as_deref);
+        let names = (&table.names[..], &fields);
+        let at = (job.threshold, table.received);
+        out.push(alerts::alert(origin, scorer, names, record, &v, at));
+    }
+    out
 }
 
 /// The JSON array of the predictions of `rows` of a scored batch, with `reasons` of flagged

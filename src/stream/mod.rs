@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use csv::ByteRecord;
 
+use crate::alerts::{Fields, Origin, Pipeline, alert};
 use crate::bail_input;
 use crate::config::DataConfig;
 use crate::data::read::column_name;
@@ -19,7 +21,7 @@ use crate::data::records::{Encoder, Layout, RowInfo, Rows, read_record};
 use crate::eval::Confusion;
 use crate::eval::drift::Drift;
 use crate::explain::Explainer;
-use crate::score::{JsonRow, Scorer, Verdict};
+use crate::score::{JsonRow, Reason, Scored, Scorer, Verdict};
 
 pub mod kafka;
 
@@ -53,6 +55,15 @@ pub struct Options {
     pub flush_after: Duration,
     /// Reasons given per flagged row (0: none).
     pub explain: usize,
+    /// Where flagged rows' alerts are stored (none: nowhere).
+    pub alerts: Option<AlertSink>,
+}
+
+/// The alert store flagged rows go to, and what their alerts say they come from.
+#[derive(Clone)]
+pub struct AlertSink {
+    pub pipeline: Arc<Pipeline>,
+    pub origin: Origin,
 }
 
 /// What a run saw.
@@ -95,13 +106,15 @@ pub fn run(
     } else {
         data.columns.iter().map(|c| c.trim().to_string()).collect()
     };
-    let layout = Layout::new(
+    let mut layout = Layout::new(
         &names,
         &scorer.pre,
         data,
         (&opts.keep, scorer.sequence.as_ref()),
     )?;
-    let mut batches = Batches::new(scorer, opts.explain, layout.label.is_some())?;
+    layout.records = opts.alerts.is_some();
+    let mut batches = Batches::new(scorer, opts.explain, layout.label.is_some())?
+        .alerting(opts.alerts.as_ref(), &names);
     let format = RowFormat::new(opts.format, &opts.keep, scorer, opts.explain, false);
     let mut writer = Writer::new(out, format)?;
     let (group, queued) = if stream {
@@ -154,6 +167,8 @@ pub(crate) struct Batches<'a> {
     scorer: &'a Scorer,
     explainer: Option<(Explainer<'a>, usize)>,
     windower: Option<Windower>,
+    /// Where flagged rows' alerts go, the input's column names, and where its identifiers are.
+    alerts: Option<(AlertSink, Vec<String>, Fields)>,
     pub summary: Summary,
 }
 
@@ -177,8 +192,42 @@ impl<'a> Batches<'a> {
             scorer,
             explainer,
             windower,
+            alerts: None,
             summary,
         })
+    }
+
+    /// Stores the alerts of flagged rows in `sink` (rows named by `names`, their layout
+    /// keeping [`Layout::records`]) before their outputs are handed on.
+    pub(crate) fn alerting(mut self, sink: Option<&AlertSink>, names: &[String]) -> Self {
+        self.alerts = sink.map(|s| (s.clone(), names.to_vec(), Fields::locate(names)));
+        self
+    }
+
+    /// Commits the alerts of a scored batch's flagged rows.
+    fn store_alerts(
+        &self,
+        pending: &Rows,
+        scored: &Scored,
+        reasons: &[Option<Vec<Reason>>],
+    ) -> Result<()> {
+        let Some((sink, names, fields)) = &self.alerts else {
+            return Ok(());
+        };
+        let scorer = self.scorer;
+        let received = crate::alerts::now_micros();
+        let mut alerts = Vec::new();
+        let scoredrows = pending.info.iter().filter(|i| i.error.is_none());
+        for (next, info) in scoredrows.enumerate() {
+            let mut v = scored.verdict(&scorer.pre.classes, next, scorer.threshold);
+            let Some(record) = info.record.as_ref().filter(|_| v.flagged) else {
+                continue;
+            };
+            v.reasons = reasons.get(next).and_then(Option::as_deref);
+            let at = (scorer.threshold, received);
+            alerts.push(alert(&sink.origin, scorer, (names, fields), record, &v, at));
+        }
+        sink.pipeline.store_blocking(alerts).map(|_| ())
     }
 
     /// Scores the pending rows and hands each to `emit`, in order, with its row number (from
@@ -208,6 +257,7 @@ impl<'a> Batches<'a> {
             }
             None => Vec::new(),
         };
+        self.store_alerts(pending, &scored, &reasons)?;
         let summary = &mut self.summary;
         let mut next = 0;
         for info in &pending.info {

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["checkpoint"],
     &["score"],
     &["explain"],
+    &["alerts"],
     &["stream"],
     &["train"],
     &["log"],

@@ -1,5 +1,6 @@
 //! Integration tests: the built `anomaly` binary, run in temporary folders.
 
+mod alerts;
 mod assess;
 mod augment;
 mod checkpoints;

@@ -110,6 +110,12 @@ impl Server {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// SIGKILL: the server gets no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, then the exit code and everything the server wrote.
     pub fn stop(mut self) -> (i32, String) {
         // SAFETY: signalling our own child process.

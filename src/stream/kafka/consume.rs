@@ -72,13 +72,15 @@ pub fn run(
     stdout: Box<dyn Write + Send>,
 ) -> Result<Summary> {
     let decoder = decoder(scorer, data, kafka, &opts.keep);
-    let layout = Layout::new(
+    let mut layout = Layout::new(
         decoder.names(),
         &scorer.pre,
         data,
         (&opts.keep, scorer.sequence.as_ref()),
     )
     .context("--kafka-brokers")?;
+    layout.records = opts.alerts.is_some();
+    let names = decoder.names().to_vec();
     let labelled = layout.label.is_some();
     let encoder = Encoder::new(layout, &scorer.pre, data, opts.explain > 0);
     let tracked = Arc::new(Tracked {
@@ -93,7 +95,8 @@ pub fn run(
         keep: opts.keep.len(),
     };
     let scoring = Scoring {
-        batches: Batches::new(scorer, opts.explain, labelled)?,
+        batches: Batches::new(scorer, opts.explain, labelled)?
+            .alerting(opts.alerts.as_ref(), &names),
         out: Outputs {
             kafka,
             tracked: &tracked,
