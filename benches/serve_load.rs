@@ -5,7 +5,7 @@
 //!
 //!   cargo bench --bench serve_load -- --url http://127.0.0.1:8080/api/v1/predict \
 //!       --body FILE --content-type application/json [--connections 64] [--seconds 30]
-//!       [--rows 1] [--pid PID]
+//!       [--rows 1] [--pid PID]     (or --bodies A,B,…: each connection sends them in turn)
 //!   cargo bench --bench serve_load -- --url … --abuse 1000
 //!
 //! Prints requests/s, rows/s, latency percentiles, errors and (with --pid) the server's
@@ -51,18 +51,26 @@ async fn once(host: &str, request: &[u8]) -> std::io::Result<u16> {
     read_response(&conn, &mut Vec::new()).await
 }
 
-/// Sends `request` on one keep-alive connection until `stop`: each response's latency (ms)
-/// when it was a 200, and the count of the others.
-async fn drive(host: String, request: Arc<[u8]>, stop: Arc<AtomicBool>) -> (Vec<f64>, usize) {
+/// Sends `requests` in turn (from `first`) on one keep-alive connection until `stop`: each
+/// response's latency (ms) when it was a 200, and the count of the others.
+async fn drive(
+    host: String,
+    requests: Arc<Vec<Vec<u8>>>,
+    first: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, usize) {
     let (mut latencies, mut errors) = (Vec::new(), 0);
     let mut conn = tokio::net::TcpStream::connect(&host)
         .await
         .expect("connecting");
     conn.set_nodelay(true).expect("TCP_NODELAY");
     let mut buf = Vec::with_capacity(1 << 16);
+    let mut next = first;
     while !stop.load(Ordering::Relaxed) {
+        let request = &requests[next % requests.len()];
+        next += 1;
         let t = Instant::now();
-        let answer = match write_all(&conn, &request).await {
+        let answer = match write_all(&conn, request).await {
             Ok(()) => read_response(&conn, &mut buf).await,
             Err(e) => Err(e),
         };
@@ -182,8 +190,24 @@ fn main() {
         runtime.block_on(abuse(&host, &path, n.parse().expect("a number")));
         return;
     }
-    let body = std::fs::read(text_arg("--body").expect("--body FILE")).expect("the body file");
+    // `--body FILE`, or `--bodies A,B,…`, which each connection sends in turn.
+    let files = text_arg("--bodies")
+        .or_else(|| text_arg("--body"))
+        .expect("--body FILE");
     let content_type = text_arg("--content-type").unwrap_or("application/json".into());
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        files
+            .split(',')
+            .map(|f| {
+                post(
+                    &host,
+                    &path,
+                    &content_type,
+                    &std::fs::read(f).expect("a body file"),
+                )
+            })
+            .collect(),
+    );
     let (connections, seconds, rows) = (
         arg("--connections", 64),
         arg("--seconds", 30),
@@ -191,12 +215,11 @@ fn main() {
     );
     let pid = arg("--pid", 0);
     let rss_before = if pid > 0 { rss_kib(pid) } else { 0 };
-    let request: Arc<[u8]> = post(&host, &path, &content_type, &body).into();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let results: Vec<(Vec<f64>, usize)> = runtime.block_on(async {
         let workers: Vec<_> = (0..connections)
-            .map(|_| tokio::spawn(drive(host.clone(), request.clone(), stop.clone())))
+            .map(|i| tokio::spawn(drive(host.clone(), requests.clone(), i, stop.clone())))
             .collect();
         tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
         stop.store(true, Ordering::Relaxed);

@@ -101,7 +101,7 @@ pub type Listener = Box<dyn Fn(&[Alert]) + Send>;
 
 struct Batch {
     alerts: Vec<Alert>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<Alert>>>,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
 pub struct Pipeline {
@@ -143,9 +143,8 @@ impl Pipeline {
         })
     }
 
-    /// Queues alerts for the store; the answer comes once they are committed (each as
-    /// stored, with its id and count).
-    pub fn store(&self, alerts: Vec<Alert>) -> tokio::sync::oneshot::Receiver<Result<Vec<Alert>>> {
+    /// Queues alerts for the store; the answer comes once they are committed.
+    pub fn store(&self, alerts: Vec<Alert>) -> tokio::sync::oneshot::Receiver<Result<()>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let batch = Batch { alerts, reply };
         let sent = match &*lock(&self.batches) {
@@ -161,9 +160,9 @@ impl Pipeline {
     }
 
     /// [`store`](Self::store), waiting on this thread.
-    pub fn store_blocking(&self, alerts: Vec<Alert>) -> Result<Vec<Alert>> {
+    pub fn store_blocking(&self, alerts: Vec<Alert>) -> Result<()> {
         if alerts.is_empty() {
-            return Ok(alerts);
+            return Ok(());
         }
         self.store(alerts)
             .blocking_recv()
@@ -228,7 +227,6 @@ fn write_batches(
                 Err(_) => break,
             }
         }
-        let sizes: Vec<usize> = group.iter().map(|b| b.alerts.len()).collect();
         let alerts: Vec<Alert> = group.iter_mut().flat_map(|b| b.alerts.drain(..)).collect();
         let alarms: u64 = alerts.iter().map(|a| a.count as u64).sum();
         let started = Instant::now();
@@ -238,10 +236,8 @@ fn write_batches(
                     .store_latency
                     .observe(started.elapsed().as_secs_f64());
                 counters.stored.inc_by(alarms);
-                let mut rest = &stored[..];
-                for (batch, n) in group.into_iter().zip(sizes) {
-                    let _ = batch.reply.send(Ok(rest[..n].to_vec()));
-                    rest = &rest[n..];
+                for batch in group {
+                    let _ = batch.reply.send(Ok(()));
                 }
                 listener(&stored);
                 sinks.push(&stored);

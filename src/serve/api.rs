@@ -182,12 +182,15 @@ fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
 }
 
 async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
-    let stopped: Vec<&str> = state
+    let mut stopped: Vec<&str> = state
         .models
         .iter()
         .filter(|m| !m.is_ready())
         .map(|m| m.name.as_str())
         .collect();
+    if state.alerts.as_ref().is_some_and(|p| !p.is_running()) {
+        stopped.push("alert store");
+    }
     if stopped.is_empty() {
         Json(json!({"status": "ready", "models": state.models.len()})).into_response()
     } else {

@@ -104,6 +104,10 @@ pub fn run(opts: Options, device: &Device) -> Result<()> {
         Some(a) => {
             let sender = events.clone();
             let listener = Box::new(move |stored: &[crate::alerts::Alert]| {
+                // Written as JSON only for someone listening.
+                if sender.receiver_count() == 0 {
+                    return;
+                }
                 for alert in stored {
                     // Nobody listening is not an error.
                     let _ = sender.send(Arc::new(alert.to_json().to_string()));

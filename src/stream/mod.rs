@@ -227,7 +227,7 @@ impl<'a> Batches<'a> {
             let at = (scorer.threshold, received);
             alerts.push(alert(&sink.origin, scorer, (names, fields), record, &v, at));
         }
-        sink.pipeline.store_blocking(alerts).map(|_| ())
+        sink.pipeline.store_blocking(alerts)
     }
 
     /// Scores the pending rows and hands each to `emit`, in order, with its row number (from

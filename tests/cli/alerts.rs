@@ -531,3 +531,23 @@ fn two_replicas_share_one_postgresql_history() {
     assert_eq!(alarms(&all_alerts(&a, "")), n_a + n_b);
     assert_eq!(all_alerts(&a, ""), all_alerts(&b, ""));
 }
+
+/// Every `/api/v1` route the router has is described in the OpenAPI document.
+#[test]
+fn every_api_route_is_in_the_openapi_document() {
+    let router = include_str!("../../src/serve/api.rs");
+    let spec: Value = serde_json::from_str(include_str!("../../src/serve/openapi.json")).unwrap();
+    let routes: Vec<&str> = router
+        .split(".route(\"")
+        .skip(1)
+        .map(|r| &r[..r.find('"').unwrap()])
+        .filter(|r| r.starts_with("/api/v1/"))
+        .collect();
+    assert!(routes.len() >= 14, "{routes:?}");
+    for route in routes {
+        assert!(
+            spec["paths"][route].is_object(),
+            "{route} is not in openapi.json"
+        );
+    }
+}

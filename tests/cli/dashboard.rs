@@ -349,3 +349,47 @@ fn dashboard_scores_a_chosen_capture_as_predict_pcap_does() {
         .collect();
     assert!(names.iter().any(|n| n.starts_with("Flow ID")), "{names:?}");
 }
+
+/// The History view lists the alerts a scored file left in the store (a verdict button there
+/// stores the verdict), and the Live view shows an alert produced after it opened.
+#[test]
+fn dashboard_history_and_live_views_show_stored_alerts() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let s = Sandbox::new();
+    labelled_capture(&s, "train", "400", "11");
+    labelled_capture(&s, "test", "200", "12");
+    let checkpoint = train_on_flows(&s, "random_forest");
+    let server = Server::start(&s, &["--checkpoint", &checkpoint]);
+    let browser = Browser::start(&chromium, &chromedriver);
+    detect(&browser, &server, s.path("test.csv").to_str().unwrap());
+    browser.wait_text("#summary-anomalies b", |t| !t.is_empty());
+    let stored = server.get_json("/api/v1/alerts?limit=50")["alerts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(stored > 0, "the scored file left no alerts");
+
+    browser.click(&browser.wait_for("#tab-history"));
+    browser.wait_for("#history-table tbody tr");
+    assert_eq!(browser.elements("#history-table tbody tr").len(), stored);
+    assert!(!browser.elements("#history-chart rect").is_empty());
+    let row = browser.elements("#history-table tbody tr")[0].clone();
+    let id = browser.call("GET", &format!("/element/{row}/attribute/data-id"), None);
+    let id = id.as_str().unwrap().to_string();
+    browser.click(&browser.elements("#history-table tbody tr .verdict-fp")[0]);
+    browser.wait_text("#history-table tbody tr td.verdict", |t| {
+        t == "false_positive"
+    });
+    let judged = server.get_json(&format!("/api/v1/alerts/{id}"));
+    assert_eq!(judged["verdict"], "false_positive");
+
+    browser.click(&browser.wait_for("#tab-live"));
+    browser.wait_text("#live-status", |t| t.starts_with("connected"));
+    let body = std::fs::read(s.path("test.csv")).unwrap();
+    let (status, text) = server.post("/api/v1/predict", "text/csv", body);
+    assert_eq!(status, 200, "{text}");
+    browser.wait_for("#live-table tbody tr");
+    browser.wait_text("#live-status", |t| t.contains("since this view opened"));
+}
