@@ -529,7 +529,9 @@ fn sigterm_stops_cleanly_and_a_restart_scores_nothing_twice() {
     let (s, rows) = trained(20_000);
     broker.create_topic("flows", 4);
     broker.create_topic("scores", 4);
-    let mut r = replica(&s, &broker, ("g", "scores"), &["--alerts-only"]);
+    // Each flagged row is also an alert, stored before its output is sent.
+    let alerts = ["--alerts-only", "--alerts-db", "alerts.sqlite"];
+    let mut r = replica(&s, &broker, ("g", "scores"), &alerts);
     let streaming = std::thread::scope(|scope| {
         let feed = scope.spawn(|| {
             for chunk in 0..10 {
@@ -552,7 +554,7 @@ fn sigterm_stops_cleanly_and_a_restart_scores_nothing_twice() {
     let before = broker.committed("g", "flows", 4);
     assert!(before.iter().all(|&o| o > 0), "{before:?}");
     produce(&broker, &rows, 10_000..20_000);
-    let mut r = replica(&s, &broker, ("g", "scores"), &["--alerts-only"]);
+    let mut r = replica(&s, &broker, ("g", "scores"), &alerts);
     broker.wait_for_commits("g", "flows", &[5000; 4], Duration::from_secs(60));
     assert_eq!(terminate(&mut r).0, 0);
     let outputs = broker.read_all("scores", 20_000, Duration::from_secs(5));
@@ -570,6 +572,11 @@ fn sigterm_stops_cleanly_and_a_restart_scores_nothing_twice() {
         .filter(|o| o["is_anomaly"] == true)
         .count();
     assert_eq!(offsets.len(), flagged, "every flagged row once");
+    let db = rusqlite::Connection::open(s.path("alerts.sqlite")).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT SUM(count) FROM alerts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored as usize, flagged, "every flagged row stored once");
 }
 
 /// A sensor: `flows --pcap - --kafka-brokers` publishes a capture's flows, one message each

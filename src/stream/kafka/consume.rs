@@ -86,7 +86,13 @@ pub fn run(
     let tracked = Arc::new(Tracked {
         offsets: Mutex::new(Offsets::default()),
         failure: Mutex::new(None),
-        metrics: kafka.metrics_port.map(|_| Arc::new(Metrics::default())),
+        metrics: kafka.metrics_port.map(|_| {
+            let mut m = Metrics::default();
+            if let Some(a) = &opts.alerts {
+                m.register(|r| a.pipeline.counters.register(r));
+            }
+            Arc::new(m)
+        }),
     });
     let consumer = join(kafka, &tracked)?;
     let mut reader = Reader {

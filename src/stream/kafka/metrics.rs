@@ -111,6 +111,11 @@ impl Metrics {
         }
     }
 
+    /// Lets another part (the alert store) add its metrics.
+    pub fn register(&mut self, add: impl FnOnce(&mut Registry)) {
+        add(&mut self.registry);
+    }
+
     pub fn render(&self) -> String {
         super::super::metrics_text(&self.registry)
     }
