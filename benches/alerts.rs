@@ -1,14 +1,15 @@
 //! The alert store's write rate: alerts stored per second in batches, as the writer thread
-//! commits them (one transaction per batch, each alert a dedup lookup and an insert or an
-//! update; one in ten repeats an earlier alert's key). SQLite in a temporary folder, and
-//! PostgreSQL when `ANOMALY_BENCH_POSTGRES` (or `ANOMALY_TEST_POSTGRES`) names a server.
+//! commits them (one transaction per batch: a lookup of the open alerts for its keys, then
+//! inserts and updates; one in ten repeats an earlier alert's key). SQLite in a temporary folder, and
+//! PostgreSQL when `ANOMALY_BENCH_POSTGRES` (or `ANOMALY_TEST_POSTGRES`) names a server (in a
+//! database `anomaly_bench`, made anew each run).
 //! `benches/alerts.sh` runs it beside the serve throughput with and without the store.
 //!
 //!   cargo bench --bench alerts -- [--alerts 100000] [--batch 1000]
 
 use std::time::Instant;
 
-use anomaly::alerts::store::Store;
+use anomaly::alerts::store::{Store, create_database};
 use anomaly::alerts::{Alert, Severity};
 use serde_json::json;
 
@@ -77,15 +78,9 @@ fn main() {
         std::env::var("ANOMALY_BENCH_POSTGRES").or_else(|_| std::env::var("ANOMALY_TEST_POSTGRES"));
     match server {
         Ok(server) => {
-            let db = format!("anomaly_bench_{}", std::process::id());
-            let mut admin =
-                postgres::Client::connect(&server, postgres::NoTls).expect("connecting");
-            admin
-                .batch_execute(&format!("CREATE DATABASE {db}"))
-                .expect("creating a database");
-            let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
+            // `anomaly_bench`, made anew each run (one database left behind, not one a run).
+            let url = create_database(&server, "bench").expect("creating a database");
             rate("PostgreSQL", &url, n, batch);
-            let _ = admin.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"));
         }
         Err(_) => println!(
             "PostgreSQL: skipped (set ANOMALY_BENCH_POSTGRES=postgres://USER@HOST:PORT/DB)"

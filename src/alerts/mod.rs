@@ -296,16 +296,7 @@ pub(crate) fn test_postgres(name: &str) -> Option<String> {
         );
         return None;
     };
-    let db = format!("anomaly_{name}_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let (base, _) = server.rsplit_once('/').unwrap();
-    Some(format!("{base}/{db}"))
+    Some(store::create_database(&server, &format!("{name}_{}", std::process::id())).unwrap())
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ pub struct Counters {
     pub dropped: Family<sinks::Label, Counter>,
 }
 
+/// Fresh counters, for the sinks' tests.
+#[cfg(test)]
+pub(crate) fn tests_counters() -> Counters {
+    Counters::new()
+}
+
 impl Counters {
     fn new() -> Counters {
         Counters {

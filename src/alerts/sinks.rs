@@ -314,15 +314,17 @@ impl Deliver {
                 }
             }
             Deliver::File(path, max_bytes, file) => {
-                let mut lines = Vec::new();
+                let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
                 for a in batch {
-                    serde_json::to_writer(&mut lines, &ecs(a, host)).map_err(|e| retry(&e))?;
-                    lines.push(b'\n');
-                }
-                file.write_all(&lines).map_err(|e| retry(&e))?;
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                if size >= *max_bytes {
-                    *file = rotate(path).map_err(|e| retry(&e))?;
+                    let mut line = serde_json::to_vec(&ecs(a, host)).map_err(|e| retry(&e))?;
+                    line.push(b'\n');
+                    // A line that would take the file past its size starts the next one.
+                    if size > 0 && size + line.len() as u64 > *max_bytes {
+                        *file = rotate(path).map_err(|e| retry(&e))?;
+                        size = 0;
+                    }
+                    file.write_all(&line).map_err(|e| retry(&e))?;
+                    size += line.len() as u64;
                 }
                 Ok(())
             }
@@ -524,5 +526,139 @@ fn network(protocol: Option<&str>) -> Value {
             v
         }
         Err(_) => json!({"transport": p.to_ascii_lowercase()}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn alert(id: i64, severity: Severity) -> Alert {
+        Alert {
+            id,
+            time: 1_767_603_601_000_000,
+            last_seen: 1_767_603_601_000_000,
+            count: 1,
+            received: 1_767_603_601_000_000,
+            model: "ids|v2".into(),
+            checkpoint: "ab".into(),
+            score: 0.75,
+            threshold: 0.5,
+            severity,
+            confidence: 0.5,
+            class: Some("DoS=Hulk".into()),
+            flow_id: None,
+            src: Some("10.0.0.5".into()),
+            src_port: None,
+            dst: Some("10.0.0.9".into()),
+            dst_port: Some(80),
+            protocol: Some("17".into()),
+            reasons: None,
+            fields: json!({}),
+            verdict: None,
+            verdict_time: None,
+        }
+    }
+
+    fn counters() -> Counters {
+        crate::alerts::pipeline::tests_counters()
+    }
+
+    #[test]
+    fn cef_escapes_its_separators_and_grades_severity() {
+        let line = syslog_message(&alert(7, Severity::High), "sensor1");
+        assert!(
+            line.starts_with("<131>1 2026-01-05T09:00:01.000000Z sensor1 anomaly - alert - CEF:0|"),
+            "{line}"
+        );
+        assert!(line.contains("|ids\\|v2|high network anomaly|9|"), "{line}");
+        assert!(line.contains(" cs2=DoS\\=Hulk cs2Label=class "), "{line}");
+        assert!(
+            line.contains(" externalId=7 src=10.0.0.5 dst=10.0.0.9 dpt=80 proto=17 "),
+            "{line}"
+        );
+        assert_eq!(
+            ecs(&alert(7, Severity::Low), "h")["network"]["transport"],
+            "udp"
+        );
+    }
+
+    #[test]
+    fn a_file_sink_keeps_only_its_severities_and_rotates_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.ndjson");
+        let max_bytes = 6000;
+        let spec = Spec {
+            target: Target::File {
+                path: path.clone(),
+                max_bytes,
+            },
+            min_severity: Severity::Medium,
+        };
+        let sinks = Sinks::start(&[spec], &counters()).unwrap();
+        let alerts: Vec<Alert> = (0..30)
+            .map(|i| alert(i, Severity::ALL[i as usize % 3]))
+            .collect();
+        for a in &alerts {
+            sinks.push(std::slice::from_ref(a));
+        }
+        assert_eq!(sinks.drain(Duration::from_secs(10)), 0);
+        let mut ids = Vec::new();
+        let oldest_first = (1..=5)
+            .rev()
+            .map(|i| path.with_extension(format!("ndjson.{i}")));
+        for file in oldest_first.chain([path.clone()]) {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(
+                text.len() as u64 <= max_bytes,
+                "{}: {} bytes",
+                file.display(),
+                text.len()
+            );
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                ids.push(v["event"]["id"].as_str().unwrap().parse::<i64>().unwrap());
+            }
+        }
+        let want: Vec<i64> = (0..30).filter(|i| i % 3 != 0).collect();
+        assert_eq!(
+            ids, want,
+            "medium and high only, in order, across the rotated files"
+        );
+        assert!(
+            path.with_extension("ndjson.2").exists(),
+            "rotated at least twice"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_counts_them() {
+        // Nothing listens on port 9 of loopback: every delivery fails and is retried.
+        let spec = Spec {
+            target: Target::syslog("tcp://127.0.0.1:9").unwrap(),
+            min_severity: Severity::Low,
+        };
+        let c = counters();
+        let sinks = Sinks::start(&[spec], &c).unwrap();
+        let alerts: Vec<Alert> = (0..QUEUE as i64 + 500)
+            .map(|i| alert(i, Severity::Low))
+            .collect();
+        sinks.push(&alerts);
+        let label = Label {
+            sink: "syslog_tcp".into(),
+        };
+        let dropped = c.dropped.get_or_create(&label).get();
+        // The thread may have taken one batch out before the queue filled.
+        assert!((400..=500).contains(&dropped), "{dropped} dropped");
+        let queue = sinks.0[0].queue.items.lock().unwrap();
+        // Each alert is queued, being delivered, or dropped and counted: none vanishes.
+        assert_eq!(queue.0.len() + queue.1 + dropped as usize, QUEUE + 500);
+        assert!(queue.0.len() + BATCH >= QUEUE);
+        assert_eq!(
+            queue.0.back().unwrap().id,
+            QUEUE as i64 + 499,
+            "the newest kept"
+        );
     }
 }

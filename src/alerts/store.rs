@@ -280,9 +280,10 @@ impl Store {
         for i in (0..touched.len()).filter(|&i| existing[i] && dirty[i]) {
             self.update(&touched[i])?;
         }
-        Ok((0..touched.len())
-            .filter(|&i| dirty[i])
-            .map(|i| touched[i].clone())
+        Ok(touched
+            .into_iter()
+            .zip(dirty)
+            .filter_map(|(a, dirty)| dirty.then_some(a))
             .collect())
     }
 
@@ -539,6 +540,20 @@ impl Store {
             }
         }
     }
+}
+
+/// Creates the empty database `anomaly_NAME` (dropped first if it exists) on the PostgreSQL
+/// server at `server` (a URL), and returns its URL: each test and benchmark run writes to a
+/// database of its own.
+pub fn create_database(server: &str, name: &str) -> Result<String> {
+    let db = format!("anomaly_{name}");
+    let mut admin = postgres::Client::connect(server, postgres::NoTls)?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
+    let (base, _) = server
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow!("{}: expected postgres://HOST/DB", hide_password(server)))?;
+    Ok(format!("{base}/{db}"))
 }
 
 /// A SQLite file opened for many readers and one writer: WAL mode, `synchronous = NORMAL`

@@ -498,15 +498,8 @@ fn two_replicas_share_one_postgresql_history() {
         );
         return;
     };
-    let db = format!("anomaly_replicas_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&server_url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let url = format!("{}/{db}", server_url.rsplit_once('/').unwrap().0);
+    let name = format!("replicas_{}", std::process::id());
+    let url = anomaly::alerts::store::create_database(&server_url, &name).unwrap();
     let (s, model) = flows_model();
     let args = [
         "--checkpoint",
