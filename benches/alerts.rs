@@ -46,7 +46,8 @@ fn alert(i: usize) -> Alert {
         dst_port: Some(443),
         protocol: Some("6".into()),
         reasons: None,
-        fields: json!({"Flow Duration": "1200", "Tot Fwd Pkts": "12", "Dst Port": "443"}),
+        fields: json!({"Flow Duration": "1200", "Tot Fwd Pkts": "12", "Dst Port": "443"})
+            .to_string(),
         verdict: None,
         verdict_time: None,
     }

@@ -4,7 +4,7 @@
 //! whoever listens (the server's event stream). `serve` and `predict --alerts-db` share it.
 
 use csv::ByteRecord;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::data::feedback::Verdict;
 use crate::data::sequence::parse_time;
@@ -75,8 +75,9 @@ pub struct Alert {
     pub protocol: Option<String>,
     /// The top reasons, when the row was explained (a JSON array).
     pub reasons: Option<Value>,
-    /// The row's cells by column name (a JSON object).
-    pub fields: Value,
+    /// The row's cells by column name: a JSON object's text, written once when the row is
+    /// flagged (a map of values would be built, copied and dropped on the hot path).
+    pub fields: String,
     pub verdict: Option<Verdict>,
     pub verdict_time: Option<i64>,
 }
@@ -126,7 +127,7 @@ impl Alert {
             "dst_port": self.dst_port,
             "protocol": self.protocol,
             "reasons": self.reasons,
-            "fields": self.fields,
+            "fields": serde_json::from_str::<Value>(&self.fields).unwrap_or(Value::Null),
             "verdict": self.verdict.map(Verdict::as_str),
             "verdict_time": self.verdict_time.map(rfc3339_micros),
         })
@@ -137,6 +138,8 @@ impl Alert {
 /// and NetFlow-style names alike).
 #[derive(Debug, Default, Clone)]
 pub struct Fields {
+    /// Each column's name as a JSON object key (`"Flow ID":`), escaped once.
+    keys: Vec<String>,
     flow_id: Option<usize>,
     src: Option<usize>,
     dst: Option<usize>,
@@ -156,7 +159,12 @@ impl Fields {
         };
         let squashed: Vec<String> = names.iter().map(|n| squash(n)).collect();
         let find = |aliases: &[&str]| squashed.iter().position(|n| aliases.contains(&n.as_str()));
+        let keys = names
+            .iter()
+            .map(|n| format!("{}:", Value::from(n.as_str())))
+            .collect();
         Fields {
+            keys,
             flow_id: find(&["flowid", "uid"]),
             src: find(&[
                 "srcip",
@@ -182,12 +190,12 @@ pub struct Origin {
     pub checkpoint: String,
 }
 
-/// The alert a flagged row makes: `record` is the row, its fields named by `names` (located
-/// by `fields`); `received` (µs) stands in for a row without a readable timestamp.
+/// The alert a flagged row makes: `record` is the row, its columns located by `fields`;
+/// `received` (µs) stands in for a row without a readable timestamp.
 pub fn alert(
     origin: &Origin,
     scorer: &Scorer,
-    (names, fields): (&[String], &Fields),
+    fields: &Fields,
     record: &ByteRecord,
     verdict: &Scored,
     (threshold, received): (f32, i64),
@@ -208,11 +216,19 @@ pub fn alert(
         .and_then(parse_time)
         .map_or(received, |s| (s * 1e6).round() as i64);
     let (severity, confidence) = grade(scorer, verdict, threshold);
-    let row: Map<String, Value> = names
-        .iter()
-        .zip(&cells)
-        .map(|(n, c)| (n.clone(), Value::from(c.as_ref())))
-        .collect();
+    let mut row: Vec<u8> = Vec::with_capacity(32 * cells.len());
+    row.push(b'{');
+    for (i, (key, cell)) in fields.keys.iter().zip(&cells).enumerate() {
+        if i > 0 {
+            row.push(b',');
+        }
+        row.extend_from_slice(key.as_bytes());
+        // Writing a string's JSON into memory cannot fail.
+        let _ = serde_json::to_writer(&mut row, cell.as_ref());
+    }
+    row.push(b'}');
+    let row = String::from_utf8(row)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Alert {
         id: 0,
         time,
@@ -235,7 +251,7 @@ pub fn alert(
         reasons: verdict
             .reasons
             .map(|r| serde_json::to_value(r).unwrap_or(Value::Null)),
-        fields: Value::Object(row),
+        fields: row,
         verdict: None,
         verdict_time: None,
     }

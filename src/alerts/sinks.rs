@@ -555,7 +555,7 @@ mod tests {
             dst_port: Some(80),
             protocol: Some("17".into()),
             reasons: None,
-            fields: json!({}),
+            fields: "{}".into(),
             verdict: None,
             verdict_time: None,
         }

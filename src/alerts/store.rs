@@ -86,7 +86,7 @@ fn insert_params(a: &Alert) -> Vec<Cell> {
         Cell::Int(a.dst_port),
         text(&a.protocol),
         json(&a.reasons),
-        Cell::Text(Some(a.fields.to_string())),
+        Cell::Text(Some(a.fields.clone())),
         Cell::Text(a.dedup_key()),
     ]
 }
@@ -689,7 +689,7 @@ fn from_row(r: &[Cell]) -> Result<Alert> {
         dst_port: r[16].int(),
         protocol: r[17].text(),
         reasons: json(&r[18])?,
-        fields: json(&r[19])?.unwrap_or(Value::Null),
+        fields: r[19].text().unwrap_or_else(|| "{}".into()),
         verdict: r[20]
             .text()
             .and_then(|v| Verdict::ALL.into_iter().find(|x| x.as_str() == v)),
@@ -802,7 +802,7 @@ mod tests {
             dst_port: Some(80),
             protocol: Some("6".into()),
             reasons: Some(json!([{"feature": "Flow Duration"}])),
-            fields: json!({"Src IP": src, "Flow Duration": "12"}),
+            fields: json!({"Src IP": src, "Flow Duration": "12"}).to_string(),
             verdict: None,
             verdict_time: None,
         }

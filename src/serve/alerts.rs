@@ -242,7 +242,8 @@ pub async fn verdict(
 /// The feedback row of a judged alert: the served model's input columns (every stored
 /// column when the model is not served here), read from the alert's row.
 fn feedback_entry(state: &State, alert: &Alert, verdict: Verdict) -> Entry {
-    let fields = alert.fields.as_object().cloned().unwrap_or_default();
+    let fields: serde_json::Map<String, Value> =
+        serde_json::from_str(&alert.fields).unwrap_or_default();
     let columns: Vec<String> = match state.models.iter().find(|m| m.name == alert.model) {
         Some(m) => m
             .scorer

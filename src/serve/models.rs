@@ -267,9 +267,8 @@ fn job_alerts(
             continue;
         }
         v.reasons = reasons.get(i).and_then(Option::as_deref);
-        let names = (&table.names[..], &fields);
         let at = (job.threshold, table.received);
-        out.push(alerts::alert(origin, scorer, names, record, &v, at));
+        out.push(alerts::alert(origin, scorer, &fields, record, &v, at));
     }
     out
 }

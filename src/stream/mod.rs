@@ -167,8 +167,8 @@ pub(crate) struct Batches<'a> {
     scorer: &'a Scorer,
     explainer: Option<(Explainer<'a>, usize)>,
     windower: Option<Windower>,
-    /// Where flagged rows' alerts go, the input's column names, and where its identifiers are.
-    alerts: Option<(AlertSink, Vec<String>, Fields)>,
+    /// Where flagged rows' alerts go, and where the input's identifiers are.
+    alerts: Option<(AlertSink, Fields)>,
     pub summary: Summary,
 }
 
@@ -200,7 +200,7 @@ impl<'a> Batches<'a> {
     /// Stores the alerts of flagged rows in `sink` (rows named by `names`, their layout
     /// keeping [`Layout::records`]) before their outputs are handed on.
     pub(crate) fn alerting(mut self, sink: Option<&AlertSink>, names: &[String]) -> Self {
-        self.alerts = sink.map(|s| (s.clone(), names.to_vec(), Fields::locate(names)));
+        self.alerts = sink.map(|s| (s.clone(), Fields::locate(names)));
         self
     }
 
@@ -211,7 +211,7 @@ impl<'a> Batches<'a> {
         scored: &Scored,
         reasons: &[Option<Vec<Reason>>],
     ) -> Result<()> {
-        let Some((sink, names, fields)) = &self.alerts else {
+        let Some((sink, fields)) = &self.alerts else {
             return Ok(());
         };
         let scorer = self.scorer;
@@ -225,7 +225,7 @@ impl<'a> Batches<'a> {
             };
             v.reasons = reasons.get(next).and_then(Option::as_deref);
             let at = (scorer.threshold, received);
-            alerts.push(alert(&sink.origin, scorer, (names, fields), record, &v, at));
+            alerts.push(alert(&sink.origin, scorer, fields, record, &v, at));
         }
         sink.pipeline.store_blocking(alerts)
     }
