@@ -532,7 +532,6 @@ fn network(protocol: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn alert(id: i64, severity: Severity) -> Alert {
         Alert {

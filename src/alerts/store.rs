@@ -48,9 +48,12 @@ const COLUMNS: &str = "id, time, last_seen, count, received, model, checkpoint, 
     threshold, severity, confidence, class, flow_id, src, src_port, dst, dst_port, protocol, \
     reasons, fields, verdict, verdict_time";
 
-/// Keys looked up, or rows inserted times 20 parameters, per statement (well under both
+/// Keys looked up, or rows inserted times [`INSERT_WIDTH`], per statement (well under both
 /// databases' limits on parameters).
 const CHUNK: usize = 2000;
+
+/// The columns an INSERT writes (see [`insert_params`]).
+const INSERT_WIDTH: usize = 20;
 
 /// `a` joins `into`: one more alarm (or `a.count`), seen until the later of the two, with the
 /// higher score (and its confidence) and severity.
@@ -62,6 +65,23 @@ fn merge(into: &mut Alert, a: &Alert) {
         (into.score, into.confidence) = (a.score, a.confidence);
     }
     into.severity = into.severity.max(a.severity);
+}
+
+/// The INSERT of `rows` alerts, numbering [`insert_params`] row after row.
+fn insert_sql(rows: usize) -> String {
+    let width = INSERT_WIDTH;
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO alerts (time, last_seen, count, received, model, checkpoint, score, \
+         threshold, severity, confidence, class, flow_id, src, src_port, dst, dst_port, \
+         protocol, reasons, fields, dedup_key) VALUES {} RETURNING id",
+        values.join(", ")
+    )
 }
 
 /// The values of an INSERT's columns, in their order.
@@ -136,6 +156,8 @@ enum Db {
 
 pub struct Store {
     db: Db,
+    /// [`insert_sql`] by row count: the same few sizes recur.
+    inserts: HashMap<usize, String>,
     /// The URL or path, with any password hidden, for messages.
     pub name: String,
 }
@@ -181,7 +203,11 @@ impl Store {
         } else {
             Db::Sqlite(open_sqlite(Path::new(url))?)
         };
-        let mut store = Store { db, name };
+        let mut store = Store {
+            db,
+            name,
+            inserts: HashMap::new(),
+        };
         store
             .migrate()
             .with_context(|| format!("--alerts-db {}: preparing the schema", store.name))?;
@@ -316,26 +342,18 @@ impl Store {
     /// Ids are given in insert order in both databases (the writer holds the write lock), so
     /// the returned ids, sorted, are the rows' in order.
     fn insert(&mut self, touched: &mut [Alert], new: &[usize]) -> Result<()> {
-        for chunk in new.chunks(CHUNK / 20) {
-            let mut q = Query::new(&Filter::default());
-            let rows: Vec<String> = chunk
+        for chunk in new.chunks(CHUNK / INSERT_WIDTH) {
+            let params: Vec<Cell> = chunk
                 .iter()
-                .map(|&i| {
-                    let values: Vec<String> = insert_params(&touched[i])
-                        .into_iter()
-                        .map(|c| q.param(c))
-                        .collect();
-                    format!("({})", values.join(", "))
-                })
+                .flat_map(|&i| insert_params(&touched[i]))
                 .collect();
-            let sql = format!(
-                "INSERT INTO alerts (time, last_seen, count, received, model, checkpoint, score, \
-                 threshold, severity, confidence, class, flow_id, src, src_port, dst, dst_port, \
-                 protocol, reasons, fields, dedup_key) VALUES {} RETURNING id",
-                rows.join(", ")
-            );
+            let sql = self
+                .inserts
+                .entry(chunk.len())
+                .or_insert_with(|| insert_sql(chunk.len()))
+                .clone();
             let mut ids: Vec<i64> = self
-                .query(&sql, &q.params)?
+                .query(&sql, &params)?
                 .iter()
                 .map(|r| {
                     r[0].int()
