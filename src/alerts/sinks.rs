@@ -353,7 +353,7 @@ fn rotate(path: &std::path::Path) -> Result<std::fs::File> {
 }
 
 /// A webhook's body: a one-line summary (`text`, which chat receivers show) and the alerts.
-pub fn webhook_body(batch: &[Alert]) -> Value {
+fn webhook_body(batch: &[Alert]) -> Value {
     let lines: Vec<String> = batch.iter().map(summary).collect();
     json!({
         "text": lines.join("\n"),
@@ -391,7 +391,7 @@ fn cef_severity(s: Severity) -> u8 {
 
 /// An RFC 5424 message (facility local0; severity notice, warning or error) whose text is a
 /// CEF event: `<PRI>1 TIME HOST anomaly - alert - CEF:0|anomaly|anomaly|VERSION|…`.
-pub fn syslog_message(a: &Alert, host: &str) -> String {
+fn syslog_message(a: &Alert, host: &str) -> String {
     let level = match a.severity {
         Severity::Low => 5,
         Severity::Medium => 4,
@@ -408,7 +408,7 @@ pub fn syslog_message(a: &Alert, host: &str) -> String {
 /// A CEF event: the header's signature is the model, its name says what and where, and the
 /// extension carries ArcSight's standard keys (`src`, `dpt`, `rt` …) and custom strings and
 /// numbers with their labels.
-pub fn cef(a: &Alert) -> String {
+fn cef(a: &Alert) -> String {
     let header = |s: &str| s.replace('\\', "\\\\").replace('|', "\\|");
     let mut ext: Vec<(&str, String)> = vec![
         ("rt", (a.last_seen / 1000).to_string()),
@@ -460,7 +460,7 @@ fn cef_value(v: &str) -> String {
 
 /// The alert in the Elastic Common Schema: `event`, `source`, `destination`, `network`,
 /// `rule`, `observer`, with what ECS has no field for under `anomaly`.
-pub fn ecs(a: &Alert, host: &str) -> Value {
+fn ecs(a: &Alert, host: &str) -> Value {
     let end = |ip: &Option<String>, port: Option<i64>| {
         let mut v = json!({});
         if let Some(ip) = ip {

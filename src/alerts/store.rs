@@ -320,7 +320,7 @@ impl Store {
         unique.dedup();
         let mut out = Vec::new();
         for chunk in unique.chunks(CHUNK) {
-            let mut q = Query::new(&Filter::default());
+            let mut q = Query::default();
             let list: Vec<String> = chunk
                 .iter()
                 .map(|k| q.param(Cell::Text(Some(k.to_string()))))
@@ -451,7 +451,7 @@ impl Store {
     /// Alerts and alarms per `bucket` µs (by the alerts' first time) and severity, oldest
     /// bucket first.
     pub fn stats(&mut self, filter: &Filter, bucket: i64) -> Result<Vec<Bucket>> {
-        let mut q = Query::new(&Filter::default());
+        let mut q = Query::default();
         let b1 = q.param(Cell::Int(Some(bucket)));
         let b2 = q.param(Cell::Int(Some(bucket)));
         q.add_filter(filter);
@@ -599,6 +599,7 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection> {
 }
 
 /// Filter conditions and their parameters, numbered in order of appearance.
+#[derive(Default)]
 struct Query {
     conditions: Vec<String>,
     params: Vec<Cell>,
@@ -606,10 +607,7 @@ struct Query {
 
 impl Query {
     fn new(filter: &Filter) -> Query {
-        let mut q = Query {
-            conditions: Vec::new(),
-            params: Vec::new(),
-        };
+        let mut q = Query::default();
         q.add_filter(filter);
         q
     }
