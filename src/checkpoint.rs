@@ -258,8 +258,21 @@ impl Checkpoint {
 
     /// The network of a neural family (what `upload` and `--resume` need).
     pub fn network(&self) -> Result<&NetworkState> {
+        let parts = self.detector.members();
         match self.detector.as_network() {
             Some(n) => Ok(n),
+            None if !parts.is_empty() => {
+                let paths: Vec<String> = parts
+                    .iter()
+                    .map(|p| format!("members/{p}/best.mpk"))
+                    .collect();
+                bail_input!(
+                    "a {} has no network of its own: its parts are checkpoints beside it ({}); \
+                     upload a part whose family has network weights (mlp, resmlp, autoencoder)",
+                    self.detector.family(),
+                    paths.join(", ")
+                )
+            }
             None => bail_input!(
                 "the {} detector has no network weights (exporting them, as upload does, \
                  covers the mlp, resmlp and autoencoder families)",

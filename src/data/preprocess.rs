@@ -302,17 +302,7 @@ impl Preprocessor {
         if self.classes.is_empty() {
             return probs.to_vec();
         }
-        probs
-            .chunks_exact(self.classes.len())
-            .map(|row| {
-                row.iter()
-                    .zip(&self.anomalous)
-                    .filter(|(_, a)| **a)
-                    .map(|(p, _)| p)
-                    .sum::<f32>()
-                    .min(1.0)
-            })
-            .collect()
+        crate::model::detector::anomalous_share(probs, &self.anomalous)
     }
 
     /// The column kinds a file must be read with to be encoded by this preprocessor.

@@ -39,7 +39,7 @@ impl EnsembleReport {
     /// The report on rows labelled `y`, scored `combined` (flagged from `threshold`) with the
     /// members' `votes`.
     pub fn compute(
-        names: &[&str],
+        (names, whole): (&[&str], &str),
         votes: &Votes,
         combined: &[f32],
         threshold: f32,
@@ -70,9 +70,7 @@ impl EnsembleReport {
         let mut detectors: Vec<DetectorReport> = (0..m)
             .map(|j| detector(names[j], &column(j), &|r| vote(j, r)))
             .collect();
-        detectors.push(detector("ensemble", combined, &|r| {
-            combined[r] >= threshold
-        }));
+        detectors.push(detector(whole, combined, &|r| combined[r] >= threshold));
         let agreement = (0..m)
             .map(|i| {
                 (0..m)
@@ -120,7 +118,8 @@ mod tests {
             members: 2,
         };
         let y = [1.0, 1.0, 0.0, 0.0];
-        let r = EnsembleReport::compute(&["a", "b"], &votes, &votes.combined, 1.0, &y);
+        let r =
+            EnsembleReport::compute((&["a", "b"], "ensemble"), &votes, &votes.combined, 1.0, &y);
         // Member a: TP 2, FP 0 → F1 1; ranks 0.9, 0.7 over 0.2, 0.1 → AUC 1.
         assert_eq!(r.detectors[0].f1, 1.0);
         assert_eq!(r.detectors[0].roc_auc, Some(1.0));

@@ -22,7 +22,8 @@ use crate::data::Dataset;
 use crate::data::preprocess::{Encoding, Profile, most_common};
 use crate::eval::multiclass::ClassReport;
 use crate::eval::roc_auc;
-use crate::score::{Reason, Scorer};
+use crate::model::ModelKind;
+use crate::score::{Reason, Scored, Scorer};
 
 /// A column's global importance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,6 +69,27 @@ pub struct Global {
     /// Rows beyond this are sampled (seeded) down to it.
     pub max_rows: usize,
     pub seed: u64,
+}
+
+/// A hybrid's effects: per probe (`g` per row), the larger fall of its two parts'
+/// probabilities from the row's own, and which part fell. Each part is explained on its own
+/// probability because the joined one saturates: a row both parts flag sits within 1e-7 of
+/// 1, where no single column moves it in f32.
+fn parts_effects(own: &Scored, probed: &Scored, g: usize) -> Vec<(f32, Option<usize>)> {
+    let (own, probed) = match (&own.ensemble, &probed.ensemble) {
+        (Some(o), Some(p)) => (&o.member_scores, &p.member_scores),
+        _ => unreachable!("a hybrid scores with its parts"),
+    };
+    probed
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(i, probe)| {
+            let row = &own[(i / g) * 2..(i / g) * 2 + 2];
+            let fall = [row[0] - probe[0], row[1] - probe[1]];
+            let j = (fall[1] > fall[0]) as usize;
+            (fall[j], Some(j))
+        })
+        .collect()
 }
 
 /// An input column's features.
@@ -164,13 +186,18 @@ impl<'a> Explainer<'a> {
                     .copy_from_slice(&self.typical[group.features.clone()]);
             }
         }
-        let probed = self.scorer.score(&probes)?.anomaly;
-        let effects: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| std::iter::repeat_n(scores[r], g))
-            .zip(probed)
-            .map(|(s, p)| s - p)
-            .collect();
+        let probed = self.scorer.score(&probes)?;
+        let effects = match self.scorer.kind {
+            ModelKind::Hybrid => {
+                let own = self.scorer.score(&picked)?;
+                parts_effects(&own, &probed, g)
+            }
+            _ => {
+                let own = rows.iter().flat_map(|&r| std::iter::repeat_n(scores[r], g));
+                let fall = own.zip(&probed.anomaly).map(|(s, p)| (s - p, None));
+                fall.collect()
+            }
+        };
         Ok(rows
             .iter()
             .zip(effects.chunks_exact(g))
@@ -179,13 +206,16 @@ impl<'a> Explainer<'a> {
     }
 
     /// The `k` columns with the largest positive effects, largest first (ties: column order).
-    fn top(&self, raw: &[f32], effect: &[f32], k: usize) -> Vec<Reason> {
-        let mut order: Vec<usize> = (0..effect.len()).filter(|&i| effect[i] > 0.0).collect();
-        order.sort_by(|&a, &b| effect[b].total_cmp(&effect[a]).then(a.cmp(&b)));
+    fn top(&self, raw: &[f32], effect: &[(f32, Option<usize>)], k: usize) -> Vec<Reason> {
+        let mut order: Vec<usize> = (0..effect.len()).filter(|&i| effect[i].0 > 0.0).collect();
+        order.sort_by(|&a, &b| effect[b].0.total_cmp(&effect[a].0).then(a.cmp(&b)));
         order.truncate(k);
         order
             .into_iter()
-            .map(|i| self.reason(&self.groups[i], raw, effect[i]))
+            .map(|i| Reason {
+                part: effect[i].1.map(|j| self.scorer.members[j]),
+                ..self.reason(&self.groups[i], raw, effect[i].0)
+            })
             .collect()
     }
 
@@ -227,6 +257,7 @@ impl<'a> Explainer<'a> {
             percentile,
             share,
             effect,
+            part: None,
         }
     }
 

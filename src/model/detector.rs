@@ -14,6 +14,29 @@ pub enum Output {
     Scores(Vec<f32>),
     /// An ensemble's combined score per row, with its members' scores and votes.
     Ensemble(Votes),
+    /// A hybrid's joined probability per row, with its two parts' probabilities and votes,
+    /// and a multiclass classifier's class probabilities (else empty).
+    Hybrid { votes: Votes, class_probs: Vec<f32> },
+}
+
+/// Each row's anomaly probability from a classifier's class probabilities: the anomalous
+/// classes' total (capped at 1 against rounding), or the probability itself when binary
+/// (`anomalous` empty).
+pub fn anomalous_share(probs: &[f32], anomalous: &[bool]) -> Vec<f32> {
+    if anomalous.is_empty() {
+        return probs.to_vec();
+    }
+    probs
+        .chunks_exact(anomalous.len())
+        .map(|row| {
+            row.iter()
+                .zip(anomalous)
+                .filter(|(_, a)| **a)
+                .map(|(p, _)| p)
+                .sum::<f32>()
+                .min(1.0)
+        })
+        .collect()
 }
 
 /// A loaded detector, ready to score encoded (preprocessed, scaled) rows.

@@ -304,7 +304,7 @@ pub fn member_scores(detector: &dyn Detector, x: &[f32]) -> Result<Vec<f32>> {
             values: s,
             width: 1,
         } => Ok(s),
-        Output::Probabilities { .. } | Output::Ensemble(_) => {
+        Output::Probabilities { .. } | Output::Ensemble(_) | Output::Hybrid { .. } => {
             bail!("an ensemble member gives one score per row")
         }
     }

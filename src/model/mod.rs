@@ -14,6 +14,7 @@ pub mod dropout;
 pub mod ensemble;
 pub mod family;
 pub mod gradient_boosting;
+pub mod hybrid;
 pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;
@@ -67,6 +68,9 @@ families! {
     CnnLstm "cnn_lstm" { cnn_lstm } => cnn_lstm::CnnLstmFamily,
     /// Unsupervised: how many standard deviations a row's features stray from the fitted rows'.
     Zscore "zscore" { zscore } => zscore::Zscore,
+    /// A classifier and an unsupervised detector fitted on normal rows, joined: attacks the
+    /// labels know and traffic unlike normal.
+    Hybrid "hybrid" { hybrid } => hybrid::Hybrid,
 }
 
 impl ModelKind {
@@ -118,10 +122,12 @@ impl DetectorState {
         self.kind().name()
     }
 
-    /// An ensemble's member families, in order (empty for any other detector).
+    /// An ensemble's member families, or a hybrid's classifier and detector, in order (empty
+    /// for any other detector).
     pub fn members(&self) -> Vec<&'static str> {
         match self {
             DetectorState::Ensemble(e) => e.members.iter().map(|m| m.detector.family()).collect(),
+            DetectorState::Hybrid(h) => vec![h.classifier.family(), h.detector.family()],
             _ => Vec::new(),
         }
     }

@@ -15,6 +15,7 @@ use crate::eval::clusters::ClusterReport;
 use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
+use crate::model::ModelKind;
 use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::Votes;
 
@@ -27,7 +28,8 @@ pub struct Scorer {
     pub threshold: f32,
     /// The training rows' score quantiles (empty for format-1 checkpoints).
     train_quantiles: Vec<f32>,
-    /// An ensemble's member families, in order (else empty).
+    pub kind: ModelKind,
+    /// An ensemble's member families, or a hybrid's parts, in order (else empty).
     pub members: Vec<&'static str>,
     /// The run's seed (the clustering report's silhouette sample).
     seed: u64,
@@ -42,7 +44,8 @@ pub struct Scored {
     pub anomaly: Vec<f32>,
     /// Multiclass: each row's class probabilities (`pre.classes.len()` per row); else empty.
     pub class_probs: Vec<f32>,
-    /// An ensemble: its members' scores and votes, and each row's severity.
+    /// An ensemble (or a hybrid): its members' (parts') scores and votes, and each row's
+    /// severity.
     pub ensemble: Option<Votes>,
 }
 
@@ -74,6 +77,11 @@ pub fn anomaly(pre: &Preprocessor, output: Output) -> Scored {
         Output::Ensemble(votes) => Scored {
             anomaly: votes.combined.clone(),
             class_probs: Vec::new(),
+            ensemble: Some(votes),
+        },
+        Output::Hybrid { votes, class_probs } => Scored {
+            anomaly: votes.combined.clone(),
+            class_probs,
             ensemble: Some(votes),
         },
     }
@@ -206,6 +214,9 @@ pub struct Reason {
     pub share: Option<f32>,
     /// How much the column raises the row's score.
     pub effect: f32,
+    /// A hybrid: the part whose probability the column raises (the effect is that rise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<&'static str>,
 }
 
 impl fmt::Display for Reason {
@@ -227,7 +238,11 @@ impl fmt::Display for Reason {
                 100.0 * s
             )?;
         }
-        write!(f, ") {effect:+.4}")
+        write!(f, ") {effect:+.4}")?;
+        match self.part {
+            Some(part) => write!(f, " [{part}]"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -251,8 +266,8 @@ pub fn score_dataset(detector: &dyn Detector, ds: &Dataset) -> Result<Output> {
                 values.extend(v);
                 width = w;
             }
-            Output::Scores(_) | Output::Ensemble(_) => {
-                unreachable!("sequence families are classifiers")
+            Output::Scores(_) | Output::Ensemble(_) | Output::Hybrid { .. } => {
+                unreachable!("sequence families are classifiers scoring windows alone")
             }
         }
     }
@@ -266,6 +281,7 @@ impl Scorer {
             detector: ck.detector.load(device)?,
             threshold: ck.threshold,
             train_quantiles: ck.train_score_quantiles.clone(),
+            kind: ck.detector.kind(),
             members: ck.detector.members(),
             seed: ck.config.training.seed,
             sequence: ck
@@ -301,7 +317,8 @@ impl Scorer {
     /// Scores a labelled dataset and, for multiclass, reports per class.
     pub fn evaluate(&self, ds: &Dataset) -> Result<Predictions> {
         let scored = anomaly(&self.pre, score_dataset(&*self.detector, ds)?);
-        let classes = (!self.pre.classes.is_empty()).then(|| {
+        // An unsupervised part of a hybrid trained on multiclass data has classes but scores.
+        let classes = (!scored.class_probs.is_empty()).then(|| {
             ClassReport::compute(
                 &scored.class_probs,
                 ds,
@@ -311,7 +328,8 @@ impl Scorer {
             )
         });
         let ensemble = scored.ensemble.as_ref().map(|votes| {
-            EnsembleReport::compute(&self.members, votes, &scored.anomaly, self.threshold, &ds.y)
+            let names = (&self.members[..], self.kind.name());
+            EnsembleReport::compute(names, votes, &scored.anomaly, self.threshold, &ds.y)
         });
         let clusters = self.detector.clusters().map(|model| {
             ClusterReport::compute(model, &ds.x, self.pre.n_features(), &ds.y, self.seed)

@@ -7,18 +7,19 @@ use anyhow::Result;
 use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
 use crate::checkpoint::Checkpoint;
-use crate::config::FitOn;
+use crate::config::{Config, FitOn, Task};
 use crate::data::labels::UNSEEN;
 use crate::data::{Dataset, Prepared};
 use crate::eval::decision::{self, RuleInputs};
 use crate::eval::roc_auc;
-use crate::model::DetectorState;
-use crate::model::detector::Detector;
+use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::{Combine, Ensemble, Member, member_scores};
 use crate::model::family::{FitData, Trainer};
 use crate::model::gradient_boosting::Validation;
+use crate::model::hybrid::{Calibration, Hybrid, Join, Joined};
 use crate::model::neighbors::gather;
 use crate::model::random_forest::Labelled;
+use crate::model::{DetectorState, ModelKind};
 use crate::score::anomaly;
 
 /// The training rows an unsupervised detector learns from.
@@ -101,9 +102,33 @@ fn fit_classifier(run: &Run) -> Result<(DetectorState, String)> {
     Ok((detector, said))
 }
 
-/// An ensemble: each member fitted as a run of its own (its checkpoint under
-/// `members/<family>/`, its threshold from the decision rule), then its scores' mean and
-/// standard deviation on the fitted rows, which standardise it.
+/// A part of an ensemble or a hybrid, fitted as a run of its own: the config as it is but
+/// for the family (and what `adjust` changes), its checkpoint under `members/<family>/`.
+fn fit_part(
+    run: &Run,
+    kind: ModelKind,
+    adjust: impl FnOnce(&mut Config),
+    observer: &mut dyn Observer,
+) -> Result<Checkpoint> {
+    let config = run.config;
+    let mut part = config.clone();
+    part.model.kind = kind;
+    part.checkpoint.save_dir = config.checkpoint.save_dir.join("members").join(kind.name());
+    adjust(&mut part);
+    let outcome = super::train(
+        &Run {
+            config: &part,
+            ..*run
+        },
+        None,
+        observer,
+    )?;
+    Ok(outcome.best)
+}
+
+/// An ensemble: each member fitted as a run of its own (its threshold from the decision
+/// rule), then its scores' mean and standard deviation on the fitted rows, which standardise
+/// it.
 fn fit_ensemble(
     run: &Run,
     rows: &[usize],
@@ -115,18 +140,8 @@ fn fit_ensemble(
     let fitted = gather(&train.x, d, rows);
     let mut members = Vec::new();
     for &kind in &e.members {
-        let mut member = config.clone();
-        member.model.kind = kind;
-        member.checkpoint.save_dir = config.checkpoint.save_dir.join("members").join(kind.name());
-        let outcome = super::train(
-            &Run {
-                config: &member,
-                ..*run
-            },
-            None,
-            observer,
-        )?;
-        let detector = outcome.best.detector;
+        let best = fit_part(run, kind, |_| {}, observer)?;
+        let detector = best.detector;
         let loaded = detector.load(run.device)?;
         let (mean, std) = mean_std(&member_scores(loaded.as_ref(), &fitted)?);
         let weight = match e.combine {
@@ -135,7 +150,7 @@ fn fit_ensemble(
         };
         members.push(Member {
             detector,
-            threshold: outcome.best.threshold,
+            threshold: best.threshold,
             mean,
             std,
             weight,
@@ -171,6 +186,84 @@ fn fit_ensemble(
         severity: e.severity_cutoffs(),
     };
     Ok((DetectorState::Ensemble(ensemble), said))
+}
+
+/// A hybrid: the classifier fitted on every labelled training row, the detector on the
+/// normal training rows only (`training.fit_on: normal`, whatever the config says), each a
+/// run of its own; then, on the validation rows neither learnt from, the detector calibrated
+/// on the normal ones and, for `stacking`, the join fitted on all of them.
+fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, String)> {
+    let (h, pre) = (&run.config.model.hybrid, &run.data.pre);
+    let classifier = fit_part(run, h.classifier, |_| {}, observer)?.detector;
+    let normal_only = |c: &mut Config| {
+        c.task = Task::Binary;
+        c.training.fit_on = FitOn::Normal;
+    };
+    let detector = fit_part(run, h.detector, normal_only, observer)?.detector;
+    let calibration = calibrate(&detector, run, h.normal_quantile)?;
+    let mut hybrid = Hybrid {
+        classifier: Box::new(classifier),
+        detector: Box::new(detector),
+        // One flag per class; none when binary.
+        anomalous: pre.anomalous.clone(),
+        calibration,
+        join: Joined::Either,
+    };
+    let joined = match h.combine {
+        Join::Either => "either (noisy-OR)".to_string(),
+        Join::Stacking => {
+            hybrid.join = stack(&hybrid, run)?;
+            let Joined::Stacking { weights: [a, b, c] } = hybrid.join else {
+                unreachable!("just fitted")
+            };
+            format!("stacking: σ({a:.3}·logit classifier + {b:.3}·logit detector + {c:.3})")
+        }
+    };
+    let said = format!(
+        "{} (every training row) and {} (the normal training rows only), the detector \
+         calibrated on {} normal validation rows (one half at their {} quantile), joined by \
+         {joined}",
+        h.classifier.name(),
+        h.detector.name(),
+        hybrid.calibration.rows,
+        h.normal_quantile
+    );
+    Ok((DetectorState::Hybrid(hybrid), said))
+}
+
+/// The detector's scores on the normal validation rows, which it never learnt from.
+fn calibrate(detector: &DetectorState, run: &Run, quantile: f64) -> Result<Calibration> {
+    let val = &run.data.val;
+    let scores = member_scores(detector.load(run.device)?.as_ref(), &val.x)?;
+    let normal: Vec<f32> = (0..val.len())
+        .filter(|&r| val.y[r] == 0.0)
+        .map(|r| scores[r])
+        .collect();
+    if normal.is_empty() {
+        bail_input!(
+            "model.kind hybrid: the validation rows hold no normal row to calibrate the detector \
+             on (data.val_size, or the labels)"
+        );
+    }
+    Ok(Calibration {
+        normal: decision::score_quantiles(&normal),
+        rows: normal.len(),
+        quantile,
+    })
+}
+
+/// `combine: stacking`: the regression of the validation labels on the parts' probabilities.
+fn stack(hybrid: &Hybrid, run: &Run) -> Result<Joined> {
+    let val = &run.data.val;
+    let loaded = DetectorState::Hybrid(hybrid.clone()).load(run.device)?;
+    let Output::Hybrid { votes, .. } = loaded.score(&val.x)? else {
+        unreachable!("a hybrid scores as one")
+    };
+    let part = |j: usize| -> Vec<f64> {
+        let scores = votes.member_scores.iter().skip(j).step_by(2);
+        scores.map(|&v| v as f64).collect()
+    };
+    Joined::stacking(&part(0), &part(1), &val.y)
 }
 
 /// A member's weight for `combine: weighted`: its validation ROC AUC − 0.5, or 0 at or below
@@ -229,7 +322,9 @@ pub fn one_pass(
         );
     }
     let kind = config.model.kind;
-    let (detector, said) = if kind.is_classifier() {
+    let (detector, said) = if kind == ModelKind::Hybrid {
+        fit_hybrid(run, observer)?
+    } else if kind.is_classifier() {
         fit_classifier(run)?
     } else {
         let rows = fit_rows(t.fit_on, &data.train)?;

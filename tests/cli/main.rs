@@ -14,6 +14,7 @@ mod feedback;
 mod flows;
 mod gpu;
 mod hub_server;
+mod hybrid;
 mod isa;
 mod kafka;
 mod layers;
