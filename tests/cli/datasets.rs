@@ -2,6 +2,8 @@
 
 use anomaly::checkpoint::Checkpoint;
 
+use std::path::PathBuf;
+
 use crate::util::{Sandbox, shared_dataset};
 
 #[test]
@@ -58,11 +60,43 @@ dst_host_srv_diff_host_rate, dst_host_serror_rate, dst_host_srv_serror_rate, dst
 dst_host_srv_rerror_rate, label, difficulty]";
 
 /// KDDTrain+ and KDDTest+ from the shared datasets, when both are there.
-fn nsl_kdd() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+fn nsl_kdd() -> Option<(PathBuf, PathBuf)> {
     Some((
         shared_dataset("KDDTrain+.txt.gz")?,
         shared_dataset("KDDTest+.txt.gz")?,
     ))
+}
+
+/// `train` with `configs/<preset>` on the NSL-KDD files, on the CPU, with `sets` on top.
+fn train_preset(s: &Sandbox, preset: &str, files: &(PathBuf, PathBuf), sets: &[&str]) {
+    let config = format!("{}/configs/{preset}", env!("CARGO_MANIFEST_DIR"));
+    let (tr, te) = (
+        format!("data.path={}", files.0.display()),
+        format!("data.test_path={}", files.1.display()),
+    );
+    let mut args = vec!["train", "--quiet", "--device", "cpu", "--config", &config];
+    for set in [&tr, &te]
+        .into_iter()
+        .map(String::as_str)
+        .chain(sets.iter().copied())
+    {
+        args.extend(["--set", set]);
+    }
+    s.run(&args).ok();
+}
+
+/// `test --json` of a checkpoint on KDDTest+ (its rows checked), on the CPU.
+fn test_on_kddtest(s: &Sandbox, checkpoint: &str) -> serde_json::Value {
+    let r = s.test_json(
+        checkpoint,
+        &["--no-write", "--device", "cpu", "--bootstrap", "10"],
+    );
+    let m = &r["metrics"];
+    assert_eq!(
+        (m["rows"].as_u64(), m["positives"].as_u64()),
+        (Some(22_544), Some(12_833))
+    );
+    r
 }
 
 #[test]
@@ -117,38 +151,21 @@ fn nsl_kdd_train_then_test_on_kddtest_plus() {
 /// their own, so one ensemble run fits four of them.
 #[test]
 fn nsl_kdd_unsupervised_preset_reaches_the_reference_roc_auc() {
-    let Some((train, test)) = nsl_kdd() else {
+    let Some(files) = nsl_kdd() else {
         return;
     };
     let s = Sandbox::new();
-    let config = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/nsl-kdd-unsupervised.yaml"
-    );
-    let (tr, te) = (
-        format!("data.path={}", train.display()),
-        format!("data.test_path={}", test.display()),
-    );
     let auc = |checkpoint: &str| {
-        let r = s.test_json(
-            checkpoint,
-            &["--no-write", "--device", "cpu", "--bootstrap", "10"],
-        );
-        let m = &r["metrics"];
-        assert_eq!(
-            (m["rows"].as_u64(), m["positives"].as_u64()),
-            (Some(22_544), Some(12_833))
-        );
-        m["roc_auc"].as_f64().unwrap()
+        test_on_kddtest(&s, checkpoint)["metrics"]["roc_auc"]
+            .as_f64()
+            .unwrap()
     };
     for family in ["kmeans", "ensemble"] {
         let (kind, dir) = (
             format!("model.kind={family}"),
             format!("checkpoint.save_dir={family}"),
         );
-        let mut args = vec!["train", "--quiet", "--device", "cpu", "--config", config];
-        args.extend(["--set", &tr, "--set", &te, "--set", &kind, "--set", &dir]);
-        s.run(&args).ok();
+        train_preset(&s, "nsl-kdd-unsupervised.yaml", &files, &[&kind, &dir]);
     }
     let detectors = [
         ("kmeans/best.mpk", 0.951),
@@ -179,38 +196,25 @@ fn nsl_kdd_unsupervised_preset_reaches_the_reference_roc_auc() {
 /// rank at least as well as our forest.
 #[test]
 fn nsl_kdd_tree_families_reach_scikit_learns_forest() {
-    let Some((train, test)) = nsl_kdd() else {
+    let Some(files) = nsl_kdd() else {
         return;
     };
     let s = Sandbox::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/nsl-kdd.yaml");
-    let (tr, te) = (
-        format!("data.path={}", train.display()),
-        format!("data.test_path={}", test.display()),
-    );
     let fit = |family: &str| {
         let (kind, dir) = (
             format!("model.kind={family}"),
             format!("checkpoint.save_dir={family}"),
         );
-        let mut args = vec!["train", "--quiet", "--device", "cpu", "--config", config];
-        for set in [
-            tr.as_str(),
-            &te,
-            &kind,
+        let sets = [
+            kind.as_str(),
             &dir,
             "task=binary",
             "training.class_weights=null",
             "training.pos_weight=auto",
             "data.val_size=0.01",
-        ] {
-            args.extend(["--set", set]);
-        }
-        s.run(&args).ok();
-        let r = s.test_json(
-            &format!("{family}/best.mpk"),
-            &["--no-write", "--device", "cpu", "--bootstrap", "10"],
-        );
+        ];
+        train_preset(&s, "nsl-kdd.yaml", &files, &sets);
+        let r = test_on_kddtest(&s, &format!("{family}/best.mpk"));
         let m = &r["metrics"];
         (
             m["accuracy"].as_f64().unwrap(),
@@ -235,30 +239,13 @@ fn nsl_kdd_tree_families_reach_scikit_learns_forest() {
 /// seeds), well above its own MLP part's F1.
 #[test]
 fn nsl_kdd_hybrid_finds_attacks_its_classifier_never_saw() {
-    let Some((train, test)) = nsl_kdd() else {
+    let Some(files) = nsl_kdd() else {
         return;
     };
     let s = Sandbox::new();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/nsl-kdd.yaml");
-    let (tr, te) = (
-        format!("data.path={}", train.display()),
-        format!("data.test_path={}", test.display()),
-    );
-    let mut args = vec!["train", "--quiet", "--device", "cpu", "--config", config];
-    for set in [
-        tr.as_str(),
-        &te,
-        "model.kind=hybrid",
-        "training.epochs=30",
-        "training.seed=1",
-    ] {
-        args.extend(["--set", set]);
-    }
-    s.run(&args).ok();
-    let r = s.test_json(
-        "checkpoints/nsl-kdd/best.mpk",
-        &["--no-write", "--device", "cpu", "--bootstrap", "10"],
-    );
+    let sets = ["model.kind=hybrid", "training.epochs=30", "training.seed=1"];
+    train_preset(&s, "nsl-kdd.yaml", &files, &sets);
+    let r = test_on_kddtest(&s, "checkpoints/nsl-kdd/best.mpk");
     let m = &r["metrics"];
     let (acc, auc, f1) = (
         m["accuracy"].as_f64().unwrap(),
