@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::detector::{Detector, Output};
 use super::family::{Facts, Family, Fit, Section};
+use super::rank::NormalRank;
 use super::{DetectorState, ModelKind};
 use crate::bail_input;
 
@@ -39,7 +40,7 @@ impl Default for EnsembleConfig {
                 ModelKind::Lof,
                 ModelKind::Autoencoder,
             ],
-            combine: Combine::MedianZ,
+            combine: Combine::MedianRank,
             min_votes: 2,
             severity: None,
         }
@@ -108,6 +109,9 @@ pub enum Combine {
     MaxZ,
     /// The median: what most members say, whatever one member's tail does.
     MedianZ,
+    /// The median of the members' ranks among held-out normal rows (as logits): each member
+    /// on the same bounded scale, whatever its scores' shape.
+    MedianRank,
     /// The members' z-scores weighted by how well each ranked the labelled validation rows
     /// (its ROC AUC − 0.5): a member at or below chance gets no weight. Needs validation rows
     /// of both classes.
@@ -135,6 +139,10 @@ pub struct Member {
     /// `combine: weighted`: the member's weight (1 in checkpoints from before it).
     #[serde(default = "one")]
     pub weight: f64,
+    /// Its scores on held-out normal rows, for `combine: median_rank` (absent in checkpoints
+    /// from before it).
+    #[serde(default)]
+    pub rank: Option<NormalRank>,
 }
 
 fn one() -> f64 {
@@ -203,7 +211,8 @@ impl Votes {
 impl Ensemble {
     /// The verdict on rows whose member scores are `member_scores` (row-major, one per
     /// member): each member votes at its threshold; the combined score is the vote share
-    /// (`vote`) or the mean, maximum or median of the members' z-scores.
+    /// (`vote`), the mean, maximum or median of the members' z-scores, or the median of their
+    /// normal-rank logits (`median_rank`).
     pub fn verdict(&self, member_scores: Vec<f32>) -> Votes {
         let n = self.members.len();
         let rows = member_scores.len() / n;
@@ -222,7 +231,10 @@ impl Ensemble {
                 let vote = s >= m.threshold;
                 votes += vote as usize;
                 out.member_votes.push(vote);
-                *zi = (s as f64 - m.mean) / m.std;
+                *zi = match (&m.rank, self.combine) {
+                    (Some(rank), Combine::MedianRank) => rank.logit(s),
+                    _ => (s as f64 - m.mean) / m.std,
+                };
             }
             out.combined
                 .push(self.combine.of(&mut z, &self.members, votes) as f32);
@@ -248,7 +260,7 @@ impl Combine {
             Combine::Vote => votes as f64 / n as f64,
             Combine::MeanZ => z.iter().sum::<f64>() / n as f64,
             Combine::MaxZ => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            Combine::MedianZ => {
+            Combine::MedianZ | Combine::MedianRank => {
                 z.sort_unstable_by(f64::total_cmp);
                 if n % 2 == 1 {
                     z[n / 2]
@@ -348,6 +360,7 @@ mod tests {
             mean: 1.0,
             std: 2.0,
             weight: 1.0,
+            rank: None,
         };
         Ensemble {
             members: thresholds.iter().map(member).collect(),
@@ -395,5 +408,25 @@ mod tests {
             m.weight = w;
         }
         assert_eq!(weighted.verdict(scores.clone()).combined, [0.25]);
+    }
+
+    #[test]
+    fn median_rank_takes_each_member_on_its_normal_rows_scale() {
+        // Member 0's normal rows score 0..=10, member 1's 0..=1000, member 2's 0..=1: a score
+        // of 5 is member 0's median (logit 0), low for member 1, above every row of member 2.
+        let mut e = ensemble(Combine::MedianRank, &[2.0; 3]);
+        for (m, top) in e.members.iter_mut().zip([10.0f32, 1000.0, 1.0]) {
+            let normal = (0..=10).map(|v| v as f32 * top / 10.0).collect();
+            m.rank = Some(NormalRank { normal, rows: 11 });
+        }
+        let v = e.verdict(vec![5.0, 5.0, 5.0]);
+        assert_eq!(v.combined, [0.0]);
+        // Raw z-scores would rank by the members' means and spreads instead.
+        assert_ne!(
+            ensemble(Combine::MedianZ, &[2.0; 3])
+                .verdict(vec![5.0; 3])
+                .combined,
+            [0.0]
+        );
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::detector::{Detector, Output, anomalous_share};
 use super::ensemble::{Severity, Votes, member_scores};
 use super::family::{Facts, Family, Fit, Section};
+use super::rank::{NormalRank, logit, sigmoid};
 use super::{DetectorState, ModelKind};
 use crate::bail_input;
 
@@ -103,18 +104,11 @@ pub struct Hybrid {
     pub detector: Box<DetectorState>,
     /// Multiclass: which of the classifier's outputs are anomalous (empty when binary).
     pub anomalous: Vec<bool>,
-    pub calibration: Calibration,
+    /// The detector's scores on the normal validation rows, which it never learnt from.
+    pub calibration: NormalRank,
+    /// `model.hybrid.normal_quantile`: where the detector's probability is ½.
+    pub normal_quantile: f64,
     pub join: Joined,
-}
-
-/// The detector's scores on the normal validation rows, as probabilities.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
-    /// Evenly spaced quantiles of those scores (all of them when few), ascending.
-    pub normal: Vec<f32>,
-    /// How many rows they summarise.
-    pub rows: usize,
-    pub quantile: f64,
 }
 
 /// How a fitted hybrid joins its parts.
@@ -128,42 +122,9 @@ pub enum Joined {
     },
 }
 
-/// Logits are clipped here, so that a saturated probability stays a finite input.
-const MAX_LOGIT: f64 = 16.0;
-
-fn logit(p: f64) -> f64 {
-    (p / (1.0 - p)).ln().clamp(-MAX_LOGIT, MAX_LOGIT)
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-impl Calibration {
-    /// The share of normal rows scoring below `s`, read between the kept quantiles and kept
-    /// half a row inside (0, 1).
-    fn share_below(&self, s: f32) -> f64 {
-        let q = &self.normal;
-        let edge = 0.5 / self.rows as f64;
-        let i = q.partition_point(|&v| v < s);
-        let share = if i == 0 {
-            0.0
-        } else if i == q.len() || q.len() == 1 {
-            1.0
-        } else {
-            let frac = (s - q[i - 1]) as f64 / (q[i] - q[i - 1]) as f64;
-            (i - 1) as f64 / (q.len() - 1) as f64 + frac / (q.len() - 1) as f64
-        };
-        share.clamp(edge, 1.0 - edge)
-    }
-
-    /// The detector's score `s` as a probability: ½ at the normal rows' `quantile`.
-    pub fn probability(&self, s: f32) -> f64 {
-        if s.is_nan() {
-            return f64::NAN;
-        }
-        sigmoid(logit(self.share_below(s)) - logit(self.quantile))
-    }
+/// The detector's score `s` as a probability: ½ at the normal rows' `quantile`.
+fn probability(rank: &NormalRank, quantile: f64, s: f32) -> f64 {
+    sigmoid(rank.logit(s) - logit(quantile))
 }
 
 impl Joined {
@@ -252,7 +213,8 @@ impl Hybrid {
             members: 2,
         };
         for (&p, &s) in p.iter().zip(s) {
-            let (p, d) = (p as f64, self.calibration.probability(s));
+            let d = probability(&self.calibration, self.normal_quantile, s);
+            let p = p as f64;
             let votes = (p >= 0.5) as usize + (d >= 0.5) as usize;
             out.combined.push(self.join.of(p, d) as f32);
             out.member_scores.extend([p as f32, d as f32]);
@@ -308,26 +270,20 @@ impl Detector for Loaded {
 mod tests {
     use super::*;
 
-    fn calibration(normal: Vec<f32>) -> Calibration {
-        Calibration {
+    fn calibration(normal: Vec<f32>) -> NormalRank {
+        NormalRank {
             rows: normal.len(),
             normal,
-            quantile: 0.9,
         }
     }
 
     #[test]
     fn the_detector_is_one_half_at_the_normal_rows_quantile() {
         // 11 normal scores 0..=10: the 0.9 quantile is 9.
-        let c = calibration((0..=10).map(|v| v as f32).collect());
-        assert!((c.probability(9.0) - 0.5).abs() < 1e-12);
-        // Halfway between two kept scores is halfway between their shares.
-        assert!((c.share_below(4.5) - 0.45).abs() < 1e-12);
-        // Below every normal score, or above: half a row inside (0, 1), never 0 or 1.
-        assert_eq!(c.share_below(-3.0), 0.5 / 11.0);
-        assert_eq!(c.share_below(99.0), 1.0 - 0.5 / 11.0);
-        assert!(c.probability(5.0) < 0.5 && c.probability(9.5) > 0.5);
-        assert!(c.probability(f32::NAN).is_nan());
+        let r = calibration((0..=10).map(|v| v as f32).collect());
+        assert!((probability(&r, 0.9, 9.0) - 0.5).abs() < 1e-12);
+        assert!(probability(&r, 0.9, 5.0) < 0.5 && probability(&r, 0.9, 9.5) > 0.5);
+        assert!(probability(&r, 0.9, f32::NAN).is_nan());
     }
 
     #[test]
@@ -343,6 +299,7 @@ mod tests {
             detector: Box::new(zscore),
             anomalous: Vec::new(),
             calibration: calibration((0..=10).map(|v| v as f32).collect()),
+            normal_quantile: 0.9,
             join: Joined::Either,
         };
         // Rows: both quiet; the classifier alone; the detector alone (at its quantile); both.

@@ -23,6 +23,7 @@ pub mod neighbors;
 pub mod network;
 pub mod one_class_svm;
 pub mod random_forest;
+pub mod rank;
 pub mod zscore;
 
 use anyhow::Result;

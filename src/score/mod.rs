@@ -28,6 +28,7 @@ pub struct Scorer {
     pub threshold: f32,
     /// The training rows' score quantiles (empty for format-1 checkpoints).
     train_quantiles: Vec<f32>,
+    /// The family (a hybrid's reasons are explained part by part).
     pub kind: ModelKind,
     /// An ensemble's member families, or a hybrid's parts, in order (else empty).
     pub members: Vec<&'static str>,

@@ -16,18 +16,16 @@ use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::{Combine, Ensemble, Member, member_scores};
 use crate::model::family::{FitData, Trainer};
 use crate::model::gradient_boosting::Validation;
-use crate::model::hybrid::{Calibration, Hybrid, Join, Joined};
+use crate::model::hybrid::{Hybrid, Join, Joined};
 use crate::model::neighbors::gather;
 use crate::model::random_forest::Labelled;
+use crate::model::rank::NormalRank;
 use crate::model::{DetectorState, ModelKind};
 use crate::score::anomaly;
 
 /// The training rows an unsupervised detector learns from.
 pub(super) fn fit_rows(fit_on: FitOn, train: &Dataset) -> Result<Vec<usize>> {
-    let rows: Vec<usize> = match fit_on {
-        FitOn::All => (0..train.len()).collect(),
-        FitOn::Normal => (0..train.len()).filter(|&r| train.y[r] == 0.0).collect(),
-    };
+    let rows = rows_named(fit_on, train);
     if rows.is_empty() {
         bail_input!("training.fit_on: normal, but the training rows hold no normal rows");
     }
@@ -148,12 +146,21 @@ fn fit_ensemble(
             Combine::Weighted => validation_weight(loaded.as_ref(), run.data, kind.name())?,
             _ => 1.0,
         };
+        // Held-out rows of the kind it learnt from; the fitted rows when there are none.
+        let val = &run.data.val;
+        let held_out = gather(&val.x, d, &rows_named(config.training.fit_on, val));
+        let reference = if held_out.is_empty() {
+            &fitted
+        } else {
+            &held_out
+        };
         members.push(Member {
             detector,
             threshold: best.threshold,
             mean,
             std,
             weight,
+            rank: Some(normal_rank(loaded.as_ref(), reference)?),
         });
     }
     let names: Vec<String> = e
@@ -200,13 +207,22 @@ fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, 
         c.training.fit_on = FitOn::Normal;
     };
     let detector = fit_part(run, h.detector, normal_only, observer)?.detector;
-    let calibration = calibrate(&detector, run, h.normal_quantile)?;
+    let val = &run.data.val;
+    let normal = gather(&val.x, val.n_features, &rows_named(FitOn::Normal, val));
+    if normal.is_empty() {
+        bail_input!(
+            "model.kind hybrid: the validation rows hold no normal row to calibrate the detector \
+             on (data.val_size, or the labels)"
+        );
+    }
+    let calibration = normal_rank(detector.load(run.device)?.as_ref(), &normal)?;
     let mut hybrid = Hybrid {
         classifier: Box::new(classifier),
         detector: Box::new(detector),
         // One flag per class; none when binary.
         anomalous: pre.anomalous.clone(),
         calibration,
+        normal_quantile: h.normal_quantile,
         join: Joined::Either,
     };
     let joined = match h.combine {
@@ -231,25 +247,20 @@ fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, 
     Ok((DetectorState::Hybrid(hybrid), said))
 }
 
-/// The detector's scores on the normal validation rows, which it never learnt from.
-fn calibrate(detector: &DetectorState, run: &Run, quantile: f64) -> Result<Calibration> {
-    let val = &run.data.val;
-    let scores = member_scores(detector.load(run.device)?.as_ref(), &val.x)?;
-    let normal: Vec<f32> = (0..val.len())
-        .filter(|&r| val.y[r] == 0.0)
-        .map(|r| scores[r])
-        .collect();
-    if normal.is_empty() {
-        bail_input!(
-            "model.kind hybrid: the validation rows hold no normal row to calibrate the detector \
-             on (data.val_size, or the labels)"
-        );
-    }
-    Ok(Calibration {
-        normal: decision::score_quantiles(&normal),
-        rows: normal.len(),
-        quantile,
+/// A detector's scores on the row-major rows `x`, kept as the quantiles its rank is read on.
+fn normal_rank(detector: &dyn Detector, x: &[f32]) -> Result<NormalRank> {
+    let scores = member_scores(detector, x)?;
+    Ok(NormalRank {
+        normal: decision::score_quantiles(&scores),
+        rows: scores.len(),
     })
+}
+
+/// The rows of `ds` `fit_on` names: all, or the normal ones.
+pub(super) fn rows_named(fit_on: FitOn, ds: &Dataset) -> Vec<usize> {
+    (0..ds.len())
+        .filter(|&r| fit_on == FitOn::All || ds.y[r] == 0.0)
+        .collect()
 }
 
 /// `combine: stacking`: the regression of the validation labels on the parts' probabilities.
@@ -274,7 +285,7 @@ fn validation_weight(member: &dyn Detector, data: &Prepared, name: &str) -> Resu
         Some(auc) => Ok((auc - 0.5).max(0.0)),
         None => bail_input!(
             "model.ensemble.combine: weighted weighs members by their validation ROC AUC, and \
-             the validation rows hold one class only ({name}); use median_z"
+             the validation rows hold one class only ({name}); use median_rank"
         ),
     }
 }

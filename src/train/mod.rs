@@ -525,12 +525,7 @@ fn learning_rows(config: &Config, data: &Prepared) -> Result<(Vec<usize>, Vec<us
         ModelKind::Autoencoder => config.training.fit_on,
         _ => FitOn::All,
     };
-    let val = match fit_on {
-        FitOn::All => (0..data.val.len()).collect(),
-        FitOn::Normal => (0..data.val.len())
-            .filter(|&r| data.val.y[r] == 0.0)
-            .collect(),
-    };
+    let val = fit::rows_named(fit_on, &data.val);
     Ok((fit::fit_rows(fit_on, &data.train)?, val))
 }
 

@@ -147,7 +147,7 @@ fn nsl_kdd_train_then_test_on_kddtest_plus() {
 /// The shipped unsupervised preset, as a user runs it: each detector fit on the normal rows of
 /// KDDTrain+ reaches the reference's ROC AUC on KDDTest+ (scikit-learn and a torch
 /// autoencoder, in ../shared/peers/RESULTS-unsupervised.md) minus 0.02 or more, and the
-/// default ensemble its best member's minus 0.03. The ensemble's members are checkpoints of
+/// default ensemble (`median_rank`) its best member's minus 0.01. The ensemble's members are checkpoints of
 /// their own, so one ensemble run fits four of them.
 #[test]
 fn nsl_kdd_unsupervised_preset_reaches_the_reference_roc_auc() {
@@ -184,7 +184,7 @@ fn nsl_kdd_unsupervised_preset_reaches_the_reference_roc_auc() {
     }
     let ensemble = auc("ensemble/best.mpk");
     assert!(
-        ensemble >= best_member - 0.03,
+        ensemble >= best_member - 0.01,
         "ensemble ROC AUC {ensemble}, best member {best_member}"
     );
 }

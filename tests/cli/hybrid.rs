@@ -62,7 +62,7 @@ fn a_hybrids_detector_learns_from_normal_rows_only() {
     );
     assert_eq!(*h.detector, load(&s, "h/members/zscore/best.mpk").detector);
     // The detector is one half at the 0.95 quantile of the normal validation rows' scores.
-    assert_eq!(h.calibration.quantile, 0.95);
+    assert_eq!(h.normal_quantile, 0.95);
     assert!(h.calibration.rows > 100, "{}", h.calibration.rows);
     ck.save(&s.path("copy.mpk")).unwrap();
     assert!(load(&s, "copy.mpk").detector == ck.detector);
