@@ -2,7 +2,7 @@
 //! `training.fit_on` names and the random forest on every labelled training row, with the
 //! same decision rules, checkpoints and observer as the gradient trainer.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Objective, Observer, Outcome, Run, checkpoint_paths};
 use crate::bail_input;
@@ -113,6 +113,8 @@ fn fit_part(
     part.model.kind = kind;
     part.checkpoint.save_dir = config.checkpoint.save_dir.join("members").join(kind.name());
     adjust(&mut part);
+    part.validate()
+        .with_context(|| format!("the {} part's config", kind.name()))?;
     let outcome = super::train(
         &Run {
             config: &part,
@@ -202,8 +204,11 @@ fn fit_ensemble(
 fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, String)> {
     let (h, pre) = (&run.config.model.hybrid, &run.data.pre);
     let classifier = fit_part(run, h.classifier, |_| {}, observer)?.detector;
+    // Binary as any detector's run (a multiclass one's class weights go with it), so that
+    // its checkpoint loads on its own.
     let normal_only = |c: &mut Config| {
         c.task = Task::Binary;
+        c.training.class_weights = None;
         c.training.fit_on = FitOn::Normal;
     };
     let detector = fit_part(run, h.detector, normal_only, observer)?.detector;

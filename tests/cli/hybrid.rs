@@ -159,7 +159,8 @@ fn a_hybrid_scores_explains_and_serves_with_both_parts() {
     );
 }
 
-/// A multiclass hybrid keeps the classifier's classes beside the joined score.
+/// A multiclass hybrid (balanced class weights) keeps the classifier's classes beside the
+/// joined score.
 #[test]
 fn a_multiclass_hybrid_names_the_class() {
     let s = Sandbox::new();
