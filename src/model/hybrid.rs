@@ -102,6 +102,12 @@ pub struct Hybrid {
     /// Boxed: a part's state is a `DetectorState`, of which a hybrid is one.
     pub classifier: Box<DetectorState>,
     pub detector: Box<DetectorState>,
+    pub joint: Joint,
+}
+
+/// What makes the parts' outputs one verdict: all that scoring keeps beside the loaded parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Joint {
     /// Multiclass: which of the classifier's outputs are anomalous (empty when binary).
     pub anomalous: Vec<bool>,
     /// The detector's scores on the normal validation rows, which it never learnt from.
@@ -199,7 +205,7 @@ fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
 /// A part votes when its probability reaches ½; one vote is a medium alarm, both high.
 const SEVERITY: [usize; 3] = [1, 1, 2];
 
-impl Hybrid {
+impl Joint {
     /// The verdict on rows whose classifier probabilities are `p` and detector scores `s`:
     /// each part's probability and vote, and the joined probability.
     pub fn verdict(&self, p: &[f32], s: &[f32]) -> Votes {
@@ -241,14 +247,14 @@ impl Family for Hybrid {
         Ok(Box::new(Loaded {
             classifier: state.classifier.load(device)?,
             detector: state.detector.load(device)?,
-            hybrid: state.clone(),
+            joint: state.joint.clone(),
         }))
     }
 }
 
 /// A loaded hybrid: both parts ready to score.
 struct Loaded {
-    hybrid: Hybrid,
+    joint: Joint,
     classifier: Box<dyn Detector>,
     detector: Box<dyn Detector>,
 }
@@ -258,9 +264,9 @@ impl Detector for Loaded {
         let Output::Probabilities { values, width } = self.classifier.score(x)? else {
             bail!("a hybrid's classifier gives probabilities");
         };
-        let p = anomalous_share(&values, &self.hybrid.anomalous);
+        let p = anomalous_share(&values, &self.joint.anomalous);
         let s = member_scores(self.detector.as_ref(), x)?;
-        let votes = self.hybrid.verdict(&p, &s);
+        let votes = self.joint.verdict(&p, &s);
         let class_probs = if width > 1 { values } else { Vec::new() };
         Ok(Output::Hybrid { votes, class_probs })
     }
@@ -288,15 +294,7 @@ mod tests {
 
     #[test]
     fn either_part_flags_and_votes_grade_the_row() {
-        // `verdict` reads neither part's state.
-        let zscore = DetectorState::Zscore(crate::model::zscore::Zscore {
-            mean: vec![0.0],
-            scale: vec![1.0],
-            aggregate: Default::default(),
-        });
-        let h = Hybrid {
-            classifier: Box::new(zscore.clone()),
-            detector: Box::new(zscore),
+        let h = Joint {
             anomalous: Vec::new(),
             calibration: calibration((0..=10).map(|v| v as f32).collect()),
             normal_quantile: 0.9,

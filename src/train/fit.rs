@@ -16,7 +16,7 @@ use crate::model::detector::{Detector, Output};
 use crate::model::ensemble::{Combine, Ensemble, Member, member_scores};
 use crate::model::family::{FitData, Trainer};
 use crate::model::gradient_boosting::Validation;
-use crate::model::hybrid::{Hybrid, Join, Joined};
+use crate::model::hybrid::{Hybrid, Join, Joined, Joint};
 use crate::model::neighbors::gather;
 use crate::model::random_forest::Labelled;
 use crate::model::rank::NormalRank;
@@ -224,17 +224,19 @@ fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, 
     let mut hybrid = Hybrid {
         classifier: Box::new(classifier),
         detector: Box::new(detector),
-        // One flag per class; none when binary.
-        anomalous: pre.anomalous.clone(),
-        calibration,
-        normal_quantile: h.normal_quantile,
-        join: Joined::Either,
+        joint: Joint {
+            // One flag per class; none when binary.
+            anomalous: pre.anomalous.clone(),
+            calibration,
+            normal_quantile: h.normal_quantile,
+            join: Joined::Either,
+        },
     };
     let joined = match h.combine {
         Join::Either => "either (noisy-OR)".to_string(),
         Join::Stacking => {
-            hybrid.join = stack(&hybrid, run)?;
-            let Joined::Stacking { weights: [a, b, c] } = hybrid.join else {
+            hybrid.joint.join = stack(&hybrid, run)?;
+            let Joined::Stacking { weights: [a, b, c] } = hybrid.joint.join else {
                 unreachable!("just fitted")
             };
             format!("stacking: σ({a:.3}·logit classifier + {b:.3}·logit detector + {c:.3})")
@@ -246,7 +248,7 @@ fn fit_hybrid(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, 
          {joined}",
         h.classifier.name(),
         h.detector.name(),
-        hybrid.calibration.rows,
+        hybrid.joint.calibration.rows,
         h.normal_quantile
     );
     Ok((DetectorState::Hybrid(hybrid), said))

@@ -62,8 +62,12 @@ fn a_hybrids_detector_learns_from_normal_rows_only() {
     );
     assert_eq!(*h.detector, load(&s, "h/members/zscore/best.mpk").detector);
     // The detector is one half at the 0.95 quantile of the normal validation rows' scores.
-    assert_eq!(h.normal_quantile, 0.95);
-    assert!(h.calibration.rows > 100, "{}", h.calibration.rows);
+    assert_eq!(h.joint.normal_quantile, 0.95);
+    assert!(
+        h.joint.calibration.rows > 100,
+        "{}",
+        h.joint.calibration.rows
+    );
     ck.save(&s.path("copy.mpk")).unwrap();
     assert!(load(&s, "copy.mpk").detector == ck.detector);
 }
@@ -150,8 +154,8 @@ fn a_hybrid_scores_explains_and_serves_with_both_parts() {
     let DetectorState::Hybrid(st) = load(&s, "st/best.mpk").detector else {
         panic!("not a hybrid")
     };
-    let Joined::Stacking { weights } = st.join else {
-        panic!("{:?}", st.join)
+    let Joined::Stacking { weights } = st.joint.join else {
+        panic!("{:?}", st.joint.join)
     };
     assert!(
         weights[0] > 0.0 && weights.iter().all(|w| w.is_finite()),
