@@ -4,7 +4,7 @@
 //! `layers` keeps it so): `config` (typed YAML), `data` and `flows` (read, label, split,
 //! preprocess, encode records; packets to flows), `model` (the families), `eval` (metrics),
 //! `checkpoint`, `score` (the one scorer), `explain`, `stream` (predict's pipeline), `train`,
-//! `log`, `report` and `hub`, `serve`, `cli` (one module per subcommand).
+//! `log`, `report` and `hub`, `tune` (hyperparameter search), `serve`, `cli` (one module per subcommand).
 
 pub mod alerts;
 pub mod checkpoint;
@@ -25,6 +25,7 @@ pub mod score;
 pub mod serve;
 pub mod stream;
 pub mod train;
+pub mod tune;
 
 /// Keeps freed memory in the process for the next allocation. Training allocates and frees
 /// tensors of tens of MiB per step; glibc hands blocks above its mmap threshold back to the

@@ -15,6 +15,7 @@ mod predict;
 mod serve;
 mod test;
 mod train;
+mod tune;
 mod upload;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// k-fold cross-validation on the rows outside the test split.
     Cv(cv::CvArgs),
+    /// Hyperparameter search on validation rows: TPE, random or grid, with pruning.
+    Tune(tune::TuneArgs),
     /// Report on a checkpoint (or a cv run): figures, intervals, baseline, HTML.
     Assess(assess::AssessArgs),
     /// Write Gaussian-noise augmented training data with class resampling.
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Feedback(args) => feedback::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cv(args) => cv::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Augment(args) => augment::run(args),
         Command::Assess(args) => assess::run(args),
         Command::Upload(args) => upload::run(args),

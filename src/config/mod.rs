@@ -184,6 +184,23 @@ impl Config {
         Self::from_value(value)
     }
 
+    /// This config with each `(key, value)` set (`key` a `--set` path), validated again.
+    pub fn with_values(&self, values: &[(String, serde_yaml::Value)]) -> Result<Config> {
+        let mut root = serde_yaml::to_value(self).expect("a Config always serializes");
+        for (key, value) in values {
+            set_path(&mut root, key, value.clone(), key)?;
+        }
+        Self::from_value(root)
+    }
+
+    /// The value at `key` (a `--set` path), if the config has one there.
+    pub fn value_at(&self, key: &str) -> Option<serde_yaml::Value> {
+        let root = serde_yaml::to_value(self).expect("a Config always serializes");
+        key.split('.')
+            .try_fold(&root, |node, part| node.get(part))
+            .cloned()
+    }
+
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a Config always serializes")
     }
@@ -207,16 +224,26 @@ fn apply_override(root: &mut serde_yaml::Value, item: &str) -> Result<()> {
     let Some((key, raw)) = item.split_once('=') else {
         bail_input!("--set {item}: expected section.key=value");
     };
-    let path: Vec<&str> = key.trim().split('.').collect();
-    if path.iter().any(|p| p.is_empty()) {
-        bail_input!("--set {item}: expected section.key=value");
-    }
     let new: serde_yaml::Value = serde_yaml::from_str(raw)
         .map_err(|e| bad_input(format!("--set {item}: the value is not valid YAML: {e}")))?;
+    set_path(root, key, new, &format!("--set {item}"))
+}
+
+/// Sets `key` (`section.key`, any depth) to `new`; errors start with `what`.
+fn set_path(
+    root: &mut serde_yaml::Value,
+    key: &str,
+    new: serde_yaml::Value,
+    what: &str,
+) -> Result<()> {
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        bail_input!("{what}: expected section.key=value");
+    }
     let mut node = root;
     for (i, part) in path.iter().enumerate() {
         let serde_yaml::Value::Mapping(map) = node else {
-            bail_input!("--set {item}: {} is not a section", path[..i].join("."));
+            bail_input!("{what}: {} is not a section", path[..i].join("."));
         };
         let k = serde_yaml::Value::String((*part).to_string());
         if i + 1 == path.len() {

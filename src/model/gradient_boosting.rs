@@ -114,7 +114,13 @@ pub struct GradientBoosting {
 pub struct Validation<'a> {
     pub x: &'a [f32],
     pub class: &'a [u32],
+    /// Told the validation rows' output every [`PROGRESS_ROUNDS`] rounds; `false` stops the
+    /// fit there, keeping the best rounds so far (a search pruning a trial).
+    pub progress: Option<&'a dyn Fn(usize, Output) -> bool>,
 }
+
+/// How often a fit tells [`Validation::progress`] how it is doing.
+pub const PROGRESS_ROUNDS: usize = 10;
 
 impl Family for GradientBoosting {
     type Section = GradientBoostingConfig;
@@ -235,6 +241,12 @@ impl GradientBoosting {
             } else if round + 1 - best_rounds >= cfg.early_stopping_rounds {
                 break;
             }
+            if let Some(told) = v.progress
+                && (round + 1).is_multiple_of(PROGRESS_ROUNDS)
+                && !told(round + 1, output(&val_raw, outputs, data.multiclass))
+            {
+                break;
+            }
         }
         trees.truncate(best_rounds * outputs);
         let total: f64 = gain.iter().sum::<f64>().max(f64::MIN_POSITIVE);
@@ -268,19 +280,39 @@ impl GradientBoosting {
 
     /// Each row's class probabilities: sigmoid (binary: normal, anomaly) or softmax.
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        let raw = self.raw(x);
-        if !self.multiclass {
-            return raw
-                .iter()
-                .flat_map(|&f| {
-                    let p = sigmoid(f);
-                    [(1.0 - p) as f32, p as f32]
-                })
-                .collect();
-        }
-        raw.chunks_exact(self.outputs)
-            .flat_map(|f| softmax(f).into_iter().map(|p| p as f32))
-            .collect()
+        probabilities(&self.raw(x), self.outputs, self.multiclass)
+    }
+}
+
+/// Raw scores (`outputs` per row) as class probabilities.
+fn probabilities(raw: &[f64], outputs: usize, multiclass: bool) -> Vec<f32> {
+    if !multiclass {
+        return raw
+            .iter()
+            .flat_map(|&f| {
+                let p = sigmoid(f);
+                [(1.0 - p) as f32, p as f32]
+            })
+            .collect();
+    }
+    raw.chunks_exact(outputs)
+        .flat_map(|f| softmax(f).into_iter().map(|p| p as f32))
+        .collect()
+}
+
+/// Raw scores as what the detector outputs: every class's probability (multiclass) or the
+/// anomaly's.
+fn output(raw: &[f64], outputs: usize, multiclass: bool) -> Output {
+    let probs = probabilities(raw, outputs, multiclass);
+    if multiclass {
+        return Output::Probabilities {
+            values: probs,
+            width: outputs,
+        };
+    }
+    Output::Probabilities {
+        values: probs.chunks_exact(2).map(|p| p[1]).collect(),
+        width: 1,
     }
 }
 
@@ -534,17 +566,7 @@ impl Grower<'_> {
 
 impl Detector for GradientBoosting {
     fn score(&self, x: &[f32]) -> Result<Output> {
-        let probs = self.probabilities(x);
-        if self.multiclass {
-            return Ok(Output::Probabilities {
-                values: probs,
-                width: self.outputs,
-            });
-        }
-        Ok(Output::Probabilities {
-            values: probs.chunks_exact(2).map(|p| p[1]).collect(),
-            width: 1,
-        })
+        Ok(output(&self.raw(x), self.outputs, self.multiclass))
     }
 }
 
@@ -571,9 +593,10 @@ mod tests {
         let (x, class) = xor(1000, 3);
         let rows: Vec<usize> = (0..600).collect();
         let data = binary(&x, 3, &rows, &class);
-        let val = Validation {
+        let val = |progress| Validation {
             x: &x[600 * 3..800 * 3],
             class: &class[600..800],
+            progress,
         };
         let cfg = GradientBoostingConfig {
             n_rounds: 300,
@@ -582,10 +605,27 @@ mod tests {
             early_stopping_rounds: 10,
             ..GradientBoostingConfig::default()
         };
-        let fit = || GradientBoosting::fit(&data, Some(&val), &cfg, 1);
+        let fit = || GradientBoosting::fit(&data, Some(&val(None)), &cfg, 1);
         let (one, two) = (on_threads(1, fit), on_threads(2, fit));
         assert_eq!(one, two);
         assert!(one.rounds < 300, "early stopping never fired");
+        // Told every 10 rounds; told to stop at round 20, it keeps the best of 20 rounds.
+        let told = std::cell::RefCell::new(Vec::new());
+        let stop = |round: usize, output: Output| {
+            let Output::Probabilities { values, width: 1 } = output else {
+                panic!("binary boosting outputs the anomaly's probability")
+            };
+            assert_eq!(values.len(), 200);
+            told.borrow_mut().push(round);
+            round < 20
+        };
+        let cut = GradientBoosting::fit(&data, Some(&val(Some(&stop))), &cfg, 1);
+        assert_eq!(*told.borrow(), [10, 20]);
+        assert!(
+            cut.rounds <= 20 && cut.rounds < one.rounds,
+            "{} rounds",
+            cut.rounds
+        );
         assert_eq!(one.trees.len(), one.rounds);
         let probs = one.probabilities(&x[800 * 3..]);
         let right = probs

@@ -575,7 +575,7 @@ fn write_report(
 }
 
 /// Each figure as SVG and PNG.
-fn write_figures(out: &Path, figures: &[Figure]) -> Result<()> {
+pub fn write_figures(out: &Path, figures: &[Figure]) -> Result<()> {
     for f in figures {
         let svg = out.join(format!("{}.svg", f.name));
         std::fs::write(&svg, &f.svg).with_context(|| format!("writing {}", svg.display()))?;

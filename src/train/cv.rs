@@ -227,18 +227,28 @@ pub fn run_fold(
         resume,
         observer,
     )?;
-    let p = Scorer::from_checkpoint(&best, device)?.evaluate(&prepared.val)?;
-    let result = FoldResult {
-        fold,
-        best_epoch: best.weights_epoch,
-        metrics: Metrics::compute(&p.anomaly, &prepared.val.y, best.threshold),
-        classes: p.classes,
-    };
+    let result = fold_result(&best, &prepared, fold, device)?;
     write_atomic(
         &metrics_path(config, fold),
         &serde_json::to_string_pretty(&result)?,
     )?;
     Ok(result)
+}
+
+/// A trained model's figures on its validation rows.
+pub fn fold_result(
+    best: &Checkpoint,
+    prepared: &Prepared,
+    fold: usize,
+    device: &Device,
+) -> Result<FoldResult> {
+    let p = Scorer::from_checkpoint(best, device)?.evaluate(&prepared.val)?;
+    Ok(FoldResult {
+        fold,
+        best_epoch: best.weights_epoch,
+        metrics: Metrics::compute(&p.anomaly, &prepared.val.y, best.threshold),
+        classes: p.classes,
+    })
 }
 
 /// Reads every fold's result; a fold without one is an error that names it.

@@ -43,8 +43,8 @@ fn classes(ds: &Dataset, multiclass: bool) -> Vec<u32> {
 
 /// A classifier (the tree families) on every training row, classes weighted as the neural
 /// classifiers' loss weighs them (`training.pos_weight` / `training.class_weights`), with
-/// the validation rows for early stopping.
-fn fit_classifier(run: &Run) -> Result<(DetectorState, String)> {
+/// the validation rows for early stopping (and for the observer, which may stop boosting).
+fn fit_classifier(run: &Run, observer: &mut dyn Observer) -> Result<(DetectorState, String)> {
     let (config, data) = (run.config, run.data);
     let train = &data.train;
     let (weights, multiclass) = match super::objective(config, data)? {
@@ -64,6 +64,12 @@ fn fit_classifier(run: &Run) -> Result<(DetectorState, String)> {
         gather(&data.val.x, d, &known),
         known.iter().map(|&r| val_class[r]).collect::<Vec<u32>>(),
     );
+    let val_y: Vec<f32> = known.iter().map(|&r| data.val.y[r]).collect();
+    let observer = std::cell::RefCell::new(observer);
+    let progress = |round: usize, output: Output| {
+        let scores = anomaly(&data.pre, output).anomaly;
+        observer.borrow_mut().keep_going(round, &scores, &val_y)
+    };
     let fitted = config.model.fit(&FitData {
         x: &train.x,
         d,
@@ -80,6 +86,7 @@ fn fit_classifier(run: &Run) -> Result<(DetectorState, String)> {
         validation: (!known.is_empty()).then_some(Validation {
             x: &val_x,
             class: &val_known,
+            progress: Some(&progress),
         }),
         seed: config.training.seed,
     })?;
@@ -121,9 +128,33 @@ fn fit_part(
             ..*run
         },
         None,
-        observer,
+        &mut Whole(observer),
     )?;
     Ok(outcome.best)
+}
+
+/// A part's observer: told everything but asked nothing, so a part always runs to its end
+/// (a search judges the whole model, not its parts' curves).
+struct Whole<'a>(&'a mut dyn Observer);
+
+impl Observer for Whole<'_> {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        self.0.epoch_started(epoch, batches);
+    }
+    fn batch_done(&mut self, global_step: u64, loss: f64) {
+        self.0.batch_done(global_step, loss);
+    }
+    fn epoch_done(
+        &mut self,
+        record: &crate::checkpoint::EpochRecord,
+        improved: bool,
+        best_val_loss: f64,
+    ) {
+        self.0.epoch_done(record, improved, best_val_loss);
+    }
+    fn note(&mut self, message: &str) {
+        self.0.note(message);
+    }
 }
 
 /// An ensemble: each member fitted as a run of its own (its threshold from the decision
@@ -343,7 +374,7 @@ pub fn one_pass(
     let (detector, said) = if kind == ModelKind::Hybrid {
         fit_hybrid(run, observer)?
     } else if kind.is_classifier() {
-        fit_classifier(run)?
+        fit_classifier(run, observer)?
     } else {
         let rows = fit_rows(t.fit_on, &data.train)?;
         let (detector, said) = if kind.trainer() == Trainer::Members {

@@ -50,6 +50,12 @@ pub trait Observer {
     fn epoch_done(&mut self, _record: &EpochRecord, _improved: bool, _best_val_loss: f64) {}
     /// A line about the run (what a one-pass fit did).
     fn note(&mut self, _message: &str) {}
+    /// The validation rows' anomaly scores (and labels) after epoch or boosting round
+    /// `step`; `false` ends the run there, keeping the best so far (a search pruning a
+    /// trial).
+    fn keep_going(&mut self, _step: usize, _scores: &[f32], _y: &[f32]) -> bool {
+        true
+    }
 }
 
 /// Where `best.mpk`, `last.mpk` and `checkpoint_epoch_N.mpk` go.
@@ -856,7 +862,7 @@ fn train_network<M: Net>(
         model = trained;
         let network = Network::of(&spec, &model, device)?;
         let judged = (&objective, &val_rows[..], epoch);
-        let (val_loss, improved) =
+        let (val_loss, improved, val_scores) =
             judge(run, &network, judged, &mut state, || model_bytes(&model))?;
         let record = EpochRecord {
             epoch,
@@ -865,7 +871,9 @@ fn train_network<M: Net>(
             learning_rate: epoch_lr,
         };
         history.push(record.clone());
-        state.finished = early_stop(cfg, &state) || epoch == cfg.epochs;
+        let pruned =
+            !val_scores.is_empty() && !observer.keep_going(epoch, &val_scores, &data.val.y);
+        state.finished = early_stop(cfg, &state) || epoch == cfg.epochs || pruned;
         state.optimizer = optimizer_bytes(&optim)?;
         writer.epoch_done(&model, (epoch, improved), &state, &history)?;
         observer.epoch_done(&record, improved, state.best_val_loss);
@@ -874,15 +882,16 @@ fn train_network<M: Net>(
     writer.finish(&state, &history)
 }
 
-/// After an epoch's training: the validation loss, and whether it improved on the best so
-/// far, in which case `state` keeps the weights (`weights()`), threshold and score quantiles.
+/// After an epoch's training: the validation loss, whether it improved on the best so far (in
+/// which case `state` keeps the weights (`weights()`), threshold and score quantiles), and
+/// the validation rows' scores.
 fn judge(
     run: &Run,
     network: &Network,
     (objective, val_rows, epoch): (&Objective, &[usize], usize),
     state: &mut TrainState,
     weights: impl FnOnce() -> Result<Vec<u8>>,
-) -> Result<(f64, bool)> {
+) -> Result<(f64, bool, Vec<f32>)> {
     let cfg = &run.config.training;
     let (val_loss, val_scores) = validate(objective, network, run.data, val_rows)?;
     // Without validation rows to learn from (the final model of `cv`), the latest epoch is
@@ -899,7 +908,7 @@ fn judge(
     } else {
         state.epochs_without_improvement += 1;
     }
-    Ok((val_loss, improved))
+    Ok((val_loss, improved, val_scores))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["train"],
     &["log"],
     &["report", "hub"],
+    &["tune"],
     &["serve"],
     &["cli"],
 ];

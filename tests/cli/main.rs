@@ -25,6 +25,7 @@ mod serve;
 mod tensorboard;
 mod training;
 mod trees;
+mod tune;
 mod unsupervised;
 mod upload;
 mod util;
