@@ -292,14 +292,24 @@ impl Search {
         Ok(out)
     }
 
-    /// Trial `k`'s settings.
+    /// Trial `k`'s settings. For TPE, the earlier trials of its round (their settings a
+    /// function of the same history) count as pending.
     fn params(&self, k: usize, history: &[TrialResult]) -> Params {
         let mut rng = sampler::trial_rng(self.study.seed, k);
         match self.study.sampler {
             SamplerKind::Grid => self.grid[k - 1].clone(),
             SamplerKind::Random => sampler::random(&self.space, &self.base, &mut rng),
             SamplerKind::Tpe => {
-                let past: Vec<Past> = history.iter().map(past).collect();
+                let mut past: Vec<Past> = history.iter().map(past).collect();
+                for j in self.depends_on(k).end.max(1)..k {
+                    past.push(Past {
+                        trial: j,
+                        params: self.params(j, history),
+                        value: None,
+                        pruned: None,
+                        pending: true,
+                    });
+                }
                 sampler::tpe(&self.space, &self.base, &past, &mut rng)
             }
         }
@@ -562,6 +572,7 @@ fn past(r: &TrialResult) -> Past {
             (State::Pruned, Some(last)) => Some((r.reports.len(), last.value)),
             _ => None,
         },
+        pending: false,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Past {
     pub value: Option<f64>,
     /// A pruned trial: how many reports it made, and its last value.
     pub pruned: Option<(usize, f64)>,
+    /// A trial of the same round, not finished: counted among the bad ones (Optuna's
+    /// constant liar), so that a round's trials spread out instead of sampling one spot.
+    pub pending: bool,
 }
 
 /// TPE's settings (Optuna's defaults).
@@ -112,19 +115,18 @@ fn expand(
 /// TPE: random for the first start-up trials, then each active key drawn from the density of
 /// the best γ trials' values, the candidate with the highest ratio to the rest's density.
 pub fn tpe(space: &Space, base: &Config, past: &[Past], rng: &mut StdRng) -> Params {
-    let mut ranked: Vec<&Past> = past
-        .iter()
-        .filter(|p| p.value.is_some() || p.pruned.is_some())
-        .collect();
-    if ranked.len() < STARTUP_TRIALS {
+    let known = |p: &&Past| p.value.is_some() || p.pruned.is_some();
+    if past.iter().filter(known).count() < STARTUP_TRIALS {
         return random(space, base, rng);
     }
-    // Finished trials best first, then pruned ones, those that went further first.
+    let mut ranked: Vec<&Past> = past.iter().filter(|p| known(p) || p.pending).collect();
+    // Finished trials best first, then pruned ones (those that went further first), then
+    // this round's pending ones.
     ranked.sort_by(|a, b| {
         let key = |p: &Past| match (p.value, p.pruned) {
             (Some(v), _) => (0, 0, -v),
             (None, Some((steps, v))) => (1, usize::MAX - steps, -v),
-            (None, None) => unreachable!("filtered out"),
+            (None, None) => (2, 0, 0.0),
         };
         let (ka, kb) = (key(a), key(b));
         (ka.0, ka.1)
@@ -132,7 +134,12 @@ pub fn tpe(space: &Space, base: &Config, past: &[Past], rng: &mut StdRng) -> Par
             .then(ka.2.total_cmp(&kb.2))
             .then(a.trial.cmp(&b.trial))
     });
-    let n_below = ranked.len().div_ceil(10).min(25);
+    let n_below = ranked
+        .iter()
+        .filter(|p| known(p))
+        .count()
+        .div_ceil(10)
+        .min(25);
     let weights = ramp_weights(&ranked);
     let (below, above) = ranked.split_at(n_below);
     let (w_below, w_above) = weights.split_at(n_below);
@@ -435,9 +442,51 @@ mod tests {
                 params: p,
                 value: Some(value),
                 pruned: None,
+                pending: false,
             });
         }
         past.iter().map(|p| p.value.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_rounds_pending_trials_spread_its_proposals() {
+        // 12 results, then a round of 8 proposed from them: with the round's earlier
+        // proposals pending (the constant liar) and without.
+        let axis = Param {
+            key: "x".into(),
+            domain: Domain::Uniform(0.0, 1.0),
+            when: Vec::new(),
+        };
+        let s = Space { params: vec![axis] };
+        let base = Config::default();
+        let result = |k: usize, x: f64| Past {
+            trial: k,
+            params: vec![("x".into(), x.into())],
+            value: Some(-(x - 0.3f64).powi(2)),
+            pruned: None,
+            pending: false,
+        };
+        let history: Vec<Past> = (1..=12).map(|k| result(k, k as f64 / 13.0)).collect();
+        let spread = |liar: bool| -> f64 {
+            let mut past = history.clone();
+            let mut xs = Vec::new();
+            for k in 13..=20 {
+                let p = tpe(&s, &base, &past, &mut trial_rng(5, k));
+                let x = p[0].1.as_f64().unwrap();
+                xs.push(x);
+                if liar {
+                    past.push(Past {
+                        value: None,
+                        pending: true,
+                        ..result(k, x)
+                    });
+                }
+            }
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt()
+        };
+        let (with, without) = (spread(true), spread(false));
+        assert!(with > 1.5 * without, "pending {with}, without {without}");
     }
 
     #[test]

@@ -10,8 +10,8 @@ const SPACE: &str = "training.learning_rate: {log_uniform: [0.0005, 0.02]}\n\
                      model.hidden_dims: {choice: [[8], [16, 8]]}\n\
                      model.dropout: {uniform: [0.0, 0.4]}\n";
 
-/// `tune` on `data` (small, fast trials) into `out`, plus `extra`.
-fn tune(s: &Sandbox, data: &str, out: &str, extra: &[&str]) -> Run {
+/// `tune`'s arguments on `data` (small, fast trials) into `out`, plus `extra`.
+fn tune_args(data: &str, out: &str, extra: &[&str]) -> Vec<String> {
     let set = format!("data.path={data}");
     let mut args = vec![
         "tune",
@@ -28,7 +28,12 @@ fn tune(s: &Sandbox, data: &str, out: &str, extra: &[&str]) -> Run {
         "training.batch_size=64",
     ];
     args.extend_from_slice(extra);
-    s.run(&args)
+    args.into_iter().map(String::from).collect()
+}
+
+fn tune(s: &Sandbox, data: &str, out: &str, extra: &[&str]) -> Run {
+    let args = tune_args(data, out, extra);
+    s.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn read(s: &Sandbox, rel: &str) -> Vec<u8> {
@@ -144,22 +149,8 @@ fn a_killed_search_resumes_without_repeating_finished_trials() {
     ];
     tune(&s, "d.csv", "whole", &search).ok();
 
-    let set = "data.path=d.csv";
-    let mut args = vec![
-        "tune",
-        "--quiet",
-        "--space",
-        "space.yaml",
-        "--out",
-        "cut",
-        "--set",
-        set,
-        "--set",
-        "training.epochs=3",
-        "--set",
-        "training.batch_size=64",
-    ];
-    args.extend_from_slice(&search);
+    let args = tune_args("d.csv", "cut", &search);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child = s.command(&args).stdout(Stdio::null()).spawn().unwrap();
     let done = |k: usize| s.exists(&format!("cut/trials/{k}/result.json"));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -177,17 +168,7 @@ fn a_killed_search_resumes_without_repeating_finished_trials() {
     };
     let before: Vec<_> = finished.iter().map(|&k| stamp(k)).collect();
     // Starting it again without --resume is refused; with it, it goes on.
-    s.run(&[
-        "tune",
-        "--quiet",
-        "--space",
-        "space.yaml",
-        "--out",
-        "cut",
-        "--set",
-        set,
-    ])
-    .bad_input("--resume");
+    tune(&s, "d.csv", "cut", &[]).bad_input("--resume");
     s.run(&["tune", "--out", "cut", "--resume", "--quiet"]).ok();
     let after: Vec<_> = finished.iter().map(|&k| stamp(k)).collect();
     assert_eq!(before, after, "finished trials ran again");

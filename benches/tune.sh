@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `anomaly tune` against Optuna's TPE (benches/tune_reference.py) on NSL-KDD's KDDTrain+ only:
+# the same space and budget, 3-fold cv, one after the other on this machine; the best
+# validation objective and the wall time of each, as a ratio. Ours includes `--aggregate`'s
+# training of the best configuration and its one evaluation on KDDTest+ (the reference stops
+# at the search). Ours runs JOBS trials at once (a trial of these models keeps about one core
+# busy); the reference runs as Optuna is usually run, one trial at a time (PyTorch and XGBoost
+# each with 2 threads).
+#
+#   NSL_KDD=../shared/datasets FAMILY=mlp|gradient_boosting TRIALS=50 SEED=42 JOBS=2 \
+#     PYTHON=/path/to/python (optuna, torch, xgboost, scikit-learn, pandas) bash benches/tune.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+family=${FAMILY:-mlp}
+trials=${TRIALS:-50}
+seed=${SEED:-42}
+jobs=${JOBS:-2}
+data=${NSL_KDD:-../shared/datasets}
+py=${PYTHON:-python3}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/anomaly-target}"
+if [ ! -e "$data/KDDTrain+.txt" ] && [ ! -e "$data/KDDTrain+.txt.gz" ]; then
+  echo "skipped: no KDDTrain+.txt(.gz) in $data (set NSL_KDD=...)"
+  exit 0
+fi
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+train=$(ls "$data"/KDDTrain+.txt* | head -1)
+test=$(ls "$data"/KDDTest+.txt* | head -1)
+space=configs/tune/$family.yaml
+[ "$family" = gradient_boosting ] && space=configs/tune/gradient-boosting.yaml
+start=$(date +%s.%N)
+"$CARGO_TARGET_DIR/release/anomaly" tune --quiet --config configs/nsl-kdd.yaml \
+  --set "data.path=$train" --set "data.test_path=$test" --set "model.kind=$family" \
+  --set "training.seed=$seed" --space "$space" --cv 3 --trials "$trials" --jobs "$jobs" --out "$work/ours"
+ours_wall=$(echo "$(date +%s.%N) - $start" | bc)
+ours_best=$(sed -n 2p "$work/ours/trials.csv" | cut -d, -f4)
+echo "ours: best validation roc_auc $ours_best, wall $ours_wall s"
+if ! "$py" -c 'import optuna, sklearn, pandas' 2>/dev/null; then
+  echo "skipped the reference: optuna/scikit-learn/pandas not importable by $py (set PYTHON=...)"
+  exit 0
+fi
+ref=$("$py" benches/tune_reference.py --family "$family" --nsl-kdd "$data" --trials "$trials" \
+  --seed "$seed" --pruner "$([ "$family" = mlp ] && echo median || echo none)" | tail -1)
+echo "optuna: $ref"
+ref_best=$(echo "$ref" | awk '{print $2}')
+ref_wall=$(echo "$ref" | awk '{print $4}')
+awk -v o="$ours_best" -v r="$ref_best" -v ow="$ours_wall" -v rw="$ref_wall" 'BEGIN {
+  printf "best validation roc_auc: ours %.5f, optuna %.5f (difference %+.5f)\n", o, r, o - r
+  printf "wall s: ours %.0f, optuna %.0f, ratio %.2f (optuna / ours)\n", ow, rw, rw / ow }'
