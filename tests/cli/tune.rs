@@ -90,36 +90,15 @@ fn a_trial_waits_for_the_rounds_before_it_and_says_which() {
     let s = Sandbox::new();
     s.sample("d.csv", 600, 4);
     s.write("space.yaml", SPACE);
-    let set = "data.path=d.csv";
-    s.run(&[
-        "tune",
-        "--quiet",
-        "--space",
-        "space.yaml",
-        "--out",
+    tune(
+        &s,
+        "d.csv",
         "o",
-        "--set",
-        set,
-        "--trials",
-        "8",
-        "--round",
-        "4",
-        "--trial",
-        "6",
-    ])
+        &["--trials", "8", "--round", "4", "--trial", "6"],
+    )
     .bad_input("trials 1, 2, 3, 4");
     // With the random sampler and no pruner, trials depend on nothing.
-    s.run(&[
-        "tune",
-        "--quiet",
-        "--space",
-        "space.yaml",
-        "--out",
-        "r",
-        "--set",
-        set,
-        "--set",
-        "training.epochs=2",
+    let alone = [
         "--trials",
         "8",
         "--sampler",
@@ -128,8 +107,8 @@ fn a_trial_waits_for_the_rounds_before_it_and_says_which() {
         "none",
         "--trial",
         "6",
-    ])
-    .ok();
+    ];
+    tune(&s, "d.csv", "r", &alone).ok();
     assert!(s.exists("r/trials/6/result.json"));
     assert!(!s.exists("r/trials/1"));
 }
