@@ -188,6 +188,8 @@ pub struct RowInfo {
     /// A sequence model: the row's `group_by` cell and `order_by` value.
     pub group: String,
     pub order: Option<f64>,
+    /// A sequence model: the `order_by` cell as written (naming a window's flows).
+    pub order_text: String,
     /// A sequence model: the row's group has fewer flows than a window yet.
     pub warming: bool,
     /// The `--keep` cells.
@@ -214,6 +216,7 @@ impl Rows {
             error: Some(error),
             group: String::new(),
             order: None,
+            order_text: String::new(),
             warming: false,
             keep: vec![String::new(); keep],
             record: None,
@@ -318,7 +321,8 @@ impl<'a> Encoder<'a> {
             });
         let cell = |at: Option<usize>| at.and_then(|i| record.get(i)).map(text);
         let group = cell(self.layout.group).map_or(String::new(), Cow::into_owned);
-        let order = cell(self.layout.order).and_then(|t| parse_time(&t));
+        let order_text = cell(self.layout.order).map_or(String::new(), Cow::into_owned);
+        let order = self.layout.order.and_then(|_| parse_time(&order_text));
         let error = match (error, self.layout.order, order) {
             (None, Some(i), None) => Some(format!(
                 "the sequence.order_by cell: expected a number or a date-time, found {:?}",
@@ -334,6 +338,7 @@ impl<'a> Encoder<'a> {
             error,
             group,
             order,
+            order_text,
             warming: false,
             keep,
             record: self.layout.records.then(|| record.clone()),

@@ -25,6 +25,8 @@ use crate::eval::roc_auc;
 use crate::model::ModelKind;
 use crate::score::{Reason, Scored, Scorer};
 
+pub mod steps;
+
 /// A column's global importance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Importance {
@@ -111,8 +113,9 @@ impl<'a> Explainer<'a> {
         let pre = &scorer.pre;
         if scorer.sequence.is_some() {
             bail_input!(
-                "a sequence model scores windows of flows; explaining them is not supported \
-                 (explain a per-flow model instead)"
+                "a sequence model scores windows of flows, not columns: `predict --explain K` \
+                 names the steps (flows) an attention head's score rests on; explain a \
+                 per-flow model for column reasons"
             );
         }
         if pre.profile.len() != pre.columns.len() {
@@ -258,6 +261,7 @@ impl<'a> Explainer<'a> {
             share,
             effect,
             part: None,
+            flows: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The sequence classifier: 1-D convolution blocks over a window's time axis, dropout, an
 //! LSTM, and a linear head on its last hidden state (the CNN+LSTM of the project it replaces,
-//! every size configurable).
+//! every size configurable), or on the mean of its steps, or on an attention-weighted sum of
+//! them (additive attention with a learned query: the weights say which steps a score rests
+//! on, and `predict --explain` names them).
 //!
 //! The layers run time-major (`[batch, time, channels]`) as matrix products, the fastest path
 //! burn's CPU backend has: a convolution is one product of each step's `kernel_size`
@@ -12,7 +14,7 @@
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid, tanh};
+use burn::tensor::activation::{relu, sigmoid, softmax, tanh};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,21 @@ pub struct CnnLstmConfig {
     pub lstm_hidden: usize,
     pub lstm_layers: usize,
     pub bidirectional: bool,
+    /// What the linear head reads of the LSTM's steps.
+    pub head: Head,
+}
+
+/// What the linear head reads of the LSTM's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// The last hidden state (of each direction), as the original project does.
+    #[default]
+    Last,
+    /// Every step's output, weighted by additive attention: `softmax_t(v·tanh(W h_t + b))`.
+    Attention,
+    /// The mean of every step's output.
+    Mean,
 }
 
 impl Default for CnnLstmConfig {
@@ -62,6 +79,7 @@ impl Default for CnnLstmConfig {
             lstm_hidden: 128,
             lstm_layers: 1,
             bidirectional: false,
+            head: Head::Last,
         }
     }
 }
@@ -126,6 +144,9 @@ pub struct SequenceSpec {
     pub lstm_hidden: usize,
     pub lstm_layers: usize,
     pub bidirectional: bool,
+    /// Checkpoints written before heads existed read the last hidden state.
+    #[serde(default)]
+    pub head: Head,
 }
 
 impl SequenceSpec {
@@ -138,6 +159,7 @@ impl SequenceSpec {
             lstm_hidden: cfg.lstm_hidden,
             lstm_layers: cfg.lstm_layers,
             bidirectional: cfg.bidirectional,
+            head: cfg.head,
         }
     }
 
@@ -158,39 +180,80 @@ struct LstmCell {
 impl LstmCell {
     /// Time-major `[steps, batch, d_in]` → the last hidden state `[batch, hidden]` (the
     /// reverse pass's is at the first step), and with `keep` every step's, `[steps, batch,
-    /// hidden]` in time order (for a layer above). Time-major, a step's rows are contiguous.
+    /// hidden]` in time order (for a layer above, or a head reading every step).
     fn forward(&self, x: Tensor<3>, reverse: bool, keep: bool) -> (Option<Tensor<3>>, Tensor<2>) {
         let [steps, batch, d_in] = x.dims();
         let h_size = self.hidden.weight.dims()[0];
         let projected = self.input.forward(x.reshape([steps * batch, d_in]));
-        let device = projected.device();
-        let mut h = Tensor::<2>::zeros([batch, h_size], &device);
-        let mut c = Tensor::<2>::zeros([batch, h_size], &device);
-        let mut out = vec![None; steps];
-        let order: Vec<usize> = if reverse {
-            (0..steps).rev().collect()
-        } else {
-            (0..steps).collect()
+        let pre = match &self.hidden.bias {
+            Some(b) => projected + b.val().unsqueeze_dim(0),
+            None => projected,
         };
-        for t in order {
-            let step = projected.clone().narrow(0, t * batch, batch);
-            let gates = (step + self.hidden.forward(h)).chunk(4, 1);
-            let [i, f, g, o] = <[Tensor<2>; 4]>::try_from(gates).expect("four gates");
-            c = sigmoid(f) * c + sigmoid(i) * tanh(g);
-            h = sigmoid(o) * tanh(c.clone());
-            if keep {
-                out[t] = Some(h.clone());
-            }
-        }
-        let states = keep.then(|| {
-            let out: Vec<Tensor<2>> = out.into_iter().map(|h| h.expect("every step")).collect();
-            Tensor::stack(out, 0)
-        });
-        (states, h)
+        let states = recurrence(pre, self.hidden.weight.val(), steps, reverse);
+        let last = if reverse { 0 } else { steps - 1 };
+        let h = states.clone().narrow(0, last * batch, batch);
+        (keep.then(|| states.reshape([steps, batch, h_size])), h)
     }
 }
 
-/// Conv blocks → dropout → LSTM layers → linear head on the last step's hidden state.
+/// The LSTM's recurrence over `pre` (every step's input projection plus both biases,
+/// time-major `[steps · batch, 4·hidden]`) with `w_hh` (`[hidden, 4·hidden]`): every step's
+/// hidden state, time-major. Fused on the CPU ([`super::lstm`]); burn's ops elsewhere.
+fn recurrence(pre: Tensor<2>, w_hh: Tensor<2>, steps: usize, reverse: bool) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if crate::device::is_cpu(&pre.device()) {
+        return super::lstm::states(pre, w_hh, steps, reverse);
+    }
+    unfused(pre, w_hh, steps, reverse)
+}
+
+/// [`recurrence`] as burn's tensor ops, a step at a time (time-major, a step's rows are
+/// contiguous).
+pub(crate) fn unfused(pre: Tensor<2>, w_hh: Tensor<2>, steps: usize, reverse: bool) -> Tensor<2> {
+    let [rows, gates] = pre.dims();
+    let (batch, h_size) = (rows / steps, gates / 4);
+    let device = pre.device();
+    let mut h = Tensor::<2>::zeros([batch, h_size], &device);
+    let mut c = Tensor::<2>::zeros([batch, h_size], &device);
+    let mut out = vec![None; steps];
+    let order: Vec<usize> = if reverse {
+        (0..steps).rev().collect()
+    } else {
+        (0..steps).collect()
+    };
+    for t in order {
+        let step = pre.clone().narrow(0, t * batch, batch);
+        let gates = (step + h.matmul(w_hh.clone())).chunk(4, 1);
+        let [i, f, g, o] = <[Tensor<2>; 4]>::try_from(gates).expect("four gates");
+        c = sigmoid(f) * c + sigmoid(i) * tanh(g);
+        h = sigmoid(o) * tanh(c.clone());
+        out[t] = Some(h.clone());
+    }
+    Tensor::cat(out.into_iter().map(|h| h.expect("every step")).collect(), 0)
+}
+
+/// Additive attention over the LSTM's steps with a learned query `v`: a step's weight is
+/// `softmax_t(v·tanh(W h_t + b))`.
+#[derive(Module, Debug)]
+struct Attention {
+    /// `W` and `b`.
+    project: Linear,
+    /// `v` (no bias: the softmax would cancel it).
+    query: Linear,
+}
+
+impl Attention {
+    /// Batch-major `[batch, steps, width]` outputs → their weights `[batch, steps]`, each
+    /// row summing to 1.
+    fn weights(&self, outs: Tensor<3>) -> Tensor<2> {
+        let [batch, steps, width] = outs.dims();
+        let projected = tanh(self.project.forward(outs.reshape([batch * steps, width])));
+        softmax(self.query.forward(projected).reshape([batch, steps]), 1)
+    }
+}
+
+/// Conv blocks → dropout → LSTM layers → linear head on the last step's hidden state, the
+/// steps' mean, or their attention-weighted sum.
 #[derive(Module, Debug)]
 pub struct CnnLstm {
     /// Per block, the convolution: `kernel_size` steps' channels side by side → channels out.
@@ -201,6 +264,10 @@ pub struct CnnLstm {
     dropout: Dropout,
     /// Per layer, per direction (forward, then reverse when bidirectional).
     lstm: Vec<LstmCell>,
+    /// `head: attention`'s weights (none for the other heads).
+    attention: Option<Attention>,
+    /// `head: mean`.
+    mean: bool,
     head: Linear,
     channels: usize,
     length: usize,
@@ -246,6 +313,15 @@ pub fn init(spec: &ModelSpec, device: &Device) -> CnnLstm {
             LinearConfig::new(width, spec.outputs).init(device),
             &mut ids,
         ),
+        // After the head, so the other layers draw the same weights whatever the head.
+        attention: (s.head == Head::Attention).then(|| Attention {
+            project: numbered(LinearConfig::new(width, width).init(device), &mut ids),
+            query: numbered(
+                LinearConfig::new(width, 1).with_bias(false).init(device),
+                &mut ids,
+            ),
+        }),
+        mean: s.head == Head::Mean,
         channels: spec.input_dim,
         length: s.length,
         directions: s.directions(),
@@ -269,7 +345,11 @@ impl CnnLstm {
             n += s.directions() * (4 * h * (width + h) + 8 * h);
             width = h * s.directions();
         }
-        n + width * spec.outputs + spec.outputs
+        let attention = match s.head {
+            Head::Attention => width * width + 2 * width,
+            Head::Last | Head::Mean => 0,
+        };
+        n + attention + width * spec.outputs + spec.outputs
     }
 
     /// The conv stack's output shape per window: channels and time steps.
@@ -306,6 +386,48 @@ impl CnnLstm {
         (1..self.pool)
             .map(|p| h.clone().narrow(2, p * width, width))
             .fold(h.clone().narrow(2, 0, width), Tensor::max_pair)
+    }
+
+    /// Conv blocks, dropout and the LSTM layers: the last layer's outputs at every step,
+    /// batch-major `[batch, steps, width]` (kept only for the attention and mean heads), and
+    /// its last hidden state of each direction side by side.
+    fn lstm_outputs(
+        &self,
+        x: Tensor<2>,
+        masks: Option<Vec<Tensor<2>>>,
+    ) -> (Option<Tensor<3>>, Tensor<2>) {
+        let batch = x.dims()[0];
+        // Windows come channel by channel; the layers read them step by step.
+        let mut h = x
+            .reshape([batch, self.channels, self.length])
+            .swap_dims(1, 2);
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            h = self.block(h, conv, norm);
+        }
+        let (channels, steps) = self.conv_shape();
+        let dropped = match masks.and_then(|m| m.into_iter().next()) {
+            Some(mask) => h * mask.reshape([batch, steps, channels]),
+            None => self.dropout.forward(h),
+        };
+        // [batch, steps, channels] → [steps, batch, channels]: the LSTM reads a step at a time.
+        let mut seq = dropped.swap_dims(0, 1);
+        let layers = self.lstm.len() / self.directions;
+        let every_step = self.attention.is_some() || self.mean;
+        let mut last = None;
+        for (k, layer) in self.lstm.chunks(self.directions).enumerate() {
+            let keep = k + 1 < layers || every_step;
+            let (outs, finals): (Vec<_>, Vec<_>) = layer
+                .iter()
+                .enumerate()
+                .map(|(dir, cell)| cell.forward(seq.clone(), dir == 1, keep))
+                .unzip();
+            last = Some(Tensor::cat(finals, 1));
+            if keep {
+                seq = Tensor::cat(outs.into_iter().flatten().collect(), 2);
+            }
+        }
+        let outs = every_step.then(|| seq.swap_dims(0, 1));
+        (outs, last.expect("at least one LSTM layer"))
     }
 
     /// The weights with PyTorch's names and layouts (`conv.K`, `norm.K`, `lstm.weight_ih_lK`
@@ -345,6 +467,15 @@ impl CnnLstm {
                 out.extend(linear_weights(linear, names)?);
             }
         }
+        if let Some(a) = &self.attention {
+            for (part, linear) in [("project", &a.project), ("query", &a.query)] {
+                let names = [
+                    format!("attention.{part}.weight"),
+                    format!("attention.{part}.bias"),
+                ];
+                out.extend(linear_weights(linear, names)?);
+            }
+        }
         out.extend(linear_weights(
             &self.head,
             ["head.weight".into(), "head.bias".into()],
@@ -360,36 +491,39 @@ impl Net for CnnLstm {
 
     /// `[batch, channels · length]` windows (channels × time) → `[batch, outputs]` logits.
     fn forward_masked(&self, x: Tensor<2>, masks: Option<Vec<Tensor<2>>>) -> Tensor<2> {
-        let batch = x.dims()[0];
-        // Windows come channel by channel; the layers read them step by step.
-        let mut h = x
-            .reshape([batch, self.channels, self.length])
-            .swap_dims(1, 2);
-        for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            h = self.block(h, conv, norm);
-        }
-        let (channels, steps) = self.conv_shape();
-        let dropped = match masks.and_then(|m| m.into_iter().next()) {
-            Some(mask) => h * mask.reshape([batch, steps, channels]),
-            None => self.dropout.forward(h),
-        };
-        // [batch, steps, channels] → [steps, batch, channels]: the LSTM reads a step at a time.
-        let mut seq = dropped.swap_dims(0, 1);
-        let layers = self.lstm.len() / self.directions;
-        let mut last = None;
-        for (k, layer) in self.lstm.chunks(self.directions).enumerate() {
-            let keep = k + 1 < layers;
-            let (outs, finals): (Vec<_>, Vec<_>) = layer
-                .iter()
-                .enumerate()
-                .map(|(dir, cell)| cell.forward(seq.clone(), dir == 1, keep))
-                .unzip();
-            last = Some(Tensor::cat(finals, 1));
-            if keep {
-                seq = Tensor::cat(outs.into_iter().flatten().collect(), 2);
+        let (outs, last) = self.lstm_outputs(x, masks);
+        let read = match (outs, &self.attention) {
+            (Some(outs), Some(attention)) => {
+                let [batch, steps, width] = outs.dims();
+                let weights = attention.weights(outs.clone()).reshape([batch, steps, 1]);
+                (outs * weights).sum_dim(1).reshape([batch, width])
             }
-        }
-        self.head.forward(last.expect("at least one LSTM layer"))
+            (Some(outs), None) => {
+                let [batch, _, width] = outs.dims();
+                outs.mean_dim(1).reshape([batch, width])
+            }
+            (None, _) => last,
+        };
+        self.head.forward(read)
+    }
+
+    fn step_flows(&self) -> Vec<std::ops::Range<usize>> {
+        let (_, steps) = self.conv_shape();
+        let (k, p) = (self.kernel_size, self.pool);
+        // Back through the blocks: pooled steps a..=b come from convolved steps a·p ..=
+        // b·p + p − 1, which read input steps from the first to the last + k − 1.
+        let field = |u: usize| {
+            let back = |(a, b): (usize, usize), _| (a * p, b * p + p - 1 + k - 1);
+            let (a, b) = self.convs.iter().fold((u, u), back);
+            a..b + 1
+        };
+        (0..steps).map(field).collect()
+    }
+
+    fn step_weights(&self, x: Tensor<2>) -> Option<Tensor<2>> {
+        let attention = self.attention.as_ref()?;
+        let (outs, _) = self.lstm_outputs(x, None);
+        Some(attention.weights(outs.expect("the attention head keeps every step")))
     }
 
     fn dropout_layout(&self) -> (f64, Vec<usize>) {
@@ -429,6 +563,9 @@ pub struct CpuCnnLstm {
     lstm: Vec<(Dense, Dense)>,
     hidden: usize,
     directions: usize,
+    /// `head: attention`: `W` and `b`, and the query `v`.
+    attention: Option<(Dense, Vec<f32>)>,
+    mean: bool,
     head: Dense,
 }
 
@@ -456,6 +593,13 @@ impl CpuCnnLstm {
         let Some(head) = Dense::of(&model.head)? else {
             return Ok(None);
         };
+        let attention = match &model.attention {
+            Some(a) => match Dense::of(&a.project)? {
+                Some(project) => Some((project, values(a.query.weight.val())?)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         Ok(Some(Self {
             channels: model.channels,
             length: model.length,
@@ -465,6 +609,8 @@ impl CpuCnnLstm {
             hidden: model.lstm[0].hidden.weight.dims()[0],
             lstm,
             directions: model.directions,
+            attention,
+            mean: model.mean,
             head,
         }))
     }
@@ -589,9 +735,50 @@ impl CpuNet for CpuCnnLstm {
             debug_assert_eq!(next.len(), rows * steps * width);
             std::mem::swap(seq, next);
         }
+        let read = self.read(seq, last, (rows, steps));
         let mut out = Vec::new();
-        self.head.forward(&last, rows, &mut out, |v| v);
+        self.head.forward(&read, rows, &mut out, |v| v);
         out
+    }
+}
+
+impl CpuCnnLstm {
+    /// What the head reads of the last layer's outputs `seq` (`[rows, steps, width]`): its
+    /// last hidden states `last`, the steps' mean, or their attention-weighted sum.
+    fn read(&self, seq: &[f32], last: Vec<f32>, (rows, steps): (usize, usize)) -> Vec<f32> {
+        let width = self.hidden * self.directions;
+        let mean = self.mean.then(|| vec![1.0 / steps as f32; rows * steps]);
+        let Some(weights) = mean.or_else(|| self.attention_weights(seq, (rows, steps))) else {
+            return last;
+        };
+        let mut read = vec![0.0f32; rows * width];
+        for (r, out) in read.chunks_exact_mut(width).enumerate() {
+            for t in 0..steps {
+                let w = weights[r * steps + t];
+                let state = &seq[(r * steps + t) * width..][..width];
+                out.iter_mut().zip(state).for_each(|(o, s)| *o += w * s);
+            }
+        }
+        read
+    }
+
+    /// `head: attention`'s weights over each window's steps (`seq` as [`CpuCnnLstm::read`]
+    /// takes it): a softmax per window.
+    fn attention_weights(&self, seq: &[f32], (rows, steps): (usize, usize)) -> Option<Vec<f32>> {
+        let (project, query) = self.attention.as_ref()?;
+        let mut projected = Vec::new();
+        project.forward(seq, rows * steps, &mut projected, f32::tanh);
+        let mut scores: Vec<f32> = projected
+            .chunks_exact(query.len())
+            .map(|p| p.iter().zip(query).map(|(a, b)| a * b).sum())
+            .collect();
+        for window in scores.chunks_exact_mut(steps) {
+            let max = window.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            window.iter_mut().for_each(|e| *e = (*e - max).exp());
+            let total: f32 = window.iter().sum();
+            window.iter_mut().for_each(|e| *e /= total);
+        }
+        Some(scores)
     }
 }
 
@@ -602,40 +789,83 @@ mod tests {
     use burn::tensor::TensorData;
 
     /// The CPU path gives burn's logits (to float rounding) for a bidirectional two-layer
-    /// model whose batch norms hold trained running statistics.
+    /// model whose batch norms hold trained running statistics, with each head.
     #[test]
     fn the_cpu_path_matches_burns_forward_pass() {
+        let _rng = crate::device::TEST_RNG.lock();
+        for (head, extra) in [(Head::Last, 0), (Head::Attention, 120), (Head::Mean, 0)] {
+            let mut config = ModelConfig {
+                kind: ModelKind::CnnLstm,
+                ..Default::default()
+            };
+            config.cnn_lstm.conv_channels = vec![8, 6];
+            config.cnn_lstm.lstm_hidden = 5;
+            config.cnn_lstm.lstm_layers = 2;
+            config.cnn_lstm.bidirectional = true;
+            config.cnn_lstm.head = head;
+            let spec = ModelSpec::of_run(&config, 13, 3, 2);
+            // torch.nn: conv 96 + 162, LSTM 520 + 680 (two directions, two layers), head 22;
+            // attention 10 × 10 + 10 and a query of 10.
+            assert_eq!(spec.n_params(), 1480 + extra);
+            let ad = crate::device::cpu().autodiff();
+            ad.seed(3);
+            let model = init(&spec, &ad);
+            let rows = 9;
+            let x: Vec<f32> = (0..rows * 3 * 13)
+                .map(|i| ((i * 37 % 29) as f32 / 7.0 - 2.0) * (1.0 + (i % 3) as f32))
+                .collect();
+            let tensor =
+                |device| Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 39]), device);
+            // A training pass moves the running statistics away from 0 and 1.
+            let _ = model.forward_masked(tensor(&ad), None);
+            let valid = model.valid();
+            let device = crate::device::cpu();
+            let burn = values(valid.forward_masked(tensor(&device), None)).unwrap();
+            let cpu = CpuCnnLstm::of(&valid).unwrap().unwrap();
+            let ours = cpu.outputs(&x, &mut [Vec::new(), Vec::new()]);
+            assert_eq!(ours.len(), rows * 2);
+            for (a, b) in ours.iter().zip(&burn) {
+                assert!((a - b).abs() < 1e-4, "{head:?}: {ours:?}\nvs\n{burn:?}");
+            }
+        }
+    }
+
+    /// The attention head's weights: one per step, positive, summing to 1 in every window;
+    /// each step named by the flows its convolution blocks read (kernel 3, pool 2, two
+    /// blocks: 10 flows, 4 apart). The other heads have none.
+    #[test]
+    fn attention_weights_sum_to_one_over_the_steps_and_name_their_flows() {
         let _rng = crate::device::TEST_RNG.lock();
         let mut config = ModelConfig {
             kind: ModelKind::CnnLstm,
             ..Default::default()
         };
-        config.cnn_lstm.conv_channels = vec![8, 6];
-        config.cnn_lstm.lstm_hidden = 5;
-        config.cnn_lstm.lstm_layers = 2;
-        config.cnn_lstm.bidirectional = true;
-        let spec = ModelSpec::of_run(&config, 13, 3, 2);
-        // torch.nn: conv 96 + 162, LSTM 520 + 680 (two directions, two layers), head 22.
-        assert_eq!(spec.n_params(), 1480);
-        let ad = crate::device::cpu().autodiff();
-        ad.seed(3);
-        let model = init(&spec, &ad);
-        let rows = 9;
-        let x: Vec<f32> = (0..rows * 3 * 13)
-            .map(|i| ((i * 37 % 29) as f32 / 7.0 - 2.0) * (1.0 + (i % 3) as f32))
-            .collect();
-        let tensor =
-            |device| Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, 39]), device);
-        // A training pass moves the running statistics away from 0 and 1.
-        let _ = model.forward_masked(tensor(&ad), None);
-        let valid = model.valid();
+        config.cnn_lstm.conv_channels = vec![8, 8];
+        config.cnn_lstm.lstm_hidden = 6;
+        config.cnn_lstm.head = Head::Attention;
+        let spec = ModelSpec::of_run(&config, 32, 4, 1);
         let device = crate::device::cpu();
-        let burn = values(valid.forward_masked(tensor(&device), None)).unwrap();
-        let cpu = CpuCnnLstm::of(&valid).unwrap().unwrap();
-        let ours = cpu.outputs(&x, &mut [Vec::new(), Vec::new()]);
-        assert_eq!(ours.len(), rows * 2);
-        for (a, b) in ours.iter().zip(&burn) {
-            assert!((a - b).abs() < 1e-4, "{ours:?}\nvs\n{burn:?}");
+        device.seed(5);
+        let model = init(&spec, &device);
+        let rows = 7;
+        let x: Vec<f32> = (0..rows * 4 * 32)
+            .map(|i| (i * 53 % 31) as f32 / 5.0 - 3.0)
+            .collect();
+        let tensor = Tensor::<2>::from_data(TensorData::new(x, [rows, 128]), &device);
+        let weights = values(model.step_weights(tensor).unwrap()).unwrap();
+        assert_eq!(weights.len(), rows * 6);
+        for w in weights.chunks_exact(6) {
+            let total: f32 = w.iter().sum();
+            assert!((total - 1.0).abs() < 1e-6, "{w:?}");
+            assert!(w.iter().all(|&v| v > 0.0));
         }
+        let flows: Vec<_> = (0..6).map(|u| 4 * u..4 * u + 10).collect();
+        assert_eq!(model.step_flows(), flows);
+        config.cnn_lstm.head = Head::Mean;
+        let mean = init(&ModelSpec::of_run(&config, 32, 4, 1), &device);
+        assert!(
+            mean.step_weights(Tensor::zeros([1, 128], &device))
+                .is_none()
+        );
     }
 }

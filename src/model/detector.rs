@@ -48,6 +48,21 @@ pub trait Detector: Send + Sync {
     fn clusters(&self) -> Option<&dyn Clusters> {
         None
     }
+
+    /// A sequence model with an attention head: its weights over each window's steps (none
+    /// for every other model).
+    fn step_weights(&self, _x: &[f32]) -> Result<Option<StepWeights>> {
+        Ok(None)
+    }
+}
+
+/// A sequence model's attention over the steps of its windows.
+pub struct StepWeights {
+    /// Per window, row by row, its steps' weights (each row sums to 1).
+    pub weights: Vec<f32>,
+    /// Per step, the window's flows it covers (0-based; a step after the convolution blocks
+    /// sees several neighbouring flows).
+    pub flows: Vec<std::ops::Range<usize>>,
 }
 
 /// A clustering family's partition of rows, for the clustering report.

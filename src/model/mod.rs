@@ -18,6 +18,8 @@ pub mod hybrid;
 pub mod isolation_forest;
 pub mod kmeans;
 pub mod lof;
+#[cfg(feature = "flex")]
+pub mod lstm;
 pub mod mlp;
 pub mod neighbors;
 pub mod network;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn_lstm::{self, CnnLstm};
 use super::cpu::CpuNet;
-use super::detector::{Detector, Output};
+use super::detector::{Detector, Output, StepWeights};
 use super::mlp::Mlp;
 use super::{ModelConfig, ModelKind};
 use crate::error::bad_input;
@@ -62,6 +62,15 @@ pub trait Net: Module + Sync + 'static {
     /// The CPU inference fast path, where the architecture has one.
     fn cpu(&self) -> anyhow::Result<Option<Box<dyn super::cpu::CpuNet>>> {
         Ok(None)
+    }
+    /// A sequence network's attention weights over its steps, `[batch, steps]` (none without
+    /// an attention head).
+    fn step_weights(&self, _x: Tensor<2>) -> Option<Tensor<2>> {
+        None
+    }
+    /// A sequence network's steps: the flows of a window each one covers.
+    fn step_flows(&self) -> Vec<std::ops::Range<usize>> {
+        Vec::new()
     }
 }
 
@@ -337,8 +346,13 @@ pub fn load_model<M: Net>(spec: &ModelSpec, weights: &[u8], device: &Device) -> 
 /// A network in inference mode (no autodiff, no dropout), with the CPU fast path when the
 /// architecture allows it ([`CpuMlp`], the same results): a classifier's probabilities, or an
 /// autoencoder's reconstruction errors.
+/// A network's pass from input rows to tensors.
+type Pass<T> = Box<dyn Fn(Tensor<2>) -> T + Send + Sync>;
+
 pub struct Network {
-    forward: Box<dyn Fn(Tensor<2>) -> Tensor<2> + Send + Sync>,
+    forward: Pass<Tensor<2>>,
+    step_weights: Pass<Option<Tensor<2>>>,
+    step_flows: Vec<std::ops::Range<usize>>,
     cpu: Option<Box<dyn CpuNet>>,
     device: Device,
     /// Values per input row (a window's channels × time steps for a sequence family).
@@ -373,8 +387,11 @@ impl Network {
             None
         };
         let output_width = model.output_width();
+        let (weighing, step_flows) = (model.clone(), model.step_flows());
         Ok(Network {
             forward: Box::new(move |x| model.forward_masked(x, None)),
+            step_weights: Box::new(move |x| weighing.step_weights(x)),
+            step_flows,
             cpu,
             device: device.clone(),
             n_features,
@@ -443,12 +460,16 @@ impl Network {
 
     /// The network's raw outputs for `rows` (row-major), on its device.
     fn forward_rows(&self, rows: &[f32]) -> Tensor<2> {
+        (self.forward)(self.tensor(rows))
+    }
+
+    /// `rows` (row-major) as a tensor on the network's device.
+    fn tensor(&self, rows: &[f32]) -> Tensor<2> {
         let d = self.n_features;
-        let x = Tensor::from_data(
+        Tensor::from_data(
             TensorData::new(rows.to_vec(), [rows.len() / d, d]),
             &self.device,
-        );
-        (self.forward)(x)
+        )
     }
 
     /// Rows scored on a GPU, which runs a batch in parallel already: large batches, whose
@@ -496,5 +517,15 @@ impl Detector for Network {
             values: self.probabilities(x)?,
             width: self.output_width,
         })
+    }
+
+    fn step_weights(&self, x: &[f32]) -> Result<Option<StepWeights>> {
+        let Some(weights) = (self.step_weights)(self.tensor(x)) else {
+            return Ok(None);
+        };
+        Ok(Some(StepWeights {
+            weights: crate::device::read_floats(weights)?,
+            flows: self.step_flows.clone(),
+        }))
     }
 }

@@ -16,7 +16,7 @@ use crate::eval::decision;
 use crate::eval::ensemble::EnsembleReport;
 use crate::eval::multiclass::ClassReport;
 use crate::model::ModelKind;
-use crate::model::detector::{Detector, Output};
+use crate::model::detector::{Detector, Output, StepWeights};
 use crate::model::ensemble::Votes;
 
 pub mod sets;
@@ -218,6 +218,19 @@ pub struct Reason {
     /// A hybrid: the part whose probability the column raises (the effect is that rise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub part: Option<&'static str>,
+    /// A sequence model's step (`feature` names it, `effect` is its attention weight): the
+    /// window's flows it covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Flows>,
+}
+
+/// The flows of a window one step of a sequence model covers: the first and last by row
+/// number (from 1 over the input) and by `order_by` cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flows {
+    pub rows: [usize; 2],
+    pub from: String,
+    pub to: String,
 }
 
 impl fmt::Display for Reason {
@@ -229,6 +242,14 @@ impl fmt::Display for Reason {
             effect,
             ..
         } = self;
+        if let Some(Flows { rows, from, to }) = &self.flows {
+            let [first, last] = rows;
+            write!(f, "{feature} ({value}: rows {first}-{last}")?;
+            if !from.is_empty() {
+                write!(f, ", {from} to {to}")?;
+            }
+            return write!(f, ") weight {effect:.4}");
+        }
         write!(f, "{feature} = {value} (")?;
         if let Some(p) = self.percentile {
             write!(f, "{p:.1}th percentile of training rows, median {typical}")?;
@@ -296,6 +317,11 @@ impl Scorer {
     /// Scores encoded rows (row-major, `pre.n_features()` per row).
     pub fn score(&self, x: &[f32]) -> Result<Scored> {
         Ok(anomaly(&self.pre, self.detector.score(x)?))
+    }
+
+    /// A sequence model with an attention head: its weights over each window's steps.
+    pub fn step_weights(&self, x: &[f32]) -> Result<Option<StepWeights>> {
+        self.detector.step_weights(x)
     }
 
     /// Flags the top share `r` of the training rows from now on (`predict --contamination`).

@@ -21,6 +21,7 @@ use crate::data::records::{Encoder, Layout, RowInfo, Rows, read_record};
 use crate::eval::Confusion;
 use crate::eval::drift::Drift;
 use crate::explain::Explainer;
+use crate::explain::steps::{self, Flow};
 use crate::score::{JsonRow, Reason, Scored, Scorer, Verdict};
 
 pub mod kafka;
@@ -166,6 +167,8 @@ pub fn run(
 pub(crate) struct Batches<'a> {
     scorer: &'a Scorer,
     explainer: Option<(Explainer<'a>, usize)>,
+    /// A sequence model: the steps named per flagged window (0: none).
+    steps: usize,
     windower: Option<Windower>,
     /// Where flagged rows' alerts go, and where the input's identifiers are.
     alerts: Option<(AlertSink, Fields)>,
@@ -175,14 +178,19 @@ pub(crate) struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// `explain`: reasons per flagged row (0: none); `labelled`: the input has a label column.
     pub(crate) fn new(scorer: &'a Scorer, explain: usize, labelled: bool) -> Result<Batches<'a>> {
-        let explainer = match explain {
-            0 => None,
-            k => Some((Explainer::new(scorer)?, k)),
+        let (explainer, steps) = match explain {
+            0 => (None, 0),
+            k if scorer.sequence.is_some() => {
+                steps::check(scorer)?;
+                (None, k)
+            }
+            k => (Some((Explainer::new(scorer)?, k)), 0),
         };
         let windower = scorer.sequence.as_ref().map(|s| Windower {
             length: s.length,
             channels: scorer.pre.n_features(),
             groups: HashMap::new(),
+            named: (steps > 0).then(Vec::new),
         });
         let summary = Summary {
             confusion: labelled.then(Confusion::default),
@@ -191,6 +199,7 @@ impl<'a> Batches<'a> {
         Ok(Batches {
             scorer,
             explainer,
+            steps,
             windower,
             alerts: None,
             summary,
@@ -244,18 +253,27 @@ impl<'a> Batches<'a> {
         }
         let scorer = self.scorer;
         if let Some(w) = self.windower.as_mut() {
-            w.windows(pending);
+            w.windows(pending, self.summary.rows + 1);
         }
         let scored = scorer.score(&pending.x)?;
         if let Some(d) = drift {
             d.add(&pending.raw, &scored.anomaly);
         }
-        let reasons = match &self.explainer {
-            Some((e, k)) => {
+        let reasons = match (&self.explainer, &self.windower) {
+            (Some((e, k)), _) => {
                 let rows = (&pending.x[..], &pending.raw[..], &scored.anomaly[..]);
                 e.batch(rows, scorer.threshold, *k)?
             }
-            None => Vec::new(),
+            (
+                None,
+                Some(Windower {
+                    named: Some(flows), ..
+                }),
+            ) => {
+                let windows = (&pending.x[..], &scored.anomaly[..]);
+                steps::reasons(scorer, windows, flows, self.steps)?
+            }
+            _ => Vec::new(),
         };
         self.store_alerts(pending, &scored, &reasons)?;
         let summary = &mut self.summary;
@@ -299,22 +317,40 @@ impl<'a> Batches<'a> {
 struct Windower {
     length: usize,
     channels: usize,
-    /// Per group: its last `length` flows (`channels` values each) and `order_by` value.
-    groups: HashMap<String, (std::collections::VecDeque<f32>, Option<f64>)>,
+    groups: HashMap<String, Group>,
+    /// When naming steps: each window of the batch's flows, by row number and `order_by` cell.
+    named: Option<Vec<Vec<Flow>>>,
+}
+
+/// A group's last `length` flows (`channels` values each), its last `order_by` value, and
+/// when naming steps its last flows' names.
+#[derive(Default)]
+struct Group {
+    flows: std::collections::VecDeque<f32>,
+    last: Option<f64>,
+    named: std::collections::VecDeque<Flow>,
 }
 
 impl Windower {
     /// Replaces the pending flows by the windows they complete: a row whose group has fewer
     /// than `length` flows so far is marked warming (and has no window), a row whose
-    /// `order_by` goes back in time within its group is an error.
-    fn windows(&mut self, pending: &mut Rows) {
+    /// `order_by` goes back in time within its group is an error. `first_row`: the first
+    /// pending row's number.
+    fn windows(&mut self, pending: &mut Rows, first_row: usize) {
         let (l, c) = (self.length, self.channels);
         let flows = std::mem::take(&mut pending.x);
-        let encoded = pending.info.iter_mut().filter(|i| i.error.is_none());
-        for (at, info) in encoded.enumerate() {
+        if let Some(named) = self.named.as_mut() {
+            named.clear();
+        }
+        let mut at = 0;
+        for (i, info) in pending.info.iter_mut().enumerate() {
+            if info.error.is_some() {
+                continue;
+            }
             let flow = &flows[at * c..(at + 1) * c];
-            let (ring, last) = self.groups.entry(info.group.clone()).or_default();
-            if let (Some(prev), Some(now)) = (*last, info.order)
+            at += 1;
+            let group = self.groups.entry(info.group.clone()).or_default();
+            if let (Some(prev), Some(now)) = (group.last, info.order)
                 && now < prev
             {
                 info.error = Some(format!(
@@ -324,12 +360,20 @@ impl Windower {
                 ));
                 continue;
             }
-            *last = info.order.or(*last);
-            ring.extend(flow);
-            if ring.len() > l * c {
-                ring.drain(..c);
+            group.last = info.order.or(group.last);
+            group.flows.extend(flow);
+            if group.flows.len() > l * c {
+                group.flows.drain(..c);
             }
-            let seen = ring.len() / c;
+            if self.named.is_some() {
+                group
+                    .named
+                    .push_back((first_row + i, info.order_text.clone()));
+                if group.named.len() > l {
+                    group.named.pop_front();
+                }
+            }
+            let seen = group.flows.len() / c;
             if seen < l {
                 info.warming = true;
                 info.error = Some(format!(
@@ -338,10 +382,13 @@ impl Windower {
                 ));
                 continue;
             }
-            let (a, b) = ring.as_slices();
+            let (a, b) = group.flows.as_slices();
             let window: Vec<f32> = a.iter().chain(b).copied().collect();
             for ch in 0..c {
                 pending.x.extend((0..l).map(|t| window[t * c + ch]));
+            }
+            if let Some(named) = self.named.as_mut() {
+                named.push(group.named.iter().cloned().collect());
             }
         }
     }

@@ -232,8 +232,8 @@ fn the_autoencoder_trains_on_the_gpu_and_scores_alike_on_both() {
     }
 }
 
-/// The CNN+LSTM trains on the GPU through the same trainer, and its windows score alike on
-/// either device (the CPU through its own inference path).
+/// The CNN+LSTM (with the attention head) trains on the GPU through the same trainer, and
+/// its windows score alike on either device (the CPU through its own inference path).
 #[test]
 fn the_cnn_lstm_trains_on_the_gpu_and_scores_alike_on_both() {
     let Some(s) = with_gpu() else { return };
@@ -247,6 +247,8 @@ fn the_cnn_lstm_trains_on_the_gpu_and_scores_alike_on_both() {
         "data.path=flows.csv",
         "--set",
         "training.epochs=1",
+        "--set",
+        "model.cnn_lstm.head=attention",
     ];
     args.extend_from_slice(crate::sequence::SEQUENCE);
     run(&s, true, &args).ok();

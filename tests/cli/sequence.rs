@@ -94,16 +94,24 @@ fn the_cnn_lstm_finds_sequence_only_attacks_that_a_per_flow_mlp_cannot() {
 }
 
 /// The same seed gives the same bytes on 1 and 2 threads, and a run cut after 2 epochs and
-/// resumed to 4 ends where a 4-epoch run ends (batch norm and the plateau schedule included).
+/// resumed to 4 ends where a 4-epoch run ends (batch norm, the plateau schedule and the
+/// attention head included).
 #[test]
 fn sequence_training_is_reproducible_and_resumes_exactly() {
     let s = Sandbox::new();
     generate(&s, "flows.csv", ("3000", "4"), "3");
     let args = |dir: &str, epochs: &str| {
-        let mut a: Vec<String> = ["train", "--quiet", "--set", "data.path=flows.csv"]
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
+        let mut a: Vec<String> = [
+            "train",
+            "--quiet",
+            "--set",
+            "data.path=flows.csv",
+            "--set",
+            "model.cnn_lstm.head=attention",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
         a.extend(SEQUENCE.iter().map(|v| v.to_string()));
         a.extend([
             "--set".into(),
@@ -191,6 +199,92 @@ fn predict_scores_windows_per_host_alike_from_a_file_and_a_stream() {
     let streamed = child.wait_with_output().unwrap();
     assert!(streamed.status.success());
     assert_eq!(String::from_utf8(streamed.stdout).unwrap(), file.stdout);
+
+    // This head reads the last step: no step carries the score, so there is none to name.
+    s.predict("seq/best.mpk", "flows.csv", &["--explain", "2"])
+        .bad_input("head: attention");
+}
+
+/// `step U of 2 (flows A-B of 16: rows R1-R2, T1 to T2) weight W`: U, [A, B, R1, R2],
+/// [T1, T2] and W.
+fn step_reason(reason: &str) -> Option<(usize, [usize; 4], [&str; 2], f64)> {
+    let rest = reason.strip_prefix("step ")?;
+    let (step, rest) = rest.split_once(" of 2 (flows ")?;
+    let (flows, rest) = rest.split_once(" of 16: rows ")?;
+    let (rows, rest) = rest.split_once(", ")?;
+    let (from, rest) = rest.split_once(" to ")?;
+    let (to, weight) = rest.split_once(") weight ")?;
+    let pair = |s: &str| -> Option<[usize; 2]> {
+        let (a, b) = s.split_once('-')?;
+        Some([a.parse().ok()?, b.parse().ok()?])
+    };
+    let ([a, b], [first, last]) = (pair(flows)?, pair(rows)?);
+    let parts = [a, b, first, last];
+    Some((step.parse().ok()?, parts, [from, to], weight.parse().ok()?))
+}
+
+/// With the attention head, `predict --explain K` names each flagged window's K heaviest
+/// steps: the flows each covers (of this host, by row number in the input, ending at or
+/// before the window's own last flow) and their first and last timestamps, as the file
+/// writes them; the weights are shares of 1, heaviest first.
+#[test]
+fn predict_explain_names_the_flows_an_attention_head_weighs() {
+    let s = Sandbox::new();
+    generate(&s, "flows.csv", ("1600", "2"), "6");
+    let head = [
+        "--set",
+        "model.cnn_lstm.head=attention",
+        "--set",
+        "training.epochs=1",
+    ];
+    train_sequence(&s, "flows.csv", "att", &head);
+    let args = ["--keep", "src_host", "--threshold", "0", "--explain", "2"];
+    let out = s.predict("att/best.mpk", "flows.csv", &args).ok();
+    let input = std::fs::read_to_string(s.path("flows.csv")).unwrap();
+    // Row N of the output is line N of the input after its header.
+    let cells: Vec<Vec<&str>> = input.lines().map(|l| l.split(',').collect()).collect();
+    let mut reader = csv::Reader::from_reader(out.stdout.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(
+        header.iter().collect::<Vec<_>>(),
+        [
+            "row",
+            "src_host",
+            "score",
+            "is_anomaly",
+            "reason_1",
+            "reason_2",
+            "error"
+        ]
+    );
+    let mut explained = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        if record[3].is_empty() {
+            continue;
+        }
+        let row: usize = record[0].parse().unwrap();
+        let mut weights = Vec::new();
+        for reason in [&record[4], &record[5]] {
+            let (step, [a, b, first, last], stamps, weight) =
+                step_reason(reason).unwrap_or_else(|| panic!("{reason}"));
+            // Step 1 covers flows 1-10 of the window, step 2 flows 5-14 (kernel 3, pool 2).
+            assert_eq!((a, b), [(1, 10), (5, 14)][step - 1], "{reason}");
+            assert!(first < last && last < row, "{reason} in row {row}");
+            for (r, stamp) in [(first, stamps[0]), (last, stamps[1])] {
+                assert_eq!(cells[r][0], stamp, "row {r}'s timestamp");
+                assert_eq!(cells[r][1], &record[1], "row {r}'s host");
+            }
+            weights.push(weight);
+        }
+        assert!(weights[0] >= weights[1] && weights[0] + weights[1] <= 1.0001);
+        explained += 1;
+    }
+    assert_eq!(
+        explained,
+        1600 - 2 * 15,
+        "every window is flagged at threshold 0"
+    );
 }
 
 /// Blocked folds: `cv` trains and scores each fold on contiguous blocks of every host.
