@@ -1,8 +1,8 @@
 //! The sequence classifier: 1-D convolution blocks over a window's time axis, dropout, an
 //! LSTM, and a linear head on its last hidden state (the CNN+LSTM of the project it replaces,
 //! every size configurable), or on the mean of its steps, or on an attention-weighted sum of
-//! them (additive attention with a learned query: the weights say which steps a score rests
-//! on, and `predict --explain` names them).
+//! them (additive attention, its query learned from the window's last hidden state: the
+//! weights say which steps a score rests on, and `predict --explain` names them).
 //!
 //! The layers run time-major (`[batch, time, channels]`) as matrix products, the fastest path
 //! burn's CPU backend has: a convolution is one product of each step's `kernel_size`
@@ -12,7 +12,7 @@
 //! small products per step (one per gate and input), where PyTorch's runs the input projection
 //! of every step as one product and one hidden product per step; this does the same.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid, softmax, tanh};
 use burn::tensor::{Device, Tensor};
@@ -63,7 +63,9 @@ pub enum Head {
     /// The last hidden state (of each direction), as the original project does.
     #[default]
     Last,
-    /// Every step's output, weighted by additive attention: `softmax_t(v·tanh(W h_t + b))`.
+    /// Every step's output, weighted by additive attention (Bahdanau's, its query the last
+    /// hidden state `s`): `softmax_t(v·tanh(W h_t + U s + b))`; the head reads the weighted
+    /// sum beside `s`.
     Attention,
     /// The mean of every step's output.
     Mean,
@@ -232,23 +234,28 @@ pub(crate) fn unfused(pre: Tensor<2>, w_hh: Tensor<2>, steps: usize, reverse: bo
     Tensor::cat(out.into_iter().map(|h| h.expect("every step")).collect(), 0)
 }
 
-/// Additive attention over the LSTM's steps with a learned query `v`: a step's weight is
-/// `softmax_t(v·tanh(W h_t + b))`.
+/// Additive attention over the LSTM's steps, as Bahdanau's, its query the window's last hidden
+/// state `s`: a step's weight is `softmax_t(v·tanh(W h_t + U s + b))`.
 #[derive(Module, Debug)]
 struct Attention {
     /// `W` and `b`.
     project: Linear,
+    /// `U` (no bias: `b` is there already).
+    recent: Linear,
     /// `v` (no bias: the softmax would cancel it).
     query: Linear,
 }
 
 impl Attention {
-    /// Batch-major `[batch, steps, width]` outputs → their weights `[batch, steps]`, each
-    /// row summing to 1.
-    fn weights(&self, outs: Tensor<3>) -> Tensor<2> {
+    /// Batch-major `[batch, steps, width]` outputs and the last hidden states `[batch,
+    /// width]` → the steps' weights `[batch, steps]`, each row summing to 1.
+    fn weights(&self, outs: Tensor<3>, last: Tensor<2>) -> Tensor<2> {
         let [batch, steps, width] = outs.dims();
-        let projected = tanh(self.project.forward(outs.reshape([batch * steps, width])));
-        softmax(self.query.forward(projected).reshape([batch, steps]), 1)
+        let projected = self.project.forward(outs.reshape([batch * steps, width]));
+        let recent = self.recent.forward(last).unsqueeze_dim(1);
+        let energy = tanh(projected.reshape([batch, steps, width]) + recent);
+        let scores = self.query.forward(energy.reshape([batch * steps, width]));
+        softmax(scores.reshape([batch, steps]), 1)
     }
 }
 
@@ -272,6 +279,29 @@ pub struct CnnLstm {
     channels: usize,
     length: usize,
     directions: usize,
+}
+
+/// What the linear head reads per window, for an LSTM `width` wide: the attention head reads
+/// the weighted sum of the steps beside the last hidden state (Luong's attentional state,
+/// `[c; s]`), so it never knows less than the `last` head.
+fn head_inputs(head: Head, width: usize) -> usize {
+    match head {
+        Head::Attention => 2 * width,
+        Head::Last | Head::Mean => width,
+    }
+}
+
+/// The linear head, PyTorch-initialised; the attention head's weights on the weighted sum
+/// start at zero, so it starts as a `last` head and learns what the steps add (from random
+/// weights there, it trailed the `last` head on `generate --sequences` data).
+fn head(head: Head, width: usize, outputs: usize, device: &Device) -> Linear {
+    let mut linear = LinearConfig::new(head_inputs(head, width), outputs).init(device);
+    if head == Head::Attention {
+        let last = linear.weight.val().detach().narrow(0, width, width);
+        let zeros = Tensor::zeros([width, outputs], device);
+        linear.weight = Param::from_tensor(Tensor::cat(vec![zeros, last], 0).detach());
+    }
+    linear
 }
 
 /// A freshly initialised network for `spec` (its `sequence` part is set).
@@ -309,13 +339,16 @@ pub fn init(spec: &ModelSpec, device: &Device) -> CnnLstm {
         pool: s.pool,
         dropout: DropoutConfig::new(spec.dropout).init(),
         lstm,
-        head: numbered(
-            LinearConfig::new(width, spec.outputs).init(device),
-            &mut ids,
-        ),
+        head: numbered(head(s.head, width, spec.outputs, device), &mut ids),
         // After the head, so the other layers draw the same weights whatever the head.
         attention: (s.head == Head::Attention).then(|| Attention {
             project: numbered(LinearConfig::new(width, width).init(device), &mut ids),
+            recent: numbered(
+                LinearConfig::new(width, width)
+                    .with_bias(false)
+                    .init(device),
+                &mut ids,
+            ),
             query: numbered(
                 LinearConfig::new(width, 1).with_bias(false).init(device),
                 &mut ids,
@@ -346,10 +379,10 @@ impl CnnLstm {
             width = h * s.directions();
         }
         let attention = match s.head {
-            Head::Attention => width * width + 2 * width,
+            Head::Attention => 2 * width * width + 2 * width,
             Head::Last | Head::Mean => 0,
         };
-        n + attention + width * spec.outputs + spec.outputs
+        n + attention + head_inputs(s.head, width) * spec.outputs + spec.outputs
     }
 
     /// The conv stack's output shape per window: channels and time steps.
@@ -468,7 +501,12 @@ impl CnnLstm {
             }
         }
         if let Some(a) = &self.attention {
-            for (part, linear) in [("project", &a.project), ("query", &a.query)] {
+            let parts = [
+                ("project", &a.project),
+                ("recent", &a.recent),
+                ("query", &a.query),
+            ];
+            for (part, linear) in parts {
                 let names = [
                     format!("attention.{part}.weight"),
                     format!("attention.{part}.bias"),
@@ -495,8 +533,10 @@ impl Net for CnnLstm {
         let read = match (outs, &self.attention) {
             (Some(outs), Some(attention)) => {
                 let [batch, steps, width] = outs.dims();
-                let weights = attention.weights(outs.clone()).reshape([batch, steps, 1]);
-                (outs * weights).sum_dim(1).reshape([batch, width])
+                let weights = attention.weights(outs.clone(), last.clone());
+                let weights = weights.reshape([batch, steps, 1]);
+                let context = (outs * weights).sum_dim(1).reshape([batch, width]);
+                Tensor::cat(vec![context, last], 1)
             }
             (Some(outs), None) => {
                 let [batch, _, width] = outs.dims();
@@ -522,8 +562,9 @@ impl Net for CnnLstm {
 
     fn step_weights(&self, x: Tensor<2>) -> Option<Tensor<2>> {
         let attention = self.attention.as_ref()?;
-        let (outs, _) = self.lstm_outputs(x, None);
-        Some(attention.weights(outs.expect("the attention head keeps every step")))
+        let (outs, last) = self.lstm_outputs(x, None);
+        let outs = outs.expect("the attention head keeps every step");
+        Some(attention.weights(outs, last))
     }
 
     fn dropout_layout(&self) -> (f64, Vec<usize>) {
@@ -563,8 +604,8 @@ pub struct CpuCnnLstm {
     lstm: Vec<(Dense, Dense)>,
     hidden: usize,
     directions: usize,
-    /// `head: attention`: `W` and `b`, and the query `v`.
-    attention: Option<(Dense, Vec<f32>)>,
+    /// `head: attention`: `W` and `b`, `U`, and `v`.
+    attention: Option<(Dense, Dense, Vec<f32>)>,
     mean: bool,
     head: Dense,
 }
@@ -595,7 +636,10 @@ impl CpuCnnLstm {
         };
         let attention = match &model.attention {
             Some(a) => match Dense::of(&a.project)? {
-                Some(project) => Some((project, values(a.query.weight.val())?)),
+                Some(project) => {
+                    let recent = Dense::zero_bias_if_none(&a.recent)?;
+                    Some((project, recent, values(a.query.weight.val())?))
+                }
                 None => return Ok(None),
             },
             None => None,
@@ -748,7 +792,8 @@ impl CpuCnnLstm {
     fn read(&self, seq: &[f32], last: Vec<f32>, (rows, steps): (usize, usize)) -> Vec<f32> {
         let width = self.hidden * self.directions;
         let mean = self.mean.then(|| vec![1.0 / steps as f32; rows * steps]);
-        let Some(weights) = mean.or_else(|| self.attention_weights(seq, (rows, steps))) else {
+        let attention = || self.attention_weights(seq, &last, (rows, steps));
+        let Some(weights) = mean.or_else(attention) else {
             return last;
         };
         let mut read = vec![0.0f32; rows * width];
@@ -759,15 +804,38 @@ impl CpuCnnLstm {
                 out.iter_mut().zip(state).for_each(|(o, s)| *o += w * s);
             }
         }
-        read
+        if self.attention.is_none() {
+            return read;
+        }
+        // Beside each window's last hidden state, as the burn model reads it.
+        read.chunks_exact(width)
+            .zip(last.chunks_exact(width))
+            .flat_map(|(c, s)| c.iter().chain(s))
+            .copied()
+            .collect()
     }
 
     /// `head: attention`'s weights over each window's steps (`seq` as [`CpuCnnLstm::read`]
     /// takes it): a softmax per window.
-    fn attention_weights(&self, seq: &[f32], (rows, steps): (usize, usize)) -> Option<Vec<f32>> {
-        let (project, query) = self.attention.as_ref()?;
-        let mut projected = Vec::new();
-        project.forward(seq, rows * steps, &mut projected, f32::tanh);
+    fn attention_weights(
+        &self,
+        seq: &[f32],
+        last: &[f32],
+        (rows, steps): (usize, usize),
+    ) -> Option<Vec<f32>> {
+        let (project, recent, query) = self.attention.as_ref()?;
+        let (mut projected, mut queries) = (Vec::new(), Vec::new());
+        project.forward(seq, rows * steps, &mut projected, |v| v);
+        recent.forward(last, rows, &mut queries, |v| v);
+        let width = query.len();
+        for (r, window) in projected.chunks_exact_mut(steps * width).enumerate() {
+            let q = &queries[r * width..][..width];
+            for step in window.chunks_exact_mut(width) {
+                step.iter_mut()
+                    .zip(q)
+                    .for_each(|(p, q)| *p = (*p + q).tanh());
+            }
+        }
         let mut scores: Vec<f32> = projected
             .chunks_exact(query.len())
             .map(|p| p.iter().zip(query).map(|(a, b)| a * b).sum())
@@ -786,14 +854,14 @@ impl CpuCnnLstm {
 mod tests {
     use super::*;
     use crate::model::{ModelConfig, ModelKind};
-    use burn::tensor::TensorData;
+    use burn::tensor::{Distribution, TensorData};
 
     /// The CPU path gives burn's logits (to float rounding) for a bidirectional two-layer
     /// model whose batch norms hold trained running statistics, with each head.
     #[test]
     fn the_cpu_path_matches_burns_forward_pass() {
         let _rng = crate::device::TEST_RNG.lock();
-        for (head, extra) in [(Head::Last, 0), (Head::Attention, 120), (Head::Mean, 0)] {
+        for (head, extra) in [(Head::Last, 0), (Head::Attention, 240), (Head::Mean, 0)] {
             let mut config = ModelConfig {
                 kind: ModelKind::CnnLstm,
                 ..Default::default()
@@ -805,11 +873,16 @@ mod tests {
             config.cnn_lstm.head = head;
             let spec = ModelSpec::of_run(&config, 13, 3, 2);
             // torch.nn: conv 96 + 162, LSTM 520 + 680 (two directions, two layers), head 22;
-            // attention 10 × 10 + 10 and a query of 10.
+            // attention 10 × 10 + 10, 10 × 10 and a query of 10; the head reads 10 more.
             assert_eq!(spec.n_params(), 1480 + extra);
             let ad = crate::device::cpu().autodiff();
             ad.seed(3);
-            let model = init(&spec, &ad);
+            let mut model = init(&spec, &ad);
+            // Every input of the head counts (the attention head's start at zero on the
+            // weighted sum).
+            let [inputs, outputs] = model.head.weight.dims();
+            let weight = Tensor::random([inputs, outputs], Distribution::Default, &ad);
+            model.head.weight = Param::from_tensor(weight);
             let rows = 9;
             let x: Vec<f32> = (0..rows * 3 * 13)
                 .map(|i| ((i * 37 % 29) as f32 / 7.0 - 2.0) * (1.0 + (i % 3) as f32))

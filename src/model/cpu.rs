@@ -86,15 +86,25 @@ impl CpuNet for CpuMlp {
 impl Dense {
     /// A linear layer with a bias (`None` without one).
     pub(crate) fn of(layer: &Linear) -> Result<Option<Dense>> {
-        let Linear { weight, bias } = layer;
-        let Some(bias) = bias else { return Ok(None) };
-        let [inputs, outputs] = weight.dims();
-        Ok(Some(Dense {
-            weight: values(weight.val())?,
-            bias: values(bias.val())?,
+        match layer.bias {
+            Some(_) => Self::zero_bias_if_none(layer).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A linear layer, with a bias of zeros where it has none.
+    pub(crate) fn zero_bias_if_none(layer: &Linear) -> Result<Dense> {
+        let [inputs, outputs] = layer.weight.dims();
+        let bias = match &layer.bias {
+            Some(b) => values(b.val())?,
+            None => vec![0.0; outputs],
+        };
+        Ok(Dense {
+            weight: values(layer.weight.val())?,
+            bias,
             inputs,
             outputs,
-        }))
+        })
     }
 
     /// Folds an inference-mode batch norm that follows the layer into its weights and bias:
