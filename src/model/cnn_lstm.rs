@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::{CpuNet, Dense};
 use super::family::{Facts, NetworkFamily, Section};
+use super::gates::{self, cell_update};
 use super::network::{
     Materialize, ModelSpec, NamedTensor, Net, linear_weights, norm_weights, numbered,
     numbered_norm, values,
@@ -196,6 +197,47 @@ impl LstmCell {
         let h = states.clone().narrow(0, last * batch, batch);
         (keep.then(|| states.reshape([steps, batch, h_size])), h)
     }
+}
+
+/// A conv block's tail over its convolution's outputs `y` (`[batch · steps, width]`): batch
+/// norm, ReLU and max-pool (a last partial pool dropped, as PyTorch's floor mode does), to
+/// `[batch, steps / pool, width]`. Fused on the CPU in training ([`super::norm_pool`]);
+/// burn's ops elsewhere.
+fn norm_relu_pool(norm: &BatchNorm, y: Tensor<2>, sizes: (usize, usize, usize)) -> Tensor<3> {
+    #[cfg(feature = "flex")]
+    if y.device().is_autodiff() && norm.training.is_enabled() && crate::device::is_cpu(&y.device())
+    {
+        let (batch, steps, pool) = sizes;
+        let width = y.dims()[1];
+        let detached = y.clone().detach();
+        let mean = detached.clone().mean_dim(0);
+        let variance = (detached - mean.clone()).powi_scalar(2).mean_dim(0);
+        super::network::update_running_statistics(norm, mean, variance);
+        let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+        let epsilon = norm.epsilon as f32;
+        let h = super::norm_pool::norm_relu_pool(y, gamma, beta, (steps, pool), epsilon);
+        return h.reshape([batch, steps / pool, width]);
+    }
+    unfused_norm_relu_pool(norm, y, sizes)
+}
+
+/// [`norm_relu_pool`] as burn's tensor ops.
+pub(crate) fn unfused_norm_relu_pool(
+    norm: &BatchNorm,
+    y: Tensor<2>,
+    (batch, steps, pool): (usize, usize, usize),
+) -> Tensor<3> {
+    let h = relu(super::network::batch_norm(norm, y));
+    let (width, pooled) = (h.dims()[1], steps / pool);
+    // The pool's steps side by side, then their elementwise maximum (whose gradient is a
+    // mask: cheaper than a max over an axis, whose gradient scatters).
+    let h = h
+        .reshape([batch, steps, width])
+        .narrow(1, 0, pooled * pool)
+        .reshape([batch, pooled, pool * width]);
+    (1..pool)
+        .map(|p| h.clone().narrow(2, p * width, width))
+        .fold(h.clone().narrow(2, 0, width), Tensor::max_pair)
 }
 
 /// The LSTM's recurrence over `pre` (every step's input projection plus both biases,
@@ -407,18 +449,7 @@ impl CnnLstm {
             .map(|k| x.clone().narrow(1, k, out))
             .collect();
         let stacked = Tensor::cat(taps, 2).reshape([batch * out, channels * self.kernel_size]);
-        let h = relu(super::network::batch_norm(norm, conv.forward(stacked)));
-        let width = h.dims()[1];
-        let pooled = out / self.pool;
-        // The pool's steps side by side, then their elementwise maximum (whose gradient is a
-        // mask: cheaper than a max over an axis, whose gradient scatters).
-        let h = h
-            .reshape([batch, out, width])
-            .narrow(1, 0, pooled * self.pool)
-            .reshape([batch, pooled, self.pool * width]);
-        (1..self.pool)
-            .map(|p| h.clone().narrow(2, p * width, width))
-            .fold(h.clone().narrow(2, 0, width), Tensor::max_pair)
+        norm_relu_pool(norm, conv.forward(stacked), (batch, out, self.pool))
     }
 
     /// Conv blocks, dropout and the LSTM layers: the last layer's outputs at every step,
@@ -712,8 +743,7 @@ impl CpuCnnLstm {
         input.forward(seq, rows * steps, &mut pre, |v| v);
         let (mut h, mut c) = (vec![0.0f32; rows * h_n], vec![0.0f32; rows * h_n]);
         let mut states = vec![0.0f32; rows * steps * h_n];
-        let mut gates = Vec::new();
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let (mut gates, mut acts) = (Vec::new(), vec![0.0f32; 4 * h_n]);
         for i in 0..steps {
             let t = if reverse { steps - 1 - i } else { i };
             recurrent.forward(&h, rows, &mut gates, |v| v);
@@ -721,13 +751,9 @@ impl CpuCnnLstm {
                 let g = &mut gates[r * 4 * h_n..(r + 1) * 4 * h_n];
                 let p = &pre[(r * steps + t) * 4 * h_n..][..4 * h_n];
                 g.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-                for j in 0..h_n {
-                    let (ig, fg, cg, og) = (g[j], g[h_n + j], g[2 * h_n + j], g[3 * h_n + j]);
-                    let cell = sigmoid(fg) * c[r * h_n + j] + sigmoid(ig) * cg.tanh();
-                    c[r * h_n + j] = cell;
-                    h[r * h_n + j] = sigmoid(og) * cell.tanh();
-                }
-                states[(r * steps + t) * h_n..][..h_n].copy_from_slice(&h[r * h_n..][..h_n]);
+                let row = r * h_n..(r + 1) * h_n;
+                cell_update(g, &mut acts, &mut c[row.clone()], &mut h[row.clone()]);
+                states[(r * steps + t) * h_n..][..h_n].copy_from_slice(&h[row]);
             }
         }
         (states, h)
@@ -833,7 +859,7 @@ impl CpuCnnLstm {
             for step in window.chunks_exact_mut(width) {
                 step.iter_mut()
                     .zip(q)
-                    .for_each(|(p, q)| *p = (*p + q).tanh());
+                    .for_each(|(p, q)| *p = gates::tanh(*p + q));
             }
         }
         let mut scores: Vec<f32> = projected

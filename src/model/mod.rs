@@ -13,6 +13,7 @@ pub mod detector;
 pub mod dropout;
 pub mod ensemble;
 pub mod family;
+pub mod gates;
 pub mod gradient_boosting;
 pub mod hybrid;
 pub mod isolation_forest;
@@ -23,6 +24,8 @@ pub mod lstm;
 pub mod mlp;
 pub mod neighbors;
 pub mod network;
+#[cfg(feature = "flex")]
+pub mod norm_pool;
 pub mod one_class_svm;
 pub mod random_forest;
 pub mod rank;

@@ -193,6 +193,13 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     let variance = centered.clone().powi_scalar(2).mean_dim(0);
     let scale = variance.clone().add_scalar(norm.epsilon).sqrt();
     let out = centered / scale * norm.gamma.val().unsqueeze::<2>() + norm.beta.val().unsqueeze();
+    update_running_statistics(norm, mean, variance);
+    out
+}
+
+/// Blends a training batch's mean and (biased) variance, `[1, features]`, into a batch norm's
+/// running statistics, as burn's does (`momentum`).
+pub fn update_running_statistics(norm: &BatchNorm, mean: Tensor<2>, variance: Tensor<2>) {
     let m = norm.momentum;
     let blend = |running: Tensor<1>, batch: Tensor<2>| {
         let device = batch.device();
@@ -203,7 +210,6 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
     let running_var = blend(norm.running_var.value_sync(), variance);
     norm.running_mean.update(running_mean.detach());
     norm.running_var.update(running_var.detach());
-    out
 }
 
 /// burn initialises parameters lazily, at first use, which would tie the weights to whatever
