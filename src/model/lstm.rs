@@ -19,7 +19,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, TensorData};
 
-use super::gates::{cell_update, tanh};
+use super::gates::{cell_update, tanh, with_avx2};
 
 /// The fused recurrence, for the backends that have it.
 #[backend_extension(Flex, Autodiff)]
@@ -280,6 +280,18 @@ pub fn backward(
 /// previous cell state. `a`: the gates' activations; `c`: this step's and the previous
 /// step's cell states.
 fn cell_backward(
+    a: &[f32],
+    cells: (&[f32], &[f32]),
+    grads: (&[f32], &[f32]),
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    with_avx2!(cell_backward_portable, cell_backward_avx2(a: &[f32], cells: (&[f32], &[f32]), grads: (&[f32], &[f32]), dc: &mut [f32], dz: &mut [f32]));
+}
+
+/// [`cell_backward`] in zipped slices of one length, so the loop vectorises.
+#[inline(always)]
+fn cell_backward_portable(
     a: &[f32],
     (c, c_prev): (&[f32], &[f32]),
     (d_out, d_next): (&[f32], &[f32]),

@@ -1,7 +1,7 @@
 //! The tail of a convolution block in training, batch norm on the batch's statistics, ReLU and
-//! max-pool, as one fused operation on the CPU, forward and backward: one pass for the
-//! statistics, one writing the pooled outputs (and which step of each pool won), and a
-//! hand-written backward. burn runs them as some twenty tensor ops, each a buffer and an
+//! max-pool, as one fused operation on the CPU, forward and backward: two passes for the
+//! statistics, one normalising, one writing the pooled outputs, and a hand-written backward
+//! (which finds the step that won each pool again, by the same arithmetic). burn runs them as some twenty tensor ops, each a buffer and an
 //! autodiff node. Sums run over the rows in order, so the bits do not depend on the CPU's
 //! vector width or the thread count. Elsewhere (inference, a GPU) the block runs as burn's ops.
 
@@ -82,14 +82,14 @@ impl<C: CheckpointStrategy> FusedNormPool for Autodiff<Flex, C> {
         let sizes = Sizes::of(y.primitive(), steps, pool);
         let nodes = [y.node(), gamma.node(), beta.node()];
         let y = host(y.into_primitive());
-        let gamma = host(gamma.into_primitive());
-        let run = forward(&y, (&gamma, &host(beta.into_primitive())), sizes, epsilon);
+        let (gamma, beta) = (host(gamma.into_primitive()), host(beta.into_primitive()));
+        let run = forward(&y, (&gamma, &beta), sizes, epsilon);
         let out = flex(run.out.clone(), sizes.out_shape());
         match NormPool.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let saved = Saved {
                     run: Arc::new(run),
-                    gamma: Arc::new(gamma),
+                    affine: Arc::new((gamma, beta)),
                     sizes,
                 };
                 prep.finish(saved, out)
@@ -105,7 +105,8 @@ struct NormPool;
 #[derive(Debug, Clone)]
 struct Saved {
     run: Arc<Run>,
-    gamma: Arc<Vec<f32>>,
+    /// γ and β.
+    affine: Arc<(Vec<f32>, Vec<f32>)>,
     sizes: Sizes,
 }
 
@@ -115,8 +116,8 @@ impl Backward<Flex, 3> for NormPool {
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [y_node, gamma_node, beta_node] = ops.parents;
         let grad = host(grads.consume::<Flex>(&ops.node));
-        let Saved { run, gamma, sizes } = ops.state;
-        let (d_y, d_gamma, d_beta) = backward(&run, &gamma, &grad, sizes);
+        let Saved { run, affine, sizes } = ops.state;
+        let (d_y, d_gamma, d_beta) = backward(&run, (&affine.0, &affine.1), &grad, sizes);
         let c = sizes.channels;
         if let Some(node) = y_node {
             grads.register::<Flex>(node.id, flex(d_y, [sizes.rows(), c]));
@@ -170,11 +171,7 @@ pub struct Run {
     normalised: Vec<f32>,
     /// `1 / √(var + ε)` per channel.
     inv_std: Vec<f32>,
-    /// Per output value, which step of its pool it took (`NONE`: the output is ReLU's 0).
-    winner: Vec<u8>,
 }
-
-const NONE: u8 = u8::MAX;
 
 /// Per channel, the sum of `rows` (each `channels` wide) added in row order.
 fn column_sums<'a>(rows: impl Iterator<Item = &'a [f32]>, channels: usize) -> Vec<f32> {
@@ -185,6 +182,13 @@ fn column_sums<'a>(rows: impl Iterator<Item = &'a [f32]>, channels: usize) -> Ve
     sums
 }
 
+/// Batch norm's affine step: the value batch norm gives a normalised `x` (the forward and the
+/// backward pass both compute it this way, so they agree to the bit on which step won a pool).
+#[inline]
+fn affine(x: f32, gamma: f32, beta: f32) -> f32 {
+    x * gamma + beta
+}
+
 /// See [`FusedNormPool::norm_relu_pool`].
 pub fn forward(y: &[f32], (gamma, beta): (&[f32], &[f32]), sizes: Sizes, epsilon: f32) -> Run {
     let c = sizes.channels;
@@ -193,13 +197,13 @@ pub fn forward(y: &[f32], (gamma, beta): (&[f32], &[f32]), sizes: Sizes, epsilon
         .iter()
         .map(|s| s / n)
         .collect();
-    let mut normalised: Vec<f32> = y
-        .chunks_exact(c)
-        .flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m))
-        .collect();
+    let mut normalised = y.to_vec();
     let mut sq_sum = vec![0.0f32; c];
-    for row in normalised.chunks_exact(c) {
-        sq_sum.iter_mut().zip(row).for_each(|(s, v)| *s += v * v);
+    for row in normalised.chunks_exact_mut(c) {
+        for ((v, m), s) in row.iter_mut().zip(&mean).zip(sq_sum.iter_mut()) {
+            *v -= m;
+            *s += *v * *v;
+        }
     }
     let inv_std: Vec<f32> = sq_sum
         .iter()
@@ -210,22 +214,13 @@ pub fn forward(y: &[f32], (gamma, beta): (&[f32], &[f32]), sizes: Sizes, epsilon
     }
     let (pooled, pool) = (sizes.pooled(), sizes.pool);
     let mut out = vec![0.0f32; sizes.batch * pooled * c];
-    let mut winner = vec![NONE; out.len()];
-    for b in 0..sizes.batch {
-        for u in 0..pooled {
-            let at = (b * pooled + u) * c;
-            let (o, w) = (&mut out[at..at + c], &mut winner[at..at + c]);
-            for j in 0..pool {
-                let row = (b * sizes.steps + u * pool + j) * c;
-                let x = &normalised[row..row + c];
-                for ch in 0..c {
-                    let z = x[ch] * gamma[ch] + beta[ch];
-                    // ReLU then max: the largest of the pool's values and zero.
-                    if z > o[ch] {
-                        o[ch] = z;
-                        w[ch] = j as u8;
-                    }
-                }
+    for (bu, o) in out.chunks_exact_mut(c).enumerate() {
+        let first = (bu / pooled) * sizes.steps + (bu % pooled) * pool;
+        // ReLU then max: the largest of the pool's values and zero.
+        for x in normalised[first * c..(first + pool) * c].chunks_exact(c) {
+            let values = x.iter().zip(gamma).zip(beta);
+            for (o, ((x, g), b)) in o.iter_mut().zip(values) {
+                *o = o.max(affine(*x, *g, *b));
             }
         }
     }
@@ -233,26 +228,41 @@ pub fn forward(y: &[f32], (gamma, beta): (&[f32], &[f32]), sizes: Sizes, epsilon
         out,
         normalised,
         inv_std,
-        winner,
     }
 }
 
 /// The gradients of `y`, `gamma` and `beta` from that of the pooled outputs.
 pub fn backward(
     run: &Run,
-    gamma: &[f32],
+    (gamma, beta): (&[f32], &[f32]),
     grad: &[f32],
     sizes: Sizes,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = sizes.channels;
     let (pooled, pool) = (sizes.pooled(), sizes.pool);
-    // The gradient reaching each normalised value: its pool's, where it won.
+    // The gradient reaching each normalised value: its pool's, at the first step that gave
+    // the pool's (positive) maximum.
     let mut d_z = vec![0.0f32; sizes.rows() * c];
-    for (at, (&w, &g)) in run.winner.iter().zip(grad).enumerate() {
-        if w != NONE {
-            let (bu, ch) = (at / c, at % c);
-            let (b, u) = (bu / pooled, bu % pooled);
-            d_z[(b * sizes.steps + u * pool + w as usize) * c + ch] = g;
+    // Per channel, whether an earlier step of the pool took the gradient.
+    let mut taken = vec![false; c];
+    for (bu, (o, g)) in run
+        .out
+        .chunks_exact(c)
+        .zip(grad.chunks_exact(c))
+        .enumerate()
+    {
+        let first = (bu / pooled) * sizes.steps + (bu % pooled) * pool;
+        taken.iter_mut().zip(o).for_each(|(t, o)| *t = *o <= 0.0);
+        for r in first..first + pool {
+            let (x, d) = (&run.normalised[r * c..][..c], &mut d_z[r * c..][..c]);
+            let per_channel = gamma.iter().zip(beta).zip(o.iter().zip(g));
+            for (((x, d), t), ((gm, b), (o, g))) in
+                x.iter().zip(d).zip(taken.iter_mut()).zip(per_channel)
+            {
+                let won = !*t && affine(*x, *gm, *b) == *o;
+                *d = if won { *g } else { 0.0 };
+                *t |= won;
+            }
         }
     }
     let d_beta = column_sums(d_z.chunks_exact(c), c);
@@ -265,11 +275,13 @@ pub fn backward(
     // dy = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂)), x̂ the normalised input.
     let n = sizes.rows() as f32;
     let scale: Vec<f32> = gamma.iter().zip(&run.inv_std).map(|(g, i)| g * i).collect();
+    let mean_dz: Vec<f32> = d_beta.iter().map(|d| d / n).collect();
+    let mean_dzx: Vec<f32> = d_gamma.iter().map(|d| d / n).collect();
     let mut d_y = d_z;
     for (dz, x) in d_y.chunks_exact_mut(c).zip(run.normalised.chunks_exact(c)) {
-        for ch in 0..c {
-            let centred = dz[ch] - d_beta[ch] / n - x[ch] * (d_gamma[ch] / n);
-            dz[ch] = scale[ch] * centred;
+        let per_channel = scale.iter().zip(&mean_dz).zip(&mean_dzx);
+        for ((d, x), ((s, m), mx)) in dz.iter_mut().zip(x).zip(per_channel) {
+            *d = s * (*d - m - x * mx);
         }
     }
     (d_y, d_gamma, d_beta)
