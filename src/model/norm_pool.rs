@@ -16,6 +16,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
+use super::gates::with_avx2;
 use super::lstm::{flex, host};
 
 /// The fused block tail, for the backends that have it.
@@ -231,6 +232,35 @@ pub fn forward(y: &[f32], (gamma, beta): (&[f32], &[f32]), sizes: Sizes, epsilon
     }
 }
 
+/// One step of a pool backwards: the pool's gradient `g` goes to the channels where this
+/// step gave the maximum `o` and no earlier step took it (`taken`, updated).
+fn pool_gradient(
+    x: &[f32],
+    affine: (&[f32], &[f32]),
+    pooled: (&[f32], &[f32]),
+    taken: &mut [f32],
+    d: &mut [f32],
+) {
+    with_avx2!(pool_gradient_portable, pool_gradient_avx2(x: &[f32], affine: (&[f32], &[f32]), pooled: (&[f32], &[f32]), taken: &mut [f32], d: &mut [f32]));
+}
+
+/// [`pool_gradient`] in zipped slices and selects, so the loop vectorises.
+#[inline(always)]
+fn pool_gradient_portable(
+    x: &[f32],
+    (gamma, beta): (&[f32], &[f32]),
+    (o, g): (&[f32], &[f32]),
+    taken: &mut [f32],
+    d: &mut [f32],
+) {
+    let per_channel = gamma.iter().zip(beta).zip(o.iter().zip(g));
+    for (((x, d), t), ((gm, b), (o, g))) in x.iter().zip(d).zip(taken).zip(per_channel) {
+        let won = *t == 0.0 && affine(*x, *gm, *b) == *o;
+        *d = if won { *g } else { 0.0 };
+        *t = if won { 1.0 } else { *t };
+    }
+}
+
 /// The gradients of `y`, `gamma` and `beta` from that of the pooled outputs.
 pub fn backward(
     run: &Run,
@@ -243,8 +273,8 @@ pub fn backward(
     // The gradient reaching each normalised value: its pool's, at the first step that gave
     // the pool's (positive) maximum.
     let mut d_z = vec![0.0f32; sizes.rows() * c];
-    // Per channel, whether an earlier step of the pool took the gradient.
-    let mut taken = vec![false; c];
+    // Per channel, 1 where an earlier step of the pool took the gradient (or none will).
+    let mut taken = vec![0.0f32; c];
     for (bu, (o, g)) in run
         .out
         .chunks_exact(c)
@@ -252,17 +282,13 @@ pub fn backward(
         .enumerate()
     {
         let first = (bu / pooled) * sizes.steps + (bu % pooled) * pool;
-        taken.iter_mut().zip(o).for_each(|(t, o)| *t = *o <= 0.0);
+        taken
+            .iter_mut()
+            .zip(o)
+            .for_each(|(t, o)| *t = f32::from(*o <= 0.0));
         for r in first..first + pool {
             let (x, d) = (&run.normalised[r * c..][..c], &mut d_z[r * c..][..c]);
-            let per_channel = gamma.iter().zip(beta).zip(o.iter().zip(g));
-            for (((x, d), t), ((gm, b), (o, g))) in
-                x.iter().zip(d).zip(taken.iter_mut()).zip(per_channel)
-            {
-                let won = !*t && affine(*x, *gm, *b) == *o;
-                *d = if won { *g } else { 0.0 };
-                *t |= won;
-            }
+            pool_gradient(x, (gamma, beta), (o, g), &mut taken, d);
         }
     }
     let d_beta = column_sums(d_z.chunks_exact(c), c);
@@ -299,17 +325,25 @@ mod tests {
 
     /// The fused tail gives what burn's ops give, to 1e-5 (relative beyond 1): the pooled
     /// outputs and the gradients of the inputs, γ and β, with an odd step count (a partial
-    /// pool dropped), ReLU zeros and a batch large enough for several vector widths.
+    /// pool dropped), ReLU zeros, a batch large enough for several vector widths, and pools
+    /// whose steps tie.
     #[test]
     fn the_fused_block_tail_matches_burns_ops_forward_and_backward() {
         let _rng = crate::device::TEST_RNG.lock();
         let device = crate::device::cpu().autodiff();
         device.seed(11);
-        for (batch, steps, pool, c) in [(3, 7, 2, 5), (64, 13, 2, 40), (5, 9, 3, 8)] {
+        for (batch, steps, pool, c) in [(3, 7, 2, 5), (64, 13, 2, 40), (5, 9, 3, 8), (4, 8, 2, 6)] {
             let normal = |shape: [usize; 2], sd| {
                 Tensor::<2>::random(shape, Distribution::Normal(0.5, sd), &device)
             };
-            let y = normal([batch * steps, c], 2.0);
+            let y = match steps {
+                // Each step twice (as a repeated flow gives): every pool a tie.
+                8 => {
+                    let half = normal([batch * steps / 2, c], 2.0);
+                    Tensor::cat(vec![half.clone(), half], 1).reshape([batch * steps, c])
+                }
+                _ => normal([batch * steps, c], 2.0),
+            };
             let affine = normal([2, c], 1.0);
             let upstream = normal([batch * (steps / pool), c], 1.0);
             let run = |fused: bool| {
