@@ -746,7 +746,13 @@ impl CpuCnnLstm {
         let (mut gates, mut acts) = (Vec::new(), vec![0.0f32; 4 * h_n]);
         for i in 0..steps {
             let t = if reverse { steps - 1 - i } else { i };
-            recurrent.forward(&h, rows, &mut gates, |v| v);
+            if i == 0 {
+                // The hidden state starts at zero: its product is zero.
+                gates.clear();
+                gates.resize(rows * 4 * h_n, 0.0);
+            } else {
+                recurrent.forward(&h, rows, &mut gates, |v| v);
+            }
             for r in 0..rows {
                 let g = &mut gates[r * 4 * h_n..(r + 1) * 4 * h_n];
                 let p = &pre[(r * steps + t) * 4 * h_n..][..4 * h_n];
