@@ -21,7 +21,7 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n, built from its exponent bits (n within [−126, 128] after the clamp).
     let n = n as i32;
@@ -130,7 +130,8 @@ mod tests {
         let z: Vec<f32> = (0..4 * h)
             .map(|i| ((i * 7919) % 613) as f32 / 20.0 - 15.0)
             .collect();
-        let run = |f: fn(&[f32], &mut [f32], &mut [f32], &mut [f32])| {
+        type GateLoop = fn(&[f32], &mut [f32], &mut [f32], &mut [f32]);
+        let run = |f: GateLoop| {
             let (mut a, mut c, mut out) = (vec![0.0; 4 * h], vec![0.5; h], vec![0.0; h]);
             f(&z, &mut a, &mut c, &mut out);
             f(&z, &mut a, &mut c, &mut out);
