@@ -34,10 +34,10 @@ pub struct TuneArgs {
     /// validation split).
     #[arg(long, value_name = "K")]
     pub cv: Option<usize>,
-    /// Trials per round: a trial's settings and pruning use the results of earlier rounds
-    /// only, so they never depend on which trials ran at once.
+    /// Trial K's settings and pruning use the results of trials 1 to K − N only, so they
+    /// never depend on which trials ran at once; at most N run at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
-    pub round: usize,
+    pub lag: usize,
     /// Run N trials at once on this machine.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: usize,
@@ -111,11 +111,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
             .and_then(|d| d.to_possible_value())
             .map(|v| vec!["--device".into(), v.get_name().into()])
             .unwrap_or_default();
+        let started = std::time::Instant::now();
         tune::run_all(&search, args.jobs, &device, &child_args, &mut |r, took| {
             if !quiet {
                 println!("{} · {:.1} s", describe(r, metric, of), took.as_secs_f64());
             }
         })?;
+        if !quiet {
+            println!("search: {:.1} s", started.elapsed().as_secs_f64());
+        }
     }
     aggregate(&search, &device, quiet)
 }
@@ -129,8 +133,8 @@ fn study(args: &TuneArgs, space: &std::path::Path) -> Result<Study> {
     {
         bail_input!("--cv {k}: expected at least 2 folds");
     }
-    if args.round == 0 || args.jobs == 0 || args.trials == Some(0) {
-        bail_input!("--trials, --round and --jobs: expected at least 1");
+    if args.lag == 0 || args.jobs == 0 || args.trials == Some(0) {
+        bail_input!("--trials, --lag and --jobs: expected at least 1");
     }
     Ok(Study {
         config: base.to_yaml(),
@@ -140,7 +144,7 @@ fn study(args: &TuneArgs, space: &std::path::Path) -> Result<Study> {
         metric: args.metric,
         cv: args.cv,
         trials: args.trials.unwrap_or(50),
-        round: args.round,
+        lag: args.lag,
         seed: base.training.seed,
     })
 }
@@ -150,10 +154,12 @@ fn aggregate(search: &Search, device: &burn::tensor::Device, quiet: bool) -> Res
     let missing = search.trial_count() - results.len();
     let ranked = report::ranked(results);
     let best = ranked.first().filter(|r| r.state == tune::State::Finished);
+    let started = std::time::Instant::now();
     let test = match best {
         Some(best) => Some(report::evaluate_best(search, best, device, true)?),
         None => None,
     };
+    let took = started.elapsed().as_secs_f64();
     let written = report::write(search, &ranked, test.as_ref())?;
     if quiet {
         return Ok(());
@@ -167,7 +173,8 @@ fn aggregate(search: &Search, device: &burn::tensor::Device, quiet: bool) -> Res
         let m = &t.metrics;
         println!(
             "\nbest configuration (trial {}) on the test rows, read once after the search: \
-             accuracy {:.4}, f1 {:.4}, roc_auc {}, pr_auc {} ({} rows)",
+             accuracy {:.4}, f1 {:.4}, roc_auc {}, pr_auc {} ({} rows; trained and tested in \
+             {took:.1} s)",
             t.trial,
             m.accuracy,
             m.f1,

@@ -1,9 +1,8 @@
 //! `anomaly tune`: hyperparameter search on validation data only. A search lives in one
 //! folder: `study.json` (what is searched, how, with which seed), `folds.json` for `--cv`,
 //! and `trials/K/` per trial (its config and, once finished, `result.json`). Trial K's
-//! settings are a function of the seed, K and the results of the trials of earlier rounds
-//! (`round` trials each), read back from that folder; so a trial runs the same anywhere, as a
-//! job-array task (`--trial K`), beside others (`--jobs N`), or after a restart (`--resume`).
+//! settings are a function of the seed, K and the results of trials 1 to K − `lag`, read back
+//! from that folder; so a trial runs the same anywhere, as a job-array task (`--trial K`), beside others (`--jobs N`), or after a restart (`--resume`).
 //! The test rows are never read during the search: `--aggregate` evaluates the best
 //! configuration on them, once.
 
@@ -86,8 +85,8 @@ pub struct Study {
     /// Folds of the rows outside the test split; none: the validation split.
     pub cv: Option<usize>,
     pub trials: usize,
-    /// Trials of one round see only the results of earlier rounds.
-    pub round: usize,
+    /// Trial K sees the results of trials 1 to K − lag only: up to `lag` trials run at once.
+    pub lag: usize,
     pub seed: u64,
 }
 
@@ -156,7 +155,7 @@ impl Search {
                 if same(&old) != same(&new) {
                     bail_input!(
                         "{} holds another search (config, space, sampler, pruner, metric, cv, \
-                         round or seed differ); continue it with --out {} alone, or choose \
+                         lag or seed differ); continue it with --out {} alone, or choose \
                          another --out",
                         out.display(),
                         out.display()
@@ -201,7 +200,7 @@ impl Search {
                 metric: Metric::RocAuc,
                 cv: None,
                 trials: 1,
-                round: 1,
+                lag: 1,
                 seed: 0,
             },
             base,
@@ -260,12 +259,16 @@ impl Search {
         Ok(Some(r))
     }
 
-    /// The trials whose results trial `k` depends on: those of earlier rounds, when the
-    /// sampler (TPE) or the pruner uses results at all.
+    /// The trials whose results trial `k` depends on: 1 to k − lag, when the sampler (TPE)
+    /// or the pruner uses results at all. A window, not rounds: a long trial holds back only
+    /// the trial `lag` after it, not everything after its round.
     pub fn depends_on(&self, k: usize) -> std::ops::Range<usize> {
         let uses = self.study.sampler == SamplerKind::Tpe || self.study.pruner != PrunerKind::None;
-        let round_start = (k - 1) / self.study.round * self.study.round + 1;
-        if uses { 1..round_start } else { 1..1 }
+        if uses {
+            1..k.saturating_sub(self.study.lag) + 1
+        } else {
+            1..1
+        }
     }
 
     /// The results trial `k` depends on; an error names those not yet there.
@@ -281,36 +284,42 @@ impl Search {
         }
         if !missing.is_empty() {
             bail_input!(
-                "trial {k} is decided by the results of trials {}–{} (the rounds of {} before \
-                 it); trials {} have none yet: run them first",
+                "trial {k} is decided by the results of trials {}–{} (those at least --lag {} \
+                 before it); trials {} have none yet: run them first",
                 deps.start,
                 deps.end - 1,
-                self.study.round,
+                self.study.lag,
                 missing.join(", ")
             );
         }
         Ok(out)
     }
 
-    /// Trial `k`'s settings. For TPE, the earlier trials of its round (their settings a
-    /// function of the same history) count as pending.
+    /// Trial `k`'s settings, given `history`, the results of the trials it depends on. For
+    /// TPE, the trials between (running beside it, as far as it knows) count as pending.
     fn params(&self, k: usize, history: &[TrialResult]) -> Params {
         let mut rng = sampler::trial_rng(self.study.seed, k);
         match self.study.sampler {
             SamplerKind::Grid => self.grid[k - 1].clone(),
             SamplerKind::Random => sampler::random(&self.space, &self.base, &mut rng),
             SamplerKind::Tpe => {
-                let mut past: Vec<Past> = history.iter().map(past).collect();
-                for j in self.depends_on(k).end.max(1)..k {
-                    past.push(Past {
-                        trial: j,
-                        params: self.params(j, history),
+                // Each unseen trial's settings, from its own (shorter) history, oldest first;
+                // those in `history` are its settings as recorded.
+                let mut settings: Vec<Params> = history.iter().map(|r| r.params.clone()).collect();
+                for j in settings.len() + 1..=k {
+                    let seen = self.depends_on(j);
+                    let mut past: Vec<Past> = history[..seen.end - 1].iter().map(past).collect();
+                    past.extend((seen.end..j).map(|i| Past {
+                        trial: i,
+                        params: settings[i - 1].clone(),
                         value: None,
                         pruned: None,
                         pending: true,
-                    });
+                    }));
+                    let mut rng = sampler::trial_rng(self.study.seed, j);
+                    settings.push(sampler::tpe(&self.space, &self.base, &past, &mut rng));
                 }
-                sampler::tpe(&self.space, &self.base, &past, &mut rng)
+                settings.swap_remove(k - 1)
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Stopping bad trials early. A trial reports its validation ROC AUC (PR AUC when that is
 //! the objective; the threshold-free figure available mid-run) after every epoch of a neural
 //! family and every 10 boosting rounds; a pruner compares it with the same report of the
-//! trials of earlier rounds only, so whether a trial is pruned never depends on timing.
+//! trials it depends on only (those at least `lag` before it), so whether a trial is pruned
+//! never depends on timing.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,8 @@ use crate::train::Observer;
 pub enum PrunerKind {
     None,
     /// Optuna's MedianPruner: stop when the trial's best so far is below the median of the
-    /// finished trials' values at the same step (from 5 finished trials on).
+    /// finished trials' values at the same step (from 5 finished trials on, however many of
+    /// them reached that step).
     Median,
     /// Asynchronous successive halving (Optuna's SuccessiveHalvingPruner: minimum resource
     /// 1 report, reduction factor 3): at the 1st, 3rd, 9th, 27th … report, continue only
@@ -55,12 +57,16 @@ impl PrunerKind {
         match self {
             PrunerKind::None => true,
             PrunerKind::Median => {
-                let mut others: Vec<f64> = earlier
-                    .iter()
-                    .filter(|c| c.finished)
+                // As Optuna: from 5 finished trials on, against those of them that reached
+                // this step (one is enough; a step none reached prunes nothing).
+                let finished: Vec<&Curve> = earlier.iter().filter(|c| c.finished).collect();
+                if finished.len() < MEDIAN_STARTUP {
+                    return true;
+                }
+                let mut others: Vec<f64> = (finished.into_iter())
                     .filter_map(|c| at(c, &|r| r.step == last.step))
                     .collect();
-                if others.len() < MEDIAN_STARTUP {
+                if others.is_empty() {
                     return true;
                 }
                 others.sort_by(f64::total_cmp);
@@ -201,6 +207,24 @@ mod tests {
         assert!(PrunerKind::Median.keep(&better, &earlier));
         // Fewer than five finished trials: never.
         assert!(PrunerKind::Median.keep(&worse[..1], &earlier[..4]));
+        // Five finished, of which one ran longer: its value alone is the median there (as
+        // Optuna's n_min_trials = 1); a step none reached prunes nothing.
+        let long = curve(&[0.80, 0.90, 0.93, 0.95]);
+        let mut with_long: Vec<Curve> = (good[..4].iter())
+            .map(|r| Curve {
+                reports: r,
+                finished: true,
+            })
+            .collect();
+        with_long.push(Curve {
+            reports: &long,
+            finished: true,
+        });
+        let stalls = curve(&[0.85, 0.93, 0.93, 0.93]);
+        assert!(PrunerKind::Median.keep(&stalls[..3], &with_long));
+        assert!(!PrunerKind::Median.keep(&stalls, &with_long));
+        let longer = curve(&[0.85, 0.95, 0.94, 0.96, 0.1]);
+        assert!(PrunerKind::Median.keep(&longer, &with_long));
         // A pruned trial does not count towards the median.
         let unfinished: Vec<Curve> = (good.iter())
             .map(|r| Curve {

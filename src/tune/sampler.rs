@@ -33,8 +33,9 @@ pub struct Past {
     pub value: Option<f64>,
     /// A pruned trial: how many reports it made, and its last value.
     pub pruned: Option<(usize, f64)>,
-    /// A trial of the same round, not finished: counted among the bad ones (Optuna's
-    /// constant liar), so that a round's trials spread out instead of sampling one spot.
+    /// A trial running beside this one, as far as it knows: counted among the bad ones
+    /// (Optuna's constant liar), so that trials run at once spread out instead of sampling
+    /// one spot.
     pub pending: bool,
 }
 
@@ -121,7 +122,7 @@ pub fn tpe(space: &Space, base: &Config, past: &[Past], rng: &mut StdRng) -> Par
     }
     let mut ranked: Vec<&Past> = past.iter().filter(|p| known(p) || p.pending).collect();
     // Finished trials best first, then pruned ones (those that went further first), then
-    // this round's pending ones.
+    // the pending ones.
     ranked.sort_by(|a, b| {
         let key = |p: &Past| match (p.value, p.pruned) {
             (Some(v), _) => (0, 0, -v),
@@ -449,9 +450,9 @@ mod tests {
     }
 
     #[test]
-    fn a_rounds_pending_trials_spread_its_proposals() {
-        // 12 results, then a round of 8 proposed from them: with the round's earlier
-        // proposals pending (the constant liar) and without.
+    fn pending_trials_spread_the_proposals_made_beside_them() {
+        // 12 results, then 8 proposals from them at once: with the earlier proposals
+        // pending (the constant liar) and without.
         let axis = Param {
             key: "x".into(),
             domain: Domain::Uniform(0.0, 1.0),

@@ -45,8 +45,9 @@ fn trials_are_the_same_bytes_with_any_jobs_and_when_run_alone() {
     let s = Sandbox::new();
     s.sample("d.csv", 1500, 3);
     s.write("space.yaml", SPACE);
-    // 14 trials in rounds of 2: TPE takes over from trial 11, the median pruner from 6 finished.
-    let search = ["--trials", "14", "--round", "2"];
+    // 14 trials, each seeing those at least 2 before it: TPE takes over from trial 12, the
+    // median pruner once 5 have finished.
+    let search = ["--trials", "14", "--lag", "2"];
     tune(&s, "d.csv", "a", &search).ok();
     tune(&s, "d.csv", "b", &[&search[..], &["--jobs", "2"]].concat()).ok();
     let table = read(&s, "a/trials.csv");
@@ -86,7 +87,7 @@ fn trials_are_the_same_bytes_with_any_jobs_and_when_run_alone() {
 }
 
 #[test]
-fn a_trial_waits_for_the_rounds_before_it_and_says_which() {
+fn a_trial_waits_for_the_trials_it_depends_on_and_says_which() {
     let s = Sandbox::new();
     s.sample("d.csv", 600, 4);
     s.write("space.yaml", SPACE);
@@ -94,9 +95,9 @@ fn a_trial_waits_for_the_rounds_before_it_and_says_which() {
         &s,
         "d.csv",
         "o",
-        &["--trials", "8", "--round", "4", "--trial", "6"],
+        &["--trials", "8", "--lag", "4", "--trial", "7"],
     )
-    .bad_input("trials 1, 2, 3, 4");
+    .bad_input("trials 1–3 (those at least --lag 4 before it); trials 1, 2, 3 have none");
     // With the random sampler and no pruner, trials depend on nothing.
     let alone = [
         "--trials",
@@ -118,14 +119,7 @@ fn a_killed_search_resumes_without_repeating_finished_trials() {
     let s = Sandbox::new();
     s.sample("d.csv", 1500, 5);
     s.write("space.yaml", SPACE);
-    let search = [
-        "--trials",
-        "10",
-        "--round",
-        "2",
-        "--set",
-        "training.epochs=6",
-    ];
+    let search = ["--trials", "10", "--lag", "2", "--set", "training.epochs=6"];
     tune(&s, "d.csv", "whole", &search).ok();
 
     let args = tune_args("d.csv", "cut", &search);
