@@ -2,7 +2,8 @@
 //! folder: `study.json` (what is searched, how, with which seed), `folds.json` for `--cv`,
 //! and `trials/K/` per trial (its config and, once finished, `result.json`). Trial K's
 //! settings are a function of the seed, K and the results of trials 1 to K − `lag`, read back
-//! from that folder; so a trial runs the same anywhere, as a job-array task (`--trial K`), beside others (`--jobs N`), or after a restart (`--resume`).
+//! from that folder; so a trial runs the same anywhere, as a job-array task (`--trial K`),
+//! beside others (`--jobs N`), or after a restart (`--resume`).
 //! The test rows are never read during the search: `--aggregate` evaluates the best
 //! configuration on them, once.
 
