@@ -112,8 +112,6 @@ def mlp_fold(trial, params, xt, yt, xv, yv, fold, step0, seed):
         order = torch.randperm(len(yt_t), generator=g)
         for i in range(0, len(order), params["batch_size"]):
             idx = order[i:i + params["batch_size"]]
-            if len(idx) < 2:
-                continue
             opt.zero_grad()
             loss_fn(model(xt_t[idx]), yt_t[idx]).backward()
             opt.step()
