@@ -48,18 +48,32 @@ impl Bins {
         }
         out
     }
+
+    /// `rows` of `x` binned, row-major: `out[i * d + f]` is row `rows[i]`'s bin of feature
+    /// `f`, so a histogram of every feature reads each row's bins side by side.
+    pub fn binned_by_row(&self, x: &[f32], d: usize, rows: &[usize]) -> Vec<u8> {
+        rows.iter()
+            .flat_map(|&r| (0..d).map(move |f| self.bin(f, x[r * d + f])))
+            .collect()
+    }
 }
 
-/// Puts the `rows` whose bin in `column` (one bin per row, as [`Bins::binned`] lays a
-/// feature out) is at most `bin` first; returns how many there are.
-pub fn partition(rows: &mut [u32], column: &[u8], bin: u8) -> usize {
+/// Puts the `rows` whose bin (`bin_of` the row) is at most `bin` first, each side in its
+/// order; returns how many there are. Rows that start sorted stay sorted in every node, so a
+/// node's histogram reads the binned rows front to back.
+pub fn partition(rows: &mut [u32], bin_of: impl Fn(u32) -> u8, bin: u8) -> usize {
+    let mut right = Vec::new();
     let mut split = 0;
     for i in 0..rows.len() {
-        if column[rows[i] as usize] <= bin {
-            rows.swap(i, split);
+        let r = rows[i];
+        if bin_of(r) <= bin {
+            rows[split] = r;
             split += 1;
+        } else {
+            right.push(r);
         }
     }
+    rows[split..].copy_from_slice(&right);
     split
 }
 
@@ -105,5 +119,28 @@ mod tests {
         let b = Bins::fit(&x, 1, &rows, 4);
         assert_eq!(b.thresholds[0], [250.5, 500.5, 750.5]);
         assert_eq!(b.binned(&x, 1, &[0, 300, 999]), [0, 1, 3]);
+    }
+
+    #[test]
+    fn binned_by_row_is_binned_transposed() {
+        let x: Vec<f32> = (0..12).map(|i| ((i * 7) % 5) as f32).collect();
+        let rows = [3usize, 0, 2];
+        let b = Bins::fit(&x, 3, &[0, 1, 2, 3], 256);
+        let (columns, by_row) = (b.binned(&x, 3, &rows), b.binned_by_row(&x, 3, &rows));
+        for (i, f) in (0..3).flat_map(|i| (0..3).map(move |f| (i, f))) {
+            assert_eq!(
+                by_row[i * 3 + f],
+                columns[f * 3 + i],
+                "row {i}, feature {f}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_partition_keeps_each_side_in_its_order() {
+        let column = [3u8, 0, 2, 1, 3, 0, 2];
+        let mut rows = [6u32, 5, 4, 3, 2, 1, 0];
+        assert_eq!(partition(&mut rows, |r| column[r as usize], 1), 3);
+        assert_eq!(rows, [5, 3, 1, 6, 4, 2, 0]);
     }
 }

@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use super::bins::{Bins, partition};
 use super::detector::{Detector, Output};
 use super::family::{Facts, Family, Fit, FitData, Fitted, Section};
-use super::neighbors::gather;
 use super::random_forest::{Labelled, Node, Tree};
 use crate::bail_input;
 
@@ -165,8 +164,12 @@ impl GradientBoosting {
         let k = data.class_weights.len();
         let outputs = if data.multiclass { k } else { 1 };
         let bins = Bins::fit(data.x, d, data.rows, cfg.max_bins);
-        let binned = bins.binned(data.x, d, data.rows);
-        let xs = gather(data.x, d, data.rows);
+        let binned = bins.binned_by_row(data.x, d, data.rows);
+        let columns = bins.binned(data.x, d, data.rows);
+        let val_binned = val.map_or(Vec::new(), |v| {
+            let all: Vec<usize> = (0..v.class.len()).collect();
+            bins.binned_by_row(v.x, d, &all)
+        });
         let class: Vec<u32> = data.rows.iter().map(|&r| data.class[r]).collect();
         let weight: Vec<f64> = class
             .iter()
@@ -183,13 +186,7 @@ impl GradientBoosting {
             importance: vec![0.0; d],
             rounds: 0,
         };
-        let grower = Grower {
-            binned: &binned,
-            n,
-            d,
-            cfg,
-            thresholds: &model.bins.thresholds,
-        };
+        let grower = Grower::new(&binned, &columns, cfg, &model.bins.thresholds);
         let mut raw: Vec<f64> = (0..n).flat_map(|_| base.iter().copied()).collect();
         let mut val_raw: Vec<f64> = val.map_or(Vec::new(), |v| {
             (0..v.class.len())
@@ -217,15 +214,17 @@ impl GradientBoosting {
                 let gh: Vec<(f64, f64)> = (0..n)
                     .map(|i| (grad[i * outputs + o], hess[i * outputs + o]))
                     .collect();
-                let tree = grower.grow(&rows, &gh, &mut gain);
                 let mut add = vec![0.0f64; n];
-                tree.add_leaves(&xs, d, 1, &mut add);
+                let tree = grower.grow(&rows, &gh, &mut gain, &mut add);
+                let split_bins = split_bins(&tree, &model.bins);
+                let right = |b: u8, at: u32| b > split_bins[at as usize];
+                walk_unsampled(&tree, &binned, &rows, right, &mut add);
                 for i in 0..n {
                     raw[i * outputs + o] += add[i];
                 }
                 if let Some(v) = val {
                     let mut add = vec![0.0f64; v.class.len()];
-                    tree.add_leaves(v.x, d, 1, &mut add);
+                    tree.add_leaves_by(&val_binned, d, 1, &mut add, right);
                     for (i, a) in add.iter().enumerate() {
                         val_raw[i * outputs + o] += a;
                     }
@@ -388,23 +387,56 @@ fn log_loss(raw: &[f64], class: &[u32], outputs: usize) -> f64 {
         / n
 }
 
-/// Grows one tree on binned rows (feature-major, `n` rows) from each row's gradient and
-/// Hessian.
+/// Per node of a grown tree, the bin its split sends right above (a row goes right when its
+/// bin is greater, as its value is at or above the threshold), 255 at leaves (none goes
+/// right): the training and validation rows walk their bins, a quarter of their values' bytes.
+fn split_bins(tree: &Tree, bins: &Bins) -> Vec<u8> {
+    tree.nodes
+        .iter()
+        .map(|n| match n.threshold.is_nan() {
+            true => u8::MAX,
+            false => bins.bin(n.feature as usize, n.threshold) - 1,
+        })
+        .collect()
+}
+
+/// Adds `tree`'s leaf values to `add` for the training rows (`binned`, row-major) that a
+/// subsampled round left out of `rows` (sorted): the sampled ones have theirs from
+/// [`Grower::grow`].
+fn walk_unsampled(
+    tree: &Tree,
+    binned: &[u8],
+    rows: &[u32],
+    right: impl Fn(u8, u32) -> bool + Copy,
+    add: &mut [f64],
+) {
+    let d = binned.len() / add.len();
+    let mut sampled = rows.iter().peekable();
+    for (r, add) in add.iter_mut().enumerate() {
+        if sampled.next_if_eq(&&(r as u32)).is_none() {
+            let row = &binned[r * d..(r + 1) * d];
+            tree.add_leaves_by(row, d, 1, std::slice::from_mut(add), right);
+        }
+    }
+}
+
+/// Grows one tree on binned rows from each row's gradient and Hessian.
 struct Grower<'a> {
+    /// Row-major, `d` bins a row: what histograms read.
     binned: &'a [u8],
-    n: usize,
+    /// Feature-major, `n` rows a feature: what a split's partition reads.
+    columns: &'a [u8],
     d: usize,
     cfg: &'a GradientBoostingConfig,
     thresholds: &'a [Vec<f32>],
+    /// Where each feature's bins start in a [`Histogram`] (and, last, its length): a feature
+    /// has one bin more than thresholds, so one-hot columns take 2 cells, not 256.
+    offsets: Vec<usize>,
 }
 
-/// Per feature and bin: (gradient sum, Hessian sum), feature-major, 256 bins each.
+/// Per feature and bin: (gradient sum, Hessian sum), feature-major, each feature's bins at
+/// its [`Grower::offsets`].
 type Histogram = Vec<(f64, f64)>;
-
-/// Features per pass over a node's rows: histograms 2-4x faster than one feature at a time in
-/// a micro-benchmark of 122 mostly one-hot columns (4 to 8 alike; 16 and more slower, their
-/// bins out of the L1 cache); a whole NSL-KDD fit 1.2x.
-const HISTOGRAM_GROUP: usize = 4;
 
 /// A leaf of the growing tree: its node, its rows (a range of the partitioned row buffer),
 /// its depth, its gradient and Hessian sums, and its histogram and best split while it can
@@ -417,10 +449,38 @@ struct Open {
     split: Option<(Histogram, (usize, u8, f64))>,
 }
 
-impl Grower<'_> {
+impl<'a> Grower<'a> {
+    fn new(
+        binned: &'a [u8],
+        columns: &'a [u8],
+        cfg: &'a GradientBoostingConfig,
+        thresholds: &'a [Vec<f32>],
+    ) -> Self {
+        let offsets = std::iter::once(0)
+            .chain(thresholds.iter().scan(0, |end, t| {
+                *end += t.len() + 1;
+                Some(*end)
+            }))
+            .collect();
+        Grower {
+            binned,
+            columns,
+            d: thresholds.len(),
+            cfg,
+            thresholds,
+            offsets,
+        }
+    }
+
+    /// Feature `f`'s bins in `hist`.
+    fn bins<'h>(&self, hist: &'h [(f64, f64)], f: usize) -> &'h [(f64, f64)] {
+        &hist[self.offsets[f]..self.offsets[f + 1]]
+    }
+
     /// Splits open leaves until none can be split or `max_leaves` is reached: the best gain
     /// first when `max_leaves` is set, else depth first (at most `max_depth` histograms held).
-    fn grow(&self, rows: &[u32], gh: &[(f64, f64)], gain: &mut [f64]) -> Tree {
+    /// Each of `rows` gets its leaf's value in `add`, from the leaf's rows, without a walk.
+    fn grow(&self, rows: &[u32], gh: &[(f64, f64)], gain: &mut [f64], add: &mut [f64]) -> Tree {
         let mut tree = Tree {
             nodes: Vec::new(),
             leaves: Vec::new(),
@@ -455,6 +515,9 @@ impl Grower<'_> {
             let value = -o.sums.0 / (o.sums.1 + self.cfg.l2) * self.cfg.learning_rate;
             tree.nodes[o.at as usize] = Node::leaf(o.at, tree.leaves.len() as u32);
             tree.leaves.push(value as f32);
+            for &r in &rows[o.rows] {
+                add[r as usize] = f64::from(value as f32);
+            }
         }
         tree
     }
@@ -469,7 +532,8 @@ impl Grower<'_> {
     ) -> Open {
         let at = tree.nodes.len() as u32;
         tree.nodes.push(Node::leaf(at, 0));
-        let sums = hist[..256]
+        let sums = self
+            .bins(&hist, 0)
             .iter()
             .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
         let best = (depth < self.cfg.max_depth)
@@ -496,8 +560,9 @@ impl Grower<'_> {
     ) -> (Open, Open) {
         let (hist, (feature, bin, split_gain)) = leaf.split.expect("a splittable leaf");
         gain[feature] += split_gain;
-        let column = &self.binned[feature * self.n..(feature + 1) * self.n];
-        let mid = leaf.rows.start + partition(&mut rows[leaf.rows.clone()], column, bin);
+        let n = self.columns.len() / self.d;
+        let bin_of = |r: u32| self.columns[feature * n + r as usize];
+        let mid = leaf.rows.start + partition(&mut rows[leaf.rows.clone()], bin_of, bin);
         let (lr, rr) = (leaf.rows.start..mid, mid..leaf.rows.end);
         let left_small = lr.len() <= rr.len();
         let small = self.histogram(&rows[if left_small { lr.clone() } else { rr.clone() }], gh);
@@ -522,29 +587,38 @@ impl Grower<'_> {
         (left, right)
     }
 
-    /// The histogram of `rows`: groups of features on rayon's threads, each one pass over the
-    /// rows that reads a row's gradient pair once and adds it to the group's bins (sums in
-    /// flight side by side, where one feature at a time waits on each add before the next
-    /// when rows share a bin). Every bin sums its rows in row order, so the bits depend on
-    /// neither the grouping nor the threads.
+    /// The histogram of `rows`: the features split into one group per rayon thread, each
+    /// group one pass over the rows that adds a row's gradient pair to each of its features'
+    /// bins, reading the row's bins side by side (the whole histogram of NSL-KDD's 122
+    /// columns is about 3,600 cells, 57 KB, so the adds stay in the cache). Every bin sums
+    /// its rows in row order, so the bits depend on neither the grouping nor the threads.
     fn histogram(&self, rows: &[u32], gh: &[(f64, f64)]) -> Histogram {
-        let mut hist = vec![(0.0f64, 0.0f64); self.d * 256];
-        hist.par_chunks_mut(HISTOGRAM_GROUP * 256)
-            .enumerate()
-            .for_each(|(group, out)| {
-                let first = group * HISTOGRAM_GROUP;
-                let columns: Vec<&[u8]> = (first..first + out.len() / 256)
-                    .map(|f| &self.binned[f * self.n..(f + 1) * self.n])
-                    .collect();
-                for &r in rows {
-                    let (g, h) = gh[r as usize];
-                    for (j, column) in columns.iter().enumerate() {
-                        let cell = &mut out[j * 256 + column[r as usize] as usize];
-                        cell.0 += g;
-                        cell.1 += h;
-                    }
+        let d = self.d;
+        let mut hist = vec![(0.0f64, 0.0f64); self.offsets[d]];
+        let mut groups = Vec::new();
+        let mut rest = hist.as_mut_slice();
+        let per_group = d.div_ceil(rayon::current_num_threads()).max(1);
+        for first in (0..d).step_by(per_group) {
+            let end = (first + per_group).min(d);
+            let (out, tail) = rest.split_at_mut(self.offsets[end] - self.offsets[first]);
+            groups.push((first..end, out));
+            rest = tail;
+        }
+        groups.into_par_iter().for_each(|(features, out)| {
+            let at: Vec<usize> = features
+                .clone()
+                .map(|f| self.offsets[f] - self.offsets[features.start])
+                .collect();
+            for &r in rows {
+                let (g, h) = gh[r as usize];
+                let row = &self.binned[r as usize * d..][features.clone()];
+                for (&b, &at) in row.iter().zip(&at) {
+                    let cell = &mut out[at + b as usize];
+                    cell.0 += g;
+                    cell.1 += h;
                 }
-            });
+            }
+        });
         hist
     }
 
@@ -555,10 +629,13 @@ impl Grower<'_> {
         let parent = gs * gs / (hs + lambda);
         let mut best: Option<(usize, u8, f64)> = None;
         for f in 0..self.d {
-            let bins = &hist[f * 256..(f + 1) * 256];
-            let edges = self.thresholds[f].len();
             let (mut gl, mut hl) = (0.0, 0.0);
-            for (b, &(gb, hb)) in bins.iter().enumerate().take(edges) {
+            for (b, &(gb, hb)) in self
+                .bins(hist, f)
+                .iter()
+                .enumerate()
+                .take(self.thresholds[f].len())
+            {
                 gl += gb;
                 hl += hb;
                 let (gr, hr) = (gs - gl, hs - hl);
@@ -601,7 +678,8 @@ mod tests {
 
     #[test]
     fn a_histogram_sums_each_features_bins_in_row_order_whatever_the_grouping() {
-        // 6 features (one group of 4, one of 2), 50 rows, scattered row order as after splits.
+        // 6 features (on 2 threads: two groups of 3), 50 rows (row-major), scattered row order
+        // as after splits; each feature's bins where the offsets put them.
         let (n, d) = (50usize, 6usize);
         let mut rng = StdRng::seed_from_u64(3);
         let binned: Vec<u8> = (0..n * d)
@@ -616,21 +694,20 @@ mod tests {
             .chain((0..n as u32).step_by(3))
             .collect();
         let cfg = GradientBoostingConfig::default();
-        let grower = Grower {
-            binned: &binned,
-            n,
-            d,
-            cfg: &cfg,
-            thresholds: &[],
-        };
+        // Bins 0..=5 (feature 3: up to 8, its own count of bins).
+        let thresholds: Vec<Vec<f32>> = (0..d)
+            .map(|f| vec![0.0; 5 + 3 * (f == 3) as usize])
+            .collect();
+        let grower = Grower::new(&binned, &[], &cfg, &thresholds);
         let hist = on_threads(2, || grower.histogram(&rows, &gh));
+        assert_eq!(hist.len(), 5 * 6 + 9);
         for f in 0..d {
-            let mut want = vec![(0.0f64, 0.0f64); 256];
+            let mut want = vec![(0.0f64, 0.0f64); thresholds[f].len() + 1];
             for &r in &rows {
-                let cell = &mut want[binned[f * n + r as usize] as usize];
+                let cell = &mut want[binned[r as usize * d + f] as usize];
                 (cell.0, cell.1) = (cell.0 + gh[r as usize].0, cell.1 + gh[r as usize].1);
             }
-            assert_eq!(hist[f * 256..(f + 1) * 256], want[..], "feature {f}");
+            assert_eq!(grower.bins(&hist, f), want, "feature {f}");
         }
     }
 

@@ -346,9 +346,25 @@ fn features_per_split(max: MaxFeatures, d: usize) -> usize {
 
 impl Tree {
     /// Adds the class distribution of the leaf each row of `rows` (row-major, `d` wide) lands
-    /// in to its `k` values in `sums`. Rows walk 8 at a time, step by step side by side, so
-    /// their reads of nodes deep in the tree (out of cache) overlap.
+    /// in to its `k` values in `sums`.
     pub(crate) fn add_leaves(&self, rows: &[f32], d: usize, k: usize, sums: &mut [f64]) {
+        self.add_leaves_by(rows, d, k, sums, |x, at| {
+            x >= self.nodes[at as usize].threshold
+        });
+    }
+
+    /// [`Tree::add_leaves`] on rows of any values (a booster's binned rows), `right` telling
+    /// whether a row's value goes right at node `at` (never at a leaf). Rows walk 8 at a time,
+    /// step by step side by side, so their reads of nodes deep in the tree (out of cache)
+    /// overlap.
+    pub(crate) fn add_leaves_by<T: Copy>(
+        &self,
+        rows: &[T],
+        d: usize,
+        k: usize,
+        sums: &mut [f64],
+        right: impl Fn(T, u32) -> bool,
+    ) {
         const LANES: usize = 8;
         for (rows, sums) in rows.chunks(d * LANES).zip(sums.chunks_mut(k * LANES)) {
             let lanes = rows.len() / d;
@@ -357,7 +373,7 @@ impl Tree {
                 let mut moved = false;
                 for (lane, a) in at.iter_mut().enumerate().take(lanes) {
                     let node = self.nodes[*a as usize];
-                    let next = if rows[lane * d + node.feature as usize] >= node.threshold {
+                    let next = if right(rows[lane * d + node.feature as usize], *a) {
                         node.right
                     } else {
                         node.left
@@ -463,7 +479,7 @@ impl Grower<'_> {
             return at;
         };
         let column = &self.binned[best.feature * self.n..(best.feature + 1) * self.n];
-        let split = partition(rows, column, best.bin);
+        let split = partition(rows, |r| column[r as usize], best.bin);
         importance[best.feature] += w * gini_sum_gain(&totals, w, best.score);
         tree.nodes.push(Node::leaf(at, 0));
         let (left_rows, right_rows) = rows.split_at_mut(split);
