@@ -10,7 +10,8 @@
 # (PyTorch and XGBoost each with 2 threads).
 #
 #   NSL_KDD=../shared/datasets FAMILY=mlp|gradient_boosting TRIALS=50 SEED=42 JOBS=2 \
-#     PYTHON=/path/to/python (optuna, torch, xgboost, scikit-learn, pandas) bash benches/tune.sh
+#     PYTHON=/path/to/python (optuna, torch, xgboost, scikit-learn, pandas) [KEEP=dir] \
+#     bash benches/tune.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 family=${FAMILY:-mlp}
@@ -25,8 +26,14 @@ if [ ! -e "$data/KDDTrain+.txt" ] && [ ! -e "$data/KDDTrain+.txt.gz" ]; then
   exit 0
 fi
 cargo build --release --quiet
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# KEEP=DIR keeps the search's folder (trials, best.yaml, the test report) and logs there.
+if [ -n "${KEEP:-}" ]; then
+  work=$KEEP
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 train=$(ls "$data"/KDDTrain+.txt* | head -1)
 test=$(ls "$data"/KDDTest+.txt* | head -1)
 space=configs/tune/$family.yaml
@@ -48,7 +55,7 @@ if ! "$py" -c 'import optuna, sklearn, pandas' 2>/dev/null; then
   exit 0
 fi
 ref=$("$py" benches/tune_reference.py --family "$family" --nsl-kdd "$data" --trials "$trials" \
-  --seed "$seed" --pruner "$([ "$family" = mlp ] && echo median || echo none)" | tail -1)
+  --seed "$seed" --pruner "$([ "$family" = mlp ] && echo median || echo none)" | tee "$work/optuna.log" | tail -1)
 echo "optuna: $ref"
 ref_best=$(echo "$ref" | awk '{print $2}')
 ref_wall=$(echo "$ref" | awk '{print $4}')

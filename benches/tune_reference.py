@@ -164,8 +164,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     os.environ["THREADS"] = str(a.threads)
-    import torch
-    torch.set_num_threads(a.threads)
+    if a.family == "mlp":  # boosting's side needs no PyTorch
+        import torch
+        torch.set_num_threads(a.threads)
     x, y = load(a.nsl_kdd)
     folds = []
     for tr, va in StratifiedKFold(a.cv, shuffle=True, random_state=42).split(x, y):
