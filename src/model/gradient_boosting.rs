@@ -165,7 +165,7 @@ impl GradientBoosting {
         let outputs = if data.multiclass { k } else { 1 };
         let bins = Bins::fit(data.x, d, data.rows, cfg.max_bins);
         let binned = bins.binned_by_row(data.x, d, data.rows);
-        let columns = bins.binned(data.x, d, data.rows);
+        let columns = transpose(&binned, d);
         let val_binned = val.map_or(Vec::new(), |v| {
             let all: Vec<usize> = (0..v.class.len()).collect();
             bins.binned_by_row(v.x, d, &all)
@@ -397,6 +397,13 @@ fn split_bins(tree: &Tree, bins: &Bins) -> Vec<u8> {
             true => u8::MAX,
             false => bins.bin(n.feature as usize, n.threshold) - 1,
         })
+        .collect()
+}
+
+/// Row-major bins (`d` a row) laid out feature-major: one pass, no binary search per cell.
+fn transpose(by_row: &[u8], d: usize) -> Vec<u8> {
+    (0..d)
+        .flat_map(|f| by_row.iter().skip(f).step_by(d).copied())
         .collect()
 }
 
