@@ -166,9 +166,9 @@ impl GradientBoosting {
         let bins = Bins::fit(data.x, d, data.rows, cfg.max_bins);
         let binned = bins.binned_by_row(data.x, d, data.rows);
         let columns = transpose(&binned, d);
-        let val_binned = val.map_or(Vec::new(), |v| {
+        let val_columns = val.map_or(Vec::new(), |v| {
             let all: Vec<usize> = (0..v.class.len()).collect();
-            bins.binned_by_row(v.x, d, &all)
+            bins.binned(v.x, d, &all)
         });
         let class: Vec<u32> = data.rows.iter().map(|&r| data.class[r]).collect();
         let weight: Vec<f64> = class
@@ -217,14 +217,16 @@ impl GradientBoosting {
                 let mut add = vec![0.0f64; n];
                 let tree = grower.grow(&rows, &gh, &mut gain, &mut add);
                 let split_bins = split_bins(&tree, &model.bins);
-                let right = |b: u8, at: u32| b > split_bins[at as usize];
-                walk_unsampled(&tree, &binned, &rows, right, &mut add);
+                let route = |columns: &[u8], rows: Vec<u32>, add: &mut [f64]| {
+                    add_leaves_by_columns(&tree, &split_bins, columns, rows, add)
+                };
+                route(&columns, unsampled(&rows, n), &mut add);
                 for i in 0..n {
                     raw[i * outputs + o] += add[i];
                 }
                 if let Some(v) = val {
                     let mut add = vec![0.0f64; v.class.len()];
-                    tree.add_leaves_by(&val_binned, d, 1, &mut add, right);
+                    route(&val_columns, (0..v.class.len() as u32).collect(), &mut add);
                     for (i, a) in add.iter().enumerate() {
                         val_raw[i * outputs + o] += a;
                     }
@@ -407,30 +409,45 @@ fn transpose(by_row: &[u8], d: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Adds `tree`'s leaf values to `add` for the training rows (`binned`, row-major) that a
-/// subsampled round left out of `rows` (sorted): the sampled ones have theirs from
-/// [`Grower::grow`].
-fn walk_unsampled(
+/// The training rows (of `n`) that a subsampled round left out of `rows` (sorted): the
+/// sampled ones have their leaf values from [`Grower::grow`].
+fn unsampled(rows: &[u32], n: usize) -> Vec<u32> {
+    let mut sampled = rows.iter().peekable();
+    (0..n as u32)
+        .filter(|r| sampled.next_if_eq(&r).is_none())
+        .collect()
+}
+
+/// Adds `tree`'s leaf values to `add` for `rows` of feature-major `columns` (`add.len()`
+/// rows a feature), sending them down the tree by partitions as the tree was grown: each
+/// split reads one column front to back, where a walk would read each row's bins out of the
+/// cache at every level. A row's bin above its node's split bin goes right.
+fn add_leaves_by_columns(
     tree: &Tree,
-    binned: &[u8],
-    rows: &[u32],
-    right: impl Fn(u8, u32) -> bool + Copy,
+    split_bins: &[u8],
+    columns: &[u8],
+    mut rows: Vec<u32>,
     add: &mut [f64],
 ) {
-    let d = binned.len() / add.len();
-    let mut sampled = rows.iter().peekable();
-    for (r, add) in add.iter_mut().enumerate() {
-        if sampled.next_if_eq(&&(r as u32)).is_none() {
-            let row = &binned[r * d..(r + 1) * d];
-            tree.add_leaves_by(row, d, 1, std::slice::from_mut(add), right);
+    let n = add.len();
+    let mut open = vec![(0u32, 0..rows.len())];
+    while let Some((at, range)) = open.pop() {
+        let node = tree.nodes[at as usize];
+        if node.threshold.is_nan() {
+            let value = f64::from(tree.leaves[node.right as usize]);
+            rows[range].iter().for_each(|&r| add[r as usize] += value);
+            continue;
         }
+        let column = &columns[node.feature as usize * n..][..n];
+        let bin_of = |r: u32| column[r as usize];
+        let mid =
+            range.start + partition(&mut rows[range.clone()], bin_of, split_bins[at as usize]);
+        open.extend([(node.left, range.start..mid), (node.right, mid..range.end)]);
     }
 }
 
 /// Grows one tree on binned rows from each row's gradient and Hessian.
 struct Grower<'a> {
-    /// Row-major, `d` bins a row: what histograms read.
-    binned: &'a [u8],
     /// Feature-major, `n` rows a feature: what a split's partition reads.
     columns: &'a [u8],
     d: usize,
@@ -439,6 +456,69 @@ struct Grower<'a> {
     /// Where each feature's bins start in a [`Histogram`] (and, last, its length): a feature
     /// has one bin more than thresholds, so one-hot columns take 2 cells, not 256.
     offsets: Vec<usize>,
+    /// Per feature, its most common bin over the training rows: the bin a histogram derives.
+    common: Vec<u8>,
+    /// What histograms read: the features in one group per rayon thread.
+    groups: Vec<Sparse>,
+}
+
+/// A group of features' bins, row by row, left out where a row is in the feature's most
+/// common bin (as LightGBM's sparse features): a histogram adds only these and takes each
+/// common bin's sums as the node's minus the feature's other bins. NSL-KDD's 84 one-hot
+/// columns are one cell a categorical feature, and most counts and rates are mostly 0.
+struct Sparse {
+    features: std::ops::Range<usize>,
+    /// Row `r`'s cells (offsets into the group's part of a histogram) are
+    /// `cells[starts[r]..starts[r + 1]]`.
+    starts: Vec<usize>,
+    cells: Vec<u32>,
+}
+
+impl Sparse {
+    /// The cells of `binned` (row-major, `d` bins a row) in `features` outside `common`.
+    fn new(
+        binned: &[u8],
+        d: usize,
+        features: std::ops::Range<usize>,
+        offsets: &[usize],
+        common: &[u8],
+    ) -> Sparse {
+        let mut starts = vec![0];
+        let mut cells = Vec::new();
+        for row in binned.chunks_exact(d) {
+            for f in features.clone() {
+                if row[f] != common[f] {
+                    cells.push((offsets[f] - offsets[features.start] + row[f] as usize) as u32);
+                }
+            }
+            starts.push(cells.len());
+        }
+        Sparse {
+            features,
+            starts,
+            cells,
+        }
+    }
+
+    fn cells(&self, r: u32) -> &[u32] {
+        &self.cells[self.starts[r as usize]..self.starts[r as usize + 1]]
+    }
+}
+
+/// Consecutive features in up to `k` groups of about equal `cost`s.
+fn feature_groups(cost: &[usize], k: usize) -> Vec<std::ops::Range<usize>> {
+    let per_group = cost.iter().sum::<usize>().div_ceil(k.max(1)).max(1);
+    let mut groups = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (f, &c) in cost.iter().enumerate() {
+        sum += c;
+        let full = sum >= per_group * (groups.len() + 1) && groups.len() + 1 < k;
+        if full || f + 1 == cost.len() {
+            groups.push(start..f + 1);
+            start = f + 1;
+        }
+    }
+    groups
 }
 
 /// Per feature and bin: (gradient sum, Hessian sum), feature-major, each feature's bins at
@@ -458,24 +538,44 @@ struct Open {
 
 impl<'a> Grower<'a> {
     fn new(
-        binned: &'a [u8],
+        binned: &[u8],
         columns: &'a [u8],
         cfg: &'a GradientBoostingConfig,
         thresholds: &'a [Vec<f32>],
     ) -> Self {
-        let offsets = std::iter::once(0)
+        let d = thresholds.len();
+        let offsets: Vec<usize> = std::iter::once(0)
             .chain(thresholds.iter().scan(0, |end, t| {
                 *end += t.len() + 1;
                 Some(*end)
             }))
             .collect();
+        let mut count = vec![0usize; offsets[d]];
+        for row in binned.chunks_exact(d) {
+            for (f, &b) in row.iter().enumerate() {
+                count[offsets[f] + b as usize] += 1;
+            }
+        }
+        let most = |f: usize| {
+            let bins = &count[offsets[f]..offsets[f + 1]];
+            (0..bins.len()).fold(0, |m, b| if bins[b] > bins[m] { b } else { m })
+        };
+        let common: Vec<u8> = (0..d).map(|f| most(f) as u8).collect();
+        let rare: Vec<usize> = (0..d)
+            .map(|f| binned.len() / d - count[offsets[f] + common[f] as usize])
+            .collect();
+        let groups = feature_groups(&rare, rayon::current_num_threads())
+            .into_iter()
+            .map(|features| Sparse::new(binned, d, features, &offsets, &common))
+            .collect();
         Grower {
-            binned,
             columns,
-            d: thresholds.len(),
+            d,
             cfg,
             thresholds,
             offsets,
+            common,
+            groups,
         }
     }
 
@@ -594,36 +694,41 @@ impl<'a> Grower<'a> {
         (left, right)
     }
 
-    /// The histogram of `rows`: the features split into one group per rayon thread, each
-    /// group one pass over the rows that adds a row's gradient pair to each of its features'
-    /// bins, reading the row's bins side by side (the whole histogram of NSL-KDD's 122
-    /// columns is about 3,600 cells, 57 KB, so the adds stay in the cache). Every bin sums
-    /// its rows in row order, so the bits depend on neither the grouping nor the threads.
+    /// The histogram of `rows`: each group of features ([`Sparse`]) one pass over the rows
+    /// on its own thread, adding a row's gradient pair to its cells, then each feature's
+    /// common bin set to the rows' sums minus the feature's other bins. Every bin sums its
+    /// rows in row order, so the bits depend on neither the grouping nor the threads.
     fn histogram(&self, rows: &[u32], gh: &[(f64, f64)]) -> Histogram {
-        let d = self.d;
-        let mut hist = vec![(0.0f64, 0.0f64); self.offsets[d]];
-        let mut groups = Vec::new();
+        let total = rows.iter().fold((0.0, 0.0), |(g, h), &r| {
+            (g + gh[r as usize].0, h + gh[r as usize].1)
+        });
+        let mut hist = vec![(0.0f64, 0.0f64); self.offsets[self.d]];
+        let mut parts = Vec::new();
         let mut rest = hist.as_mut_slice();
-        let per_group = d.div_ceil(rayon::current_num_threads()).max(1);
-        for first in (0..d).step_by(per_group) {
-            let end = (first + per_group).min(d);
-            let (out, tail) = rest.split_at_mut(self.offsets[end] - self.offsets[first]);
-            groups.push((first..end, out));
+        for group in &self.groups {
+            let span = self.offsets[group.features.end] - self.offsets[group.features.start];
+            let (out, tail) = rest.split_at_mut(span);
+            parts.push((group, out));
             rest = tail;
         }
-        groups.into_par_iter().for_each(|(features, out)| {
-            let at: Vec<usize> = features
-                .clone()
-                .map(|f| self.offsets[f] - self.offsets[features.start])
-                .collect();
+        parts.into_par_iter().for_each(|(group, out)| {
             for &r in rows {
                 let (g, h) = gh[r as usize];
-                let row = &self.binned[r as usize * d..][features.clone()];
-                for (&b, &at) in row.iter().zip(&at) {
-                    let cell = &mut out[at + b as usize];
+                for &c in group.cells(r) {
+                    let cell = &mut out[c as usize];
                     cell.0 += g;
                     cell.1 += h;
                 }
+            }
+            let base = self.offsets[group.features.start];
+            for f in group.features.clone() {
+                let bins = &mut out[self.offsets[f] - base..self.offsets[f + 1] - base];
+                let common = self.common[f] as usize;
+                let mut left = total;
+                for (_, cell) in bins.iter().enumerate().filter(|&(b, _)| b != common) {
+                    (left.0, left.1) = (left.0 - cell.0, left.1 - cell.1);
+                }
+                bins[common] = left;
             }
         });
         hist
@@ -684,13 +789,18 @@ mod tests {
     }
 
     #[test]
-    fn a_histogram_sums_each_features_bins_in_row_order_whatever_the_grouping() {
-        // 6 features (on 2 threads: two groups of 3), 50 rows (row-major), scattered row order
-        // as after splits; each feature's bins where the offsets put them.
+    fn a_histogram_sums_each_features_bins_and_the_same_bits_whatever_the_grouping() {
+        // 6 features, 50 rows (row-major), scattered row order as after splits; each
+        // feature's bins where the offsets put them. Feature 4 is mostly bin 2 (its common
+        // bin, derived), feature 5 always bin 1 (no row stored).
         let (n, d) = (50usize, 6usize);
         let mut rng = StdRng::seed_from_u64(3);
         let binned: Vec<u8> = (0..n * d)
-            .map(|i| (i % 3 + rng.random_range(0..4)) as u8)
+            .map(|i| match i % d {
+                4 => [2, 2, 2, 0][rng.random_range(0..4)],
+                5 => 1,
+                f => (f % 3 + rng.random_range(0..4)) as u8,
+            })
             .collect();
         let gh: Vec<(f64, f64)> = (0..n)
             .map(|_| (rng.random::<f64>() - 0.5, rng.random()))
@@ -705,17 +815,41 @@ mod tests {
         let thresholds: Vec<Vec<f32>> = (0..d)
             .map(|f| vec![0.0; 5 + 3 * (f == 3) as usize])
             .collect();
-        let grower = Grower::new(&binned, &[], &cfg, &thresholds);
-        let hist = on_threads(2, || grower.histogram(&rows, &gh));
+        let histogram = |threads| {
+            on_threads(threads, || {
+                let grower = Grower::new(&binned, &[], &cfg, &thresholds);
+                (grower.groups.len(), grower.histogram(&rows, &gh))
+            })
+        };
+        let ((one, hist), (three, grouped)) = (histogram(1), histogram(3));
+        assert_eq!((one, three), (1, 3));
+        assert_eq!(hist, grouped, "the same bits in 1 and 3 groups");
         assert_eq!(hist.len(), 5 * 6 + 9);
+        let grower = Grower::new(&binned, &[], &cfg, &thresholds);
+        assert_eq!(grower.common[4..], [2, 1]);
         for f in 0..d {
             let mut want = vec![(0.0f64, 0.0f64); thresholds[f].len() + 1];
             for &r in &rows {
                 let cell = &mut want[binned[r as usize * d + f] as usize];
                 (cell.0, cell.1) = (cell.0 + gh[r as usize].0, cell.1 + gh[r as usize].1);
             }
-            assert_eq!(grower.bins(&hist, f), want, "feature {f}");
+            for (b, (got, want)) in grower.bins(&hist, f).iter().zip(&want).enumerate() {
+                if b == grower.common[f] as usize {
+                    assert!((got.0 - want.0).abs() < 1e-12 && (got.1 - want.1).abs() < 1e-12);
+                } else {
+                    assert_eq!(got, want, "feature {f}, bin {b}: summed in row order");
+                }
+            }
         }
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one group of all features is meant
+    fn features_are_grouped_in_order_by_cost() {
+        assert_eq!(feature_groups(&[5, 1, 1, 1, 1, 1], 2), [0..1, 1..6]);
+        assert_eq!(feature_groups(&[1, 1, 1, 1], 2), [0..2, 2..4]);
+        assert_eq!(feature_groups(&[0, 0, 0], 2), [0..3]);
+        assert_eq!(feature_groups(&[3, 3], 1), [0..2]);
     }
 
     #[test]

@@ -346,25 +346,9 @@ fn features_per_split(max: MaxFeatures, d: usize) -> usize {
 
 impl Tree {
     /// Adds the class distribution of the leaf each row of `rows` (row-major, `d` wide) lands
-    /// in to its `k` values in `sums`.
+    /// in to its `k` values in `sums`. Rows walk 8 at a time, step by step side by side, so
+    /// their reads of nodes deep in the tree (out of cache) overlap.
     pub(crate) fn add_leaves(&self, rows: &[f32], d: usize, k: usize, sums: &mut [f64]) {
-        self.add_leaves_by(rows, d, k, sums, |x, at| {
-            x >= self.nodes[at as usize].threshold
-        });
-    }
-
-    /// [`Tree::add_leaves`] on rows of any values (a booster's binned rows), `right` telling
-    /// whether a row's value goes right at node `at` (never at a leaf). Rows walk 8 at a time,
-    /// step by step side by side, so their reads of nodes deep in the tree (out of cache)
-    /// overlap.
-    pub(crate) fn add_leaves_by<T: Copy>(
-        &self,
-        rows: &[T],
-        d: usize,
-        k: usize,
-        sums: &mut [f64],
-        right: impl Fn(T, u32) -> bool,
-    ) {
         const LANES: usize = 8;
         for (rows, sums) in rows.chunks(d * LANES).zip(sums.chunks_mut(k * LANES)) {
             let lanes = rows.len() / d;
@@ -373,7 +357,7 @@ impl Tree {
                 let mut moved = false;
                 for (lane, a) in at.iter_mut().enumerate().take(lanes) {
                     let node = self.nodes[*a as usize];
-                    let next = if right(rows[lane * d + node.feature as usize], *a) {
+                    let next = if rows[lane * d + node.feature as usize] >= node.threshold {
                         node.right
                     } else {
                         node.left
