@@ -390,8 +390,8 @@ fn log_loss(raw: &[f64], class: &[u32], outputs: usize) -> f64 {
 }
 
 /// Per node of a grown tree, the bin its split sends right above (a row goes right when its
-/// bin is greater, as its value is at or above the threshold), 255 at leaves (none goes
-/// right): the training and validation rows walk their bins, a quarter of their values' bytes.
+/// bin is greater, as its value is at or above the threshold; 255 at leaves, never read): the
+/// training and validation rows are routed by their bins, a quarter of their values' bytes.
 fn split_bins(tree: &Tree, bins: &Bins) -> Vec<u8> {
     tree.nodes
         .iter()
